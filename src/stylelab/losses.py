@@ -25,11 +25,16 @@ Stats = Any  # a tensor or a tuple of tensors; whatever a loss's `stats` returns
 
 
 def flatten(activation: Tensor) -> Tensor:
-    """(1, C, H, W) activation -> (C, H*W) float32 feature matrix (columns = samples)."""
+    """(1, C, H, W) activation -> (C, H*W) feature matrix (columns = samples), at least float32."""
     b, c, h, w = activation.shape
     if b != 1:
         raise ValueError(f"expected a batch of one image, got {b}")
-    return activation.reshape(c, h * w).float()  # (C, M)
+    return at_least_float32(activation.reshape(c, h * w))  # (C, M)
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """Half/bfloat16 -> float32; float32 and float64 unchanged (float64 keeps exact checks exact)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def linear_blend(stats: Sequence[Stats], weights: Sequence[float]) -> Stats:
@@ -85,7 +90,7 @@ def style_loss(name: str) -> StyleLoss:
 
 def content_loss(x: Tensor, target: Tensor, target_power: Tensor) -> Tensor:
     """Normalised MSE: mean((F_x − F_c)²) / mean(F_c²); 1 for an all-zero response, 0 at the content image."""
-    return ((x.float() - target) ** 2).mean() / target_power
+    return ((at_least_float32(x) - target) ** 2).mean() / target_power
 
 
 def tv_loss(image: Tensor) -> Tensor:

