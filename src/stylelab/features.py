@@ -95,7 +95,8 @@ def _load_state(path: Path, what: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise WeightsError(f"cannot read {what} {path}: {type(exc).__name__}; {_REMEDY[what]}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read {what} {path} ({reason[:120]}); {_REMEDY[what]}") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{what} {path} is not a state dict; {_REMEDY[what]}")
     return state

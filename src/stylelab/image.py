@@ -41,14 +41,15 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
         raise ImageError(f"{what} is an empty file: {p}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above its own limit (~89M px); we apply ours (MAX_PIXELS) in _check_pixels.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 _check_pixels(im, p, what)
                 im.load()
                 return ImageOps.exif_transpose(im)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError(f"{what} is too large (over {MAX_PIXELS:,} pixels): {p}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not an image file Pillow can read: {p}") from None

@@ -115,7 +115,10 @@ def pick_device(name: str) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__})")
-        index = int(name.split(":")[1]) if ":" in name else 0
+        try:
+            index = int(name.split(":")[1]) if ":" in name else 0
+        except ValueError:
+            raise DeviceError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N, mps") from None
         if index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     if kind == "mps" and not torch.backends.mps.is_available():

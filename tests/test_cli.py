@@ -1,0 +1,414 @@
+"""The command line, in-process through `stylelab.cli.main(argv) -> int` (plus one subprocess smoke test).
+
+Every bad input must fail before any optimisation: exit 2, one line on stderr, no traceback, no output file.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stylelab
+import stylelab.cli as cli
+from stylelab.cli import main
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def noise_png(path: Path, w: int = 64, h: int = 48, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    # smooth-ish noise: blocks of colour, so the style has some structure
+    small = rng.integers(0, 256, (max(1, h // 8), max(1, w // 8), 3), dtype=np.uint8)
+    Image.fromarray(small).resize((w, h), Image.NEAREST).save(path)
+    return path
+
+
+def png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def bomb_png(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
+    """A tiny PNG whose IHDR declares `width` x `height` RGB pixels, without pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
+    return path
+
+
+def truncated_png(path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def snapshot(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Tiny content and style PNGs, and the (not yet existing) output path."""
+    content = noise_png(tmp_path / "content.png", 64, 48, seed=0)
+    style = noise_png(tmp_path / "style.png", 48, 64, seed=1)
+    return content, style, tmp_path / "out.png"
+
+
+@pytest.fixture
+def fail_if_optimising(monkeypatch):
+    """Bad-input tests must stop before any optimisation: make reaching the optimiser a loud failure."""
+    import stylelab.optimize as opt
+
+    def boom(*args, **kwargs):
+        raise AssertionError("optimisation started although the input was bad")
+
+    monkeypatch.setattr(opt, "optimize", boom)
+    monkeypatch.setattr(opt, "compute_targets", boom)
+
+
+def expect_error(capsys, folder: Path, argv: list[str], phrase: str = "", prefix: str = "stylelab: error:") -> str:
+    """Run main(argv); assert exit 2, one clean line on stderr, nothing on stdout, no new file in `folder`."""
+    before = snapshot(folder)
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2, f"exit code {code}, stderr: {err!r}"
+    assert "Traceback" not in err
+    assert err.startswith(prefix), err
+    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
+    assert phrase.lower() in err.lower(), f"{phrase!r} not in {err!r}"
+    assert out == ""
+    assert snapshot(folder) == before, "a file was created"
+    return err
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+
+
+def _content_missing(tmp_path, content):
+    return tmp_path / "missing.png", "not found"
+
+
+def _content_directory(tmp_path, content):
+    d = tmp_path / "adir.png"
+    d.mkdir()
+    return d, "directory"
+
+
+def _content_text(tmp_path, content):
+    p = tmp_path / "text.png"
+    p.write_text("not an image at all\n")
+    return p, "not an image"
+
+
+def _content_empty(tmp_path, content):
+    p = tmp_path / "empty.png"
+    p.touch()
+    return p, "empty"
+
+
+def _content_truncated(tmp_path, content):
+    return truncated_png(tmp_path / "cut.png"), "truncated"
+
+
+def _content_bomb(tmp_path, content):
+    return bomb_png(tmp_path / "bomb.png"), "too large"
+
+
+BAD_CONTENT = {
+    "missing": _content_missing,
+    "directory": _content_directory,
+    "non-image": _content_text,
+    "zero-byte": _content_empty,
+    "truncated": _content_truncated,
+    "decompression-bomb": _content_bomb,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONTENT), ids=list(BAD_CONTENT))
+def test_bad_content_image(capsys, images, tmp_path, fail_if_optimising, case):
+    content, style, out = images
+    bad, phrase = BAD_CONTENT[case](tmp_path, content)
+    err = expect_error(capsys, tmp_path, ["run", bad, style, "-o", out, "--size", "64", "--steps", "3"], phrase)
+    assert "content image" in err and bad.name in err
+
+
+@pytest.mark.parametrize("case", list(BAD_CONTENT), ids=list(BAD_CONTENT))
+def test_bad_style_image(capsys, images, tmp_path, fail_if_optimising, case):
+    content, style, out = images
+    bad, phrase = BAD_CONTENT[case](tmp_path, content)
+    err = expect_error(capsys, tmp_path, ["run", content, bad, "-o", out, "--size", "64", "--steps", "3"], phrase)
+    assert "style image" in err and bad.name in err
+
+
+def test_missing_second_style_image(capsys, images, tmp_path, fail_if_optimising):
+    content, style, out = images
+    err = expect_error(capsys, tmp_path, ["run", content, style, tmp_path / "nope.jpg", "-o", out], "not found")
+    assert "style image 2" in err
+
+
+BAD_SETTINGS = {
+    "style-layer-unknown": (["--style-layers", "relu1_1,relu9_9"], "relu9_9"),
+    "content-layer-unknown": (["--content-layers", "conv4_7"], "conv4_7"),
+    "style-layer-bad-weight": (["--style-layers", "relu1_1:heavy"], "number"),
+    "style-layer-nan-weight": (["--style-layers", "relu1_1:nan"], "finite"),
+    "style-layer-duplicate": (["--style-layers", "relu1_1,relu1_1"], "twice"),
+    "style-layers-empty": (["--style-layers", ""], "at least one layer"),
+    "style-weight-negative": (["--style-weight", "-1"], "style_weight"),
+    "content-weight-nan": (["--content-weight", "nan"], "content_weight"),
+    "content-weight-inf": (["--content-weight", "inf"], "content_weight"),
+    "tv-weight-negative": (["--tv-weight", "-0.5"], "tv_weight"),
+    "lr-zero": (["--lr", "0"], "lr"),
+    "device-tpu": (["--device", "tpu"], "tpu"),
+    "device-cpu-garbage": (["--device", "cpu:abc"], "device"),
+    "optimizer-sgd": (["--optimizer", "sgd"], "sgd"),
+    "pooling-median": (["--pooling", "median"], "median"),
+    "style-loss-unknown": (["--style-loss", "nope"], "nope"),
+    "steps-zero": (["--steps", "0"], "steps"),
+    "steps-negative": (["--steps", "-3"], "steps"),
+    "size-tiny": (["--size", "8"], "size"),
+    "style-size-tiny": (["--style-size", "4"], "style_size"),
+    "style-blend-too-many": (["--style-blend", "1,2"], "style_blend"),
+    "style-blend-not-number": (["--style-blend", "a"], "number"),
+    "style-blend-negative": (["--style-blend", "-1"], "style_blend"),
+    "save-every-negative": (["--save-every", "-1"], "save-every"),
+    "init-missing": (["--init", "no_such_init.png"], "not found"),
+    "weights-missing": (["--weights", "no_such_weights.pth"], "not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SETTINGS), ids=list(BAD_SETTINGS))
+def test_bad_settings(capsys, images, tmp_path, fail_if_optimising, case):
+    content, style, out = images
+    extra, phrase = BAD_SETTINGS[case]
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--size", "64", "--steps", "3", *extra], phrase)
+
+
+def test_style_blend_wrong_count_with_two_styles(capsys, images, tmp_path, fail_if_optimising):
+    content, style, out = images
+    style2 = noise_png(tmp_path / "style2.png", seed=2)
+    expect_error(capsys, tmp_path, ["run", content, style, style2, "-o", out, "--style-blend", "1,2,3"],
+                 "3 weights for 2 style image(s)")
+
+
+def test_content_too_thin_for_the_network(capsys, tmp_path, fail_if_optimising):
+    content = noise_png(tmp_path / "thin.png", 64, 4)
+    style = noise_png(tmp_path / "style.png")
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", tmp_path / "out.png", "--size", "64"], "px")
+
+
+def test_weights_not_a_state_dict(capsys, images, tmp_path, fail_if_optimising):
+    content, style, out = images
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"definitely not a torch file")
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--weights", junk], "junk.pth")
+
+
+@pytest.mark.parametrize(
+    "output, phrase",
+    [
+        ("no_such_folder/out.png", "does not exist"),
+        ("out.gif", "output format"),
+        ("out", "output format"),
+        ("out.png.part", "output format"),
+    ],
+)
+def test_bad_output_path(capsys, images, tmp_path, fail_if_optimising, output, phrase):
+    content, style, _ = images
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", tmp_path / output], phrase)
+
+
+def test_output_is_a_directory(capsys, images, tmp_path, fail_if_optimising):
+    content, style, _ = images
+    (tmp_path / "dir.png").mkdir()
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", tmp_path / "dir.png"], "directory")
+
+
+def test_output_folder_not_writable(capsys, images, tmp_path, fail_if_optimising):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: permission bits do not stop root, so this cannot be tested for real")
+    content, style, _ = images
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        expect_error(capsys, tmp_path, ["run", content, style, "-o", ro / "out.png"], "not writable")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_device_cuda_unavailable(capsys, images, tmp_path, fail_if_optimising):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    content, style, out = images
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--device", "cuda"], "CUDA is not available")
+
+
+def test_device_mps_unavailable(capsys, images, tmp_path, fail_if_optimising):
+    if torch.backends.mps.is_available():
+        pytest.skip("MPS is available here")
+    content, style, out = images
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--device", "mps"], "MPS")
+
+
+def test_device_cuda_bad_index_with_cuda(capsys, images, tmp_path, fail_if_optimising, monkeypatch):
+    content, style, out = images
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # simulate a CUDA machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--device", "cuda:x"], "cuda:x")
+
+
+def test_device_cuda_index_out_of_range_with_cuda(capsys, images, tmp_path, fail_if_optimising, monkeypatch):
+    content, style, out = images
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--device", "cuda:1"], "only 1 CUDA")
+
+
+@pytest.mark.parametrize(
+    "argv, phrase, prefix",
+    [
+        (["run", "{c}", "{s}"], "-o/--output", "stylelab run: error:"),
+        (["run", "{c}", "{s}", "-o", "{o}", "--steps", "many"], "--steps", "stylelab run: error:"),
+        (["run", "{c}", "{s}", "-o", "{o}", "--size", "1.5"], "--size", "stylelab run: error:"),
+        (["run", "{c}", "{s}", "-o", "{o}", "--style-weight", "lots"], "--style-weight", "stylelab run: error:"),
+        (["run", "{c}", "-o", "{o}"], "style", "stylelab run: error:"),
+        ([], "command", "stylelab: error:"),
+        (["paint"], "paint", "stylelab: error:"),
+        (["run", "{c}", "{s}", "-o", "{o}", "--no-such-flag"], "--no-such-flag", "stylelab"),
+    ],
+    ids=["no-output", "steps-text", "size-float", "weight-text", "no-style", "no-command", "bad-command",
+         "unknown-flag"],
+)
+def test_usage_errors(capsys, images, tmp_path, fail_if_optimising, argv, phrase, prefix):
+    content, style, out = images
+    argv = [a.format(c=content, s=style, o=out) for a in argv]
+    err = expect_error(capsys, tmp_path, argv, phrase, prefix=prefix)
+    assert "usage:" not in err  # one line, not argparse's usage block
+
+
+def test_help_and_version_in_process(capsys):
+    assert main(["--version"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"stylelab {stylelab.__version__}"
+    assert main(["run", "--help"]) == 0
+    out, _ = capsys.readouterr()
+    assert "--style-layers" in out and "--save-every" in out
+
+
+# ---------------------------------------------------------------------------------------------- real runs
+
+
+def test_end_to_end_quiet(capsys, tmp_path):
+    content = noise_png(tmp_path / "content.png", 96, 72, seed=0)  # 4:3, larger than --size
+    style = noise_png(tmp_path / "style.png", 40, 60, seed=1)
+    out = tmp_path / "out.png"
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "3", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out == "" and captured.err == ""
+    assert out.is_file()
+    with Image.open(out) as im:
+        assert im.mode == "RGB"
+        assert max(im.size) == 64
+        assert im.size == (64, 48)  # same 4:3 aspect ratio as the 96x72 content
+    assert snapshot(tmp_path) == {"content.png", "style.png", "out.png"}  # no temporary files left
+
+
+def test_end_to_end_save_every(capsys, images, tmp_path):
+    content, style, out = images
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "4",
+                 "--save-every", "2", "--optimizer", "adam"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out == ""
+    assert "Traceback" not in captured.err
+    assert "wrote" in captured.err  # the summary line, without --quiet
+    assert snapshot(tmp_path) == {"content.png", "style.png", "out.png", "out_step0002.png", "out_step0004.png"}
+    for name in ("out.png", "out_step0002.png", "out_step0004.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.size == (64, 48)
+
+
+def test_interrupted_run_leaves_no_output(capsys, images, tmp_path, monkeypatch):
+    content, style, out = images
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "stylize", interrupted)
+    before = snapshot(tmp_path)
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "3"])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "Traceback" not in captured.err
+    assert "interrupted" in captured.err
+    assert not out.exists()
+    assert snapshot(tmp_path) == before
+
+
+def test_interrupted_while_saving_leaves_no_output(capsys, images, tmp_path, monkeypatch):
+    content, style, out = images
+    monkeypatch.setattr(cli, "stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+
+    def save(self, fp, *args, **kwargs):
+        fp.write(b"half an image")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    before = snapshot(tmp_path)
+    code = main(["run", str(content), str(style), "-o", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "Traceback" not in captured.err
+    assert snapshot(tmp_path) == before  # neither out.png nor a temporary file
+
+
+def test_failed_save_is_exit_2_without_output(capsys, images, tmp_path, monkeypatch):
+    content, style, out = images
+    monkeypatch.setattr(cli, "stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+
+    def save(self, fp, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--quiet"], "No space left on device")
+
+
+# -------------------------------------------------------------------------------------------- subprocesses
+
+
+def test_module_help_and_console_script_version(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run([sys.executable, "-m", "stylelab", "--help"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "usage: stylelab" in r.stdout and "run" in r.stdout
+    assert "Traceback" not in r.stderr
+
+    r = subprocess.run([sys.executable, "-m", "stylelab", "--version"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"stylelab {stylelab.__version__}"
+
+    # the installed console script, next to this interpreter (the venv's bin/)
+    script = Path(sys.executable).with_name("stylelab")
+    if script.exists():
+        r = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"stylelab {stylelab.__version__}"
+
+    r = subprocess.run([sys.executable, "-m", "stylelab", "run", "missing.png", "style.png", "-o", "x.png"],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.startswith("stylelab: error:")
+    assert r.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
