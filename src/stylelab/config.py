@@ -33,7 +33,7 @@ class Config:
 
     size: int = 512  # long edge of the output, px
     style_size: int | None = None  # long edge of each style image, px; None = same as `size`
-    steps: int = 300  # optimizer steps; one step = one forward + backward pass
+    steps: int = 200  # optimizer steps; one step = one forward + backward pass
     optimizer: str = "lbfgs"  # lbfgs: fastest for deterministic losses; adam: robust, needed for sampled ones
     lr: float | None = None  # None = DEFAULT_LR[optimizer]
     lbfgs_history: int = 50  # L-BFGS memory; 50 keeps RAM modest at high resolution
