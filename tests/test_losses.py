@@ -68,7 +68,8 @@ def test_gram_is_float32_for_half_features():
 
 def test_registry_entries_are_stats_loss_pairs_zero_at_target():
     x = features(6, 40, 11)
-    for name, entry in STYLE_LOSSES.items():
+    for name, factory in STYLE_LOSSES.items():
+        entry = factory()
         value = entry.loss(x, entry.stats(x))
         assert abs(float(value)) < 1e-12, name
 
@@ -94,3 +95,70 @@ def test_tv_loss_values():
     step = torch.zeros(1, 3, 4, 4)
     step[..., 2:] = 1.0  # one vertical edge: each row has one jump of 1 among 3 horizontal pairs
     torch.testing.assert_close(tv_loss(step), torch.tensor(1 / 3))
+
+
+# ------------------------------------------------------------------------------------ first-order family
+
+from stylelab.losses import BN_EPS, bn_distance, bn_stats, channel_mean, mean_distance, style_loss  # noqa: E402
+
+
+def test_linear_mmd_identity_constant_one():
+    # METHOD.md §6.2: MMD_b²[xᵀy] == ||μ_X − μ_Y||², equal and unequal sizes.
+    for c, mx, my in ((8, 40, 40), (16, 300, 517)):
+        x, y = features(c, mx, 20), features(c, my, 21)
+        mmd = mmd2_biased(x, y, lambda k: k)
+        assert abs(mean_distance(x, channel_mean(y)) / mmd - 1) < 1e-10
+
+
+def test_second_moment_is_covariance_plus_mean_outer():
+    x = features(6, 70, 22)
+    mu = x.mean(dim=1)
+    cov = (x - mu[:, None]) @ (x - mu[:, None]).T / x.shape[1]
+    torch.testing.assert_close(gram(x), cov + torch.outer(mu, mu), rtol=1e-12, atol=1e-14)
+
+
+def test_bn_distance_closed_form():
+    x, y = features(5, 50, 23), features(5, 80, 24)
+    expected = ((x.mean(1) - y.mean(1)) ** 2 + ((x.var(1, unbiased=False) + BN_EPS).sqrt()
+                                              - (y.var(1, unbiased=False) + BN_EPS).sqrt()) ** 2).mean()
+    torch.testing.assert_close(bn_distance(x, bn_stats(y)), expected, rtol=1e-10, atol=0)
+
+
+def test_bn_blend_is_mixture_moments():
+    # Blending (μ, E[f²]) linearly gives the mean and std of the pooled mixture (METHOD.md §5.2).
+    a, b = features(4, 60, 25), features(4, 60, 26) * 3
+    pooled = torch.cat([a, b, b, b], dim=1)  # π = (1/4, 3/4)
+    blended = style_loss("bn").blend([bn_stats(a), bn_stats(b)], [0.25, 0.75])
+    assert abs(float(bn_distance(pooled, blended))) < 1e-12
+
+
+def test_bn_gradient_finite_for_dead_channel():
+    x = features(3, 20, 27)
+    x[1] = 0.0  # a channel that is all zero after ReLU: σ = 0
+    x.requires_grad_(True)
+    bn_distance(x, bn_stats(features(3, 20, 28))).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_first_order_losses_invariant_to_shuffling():
+    x, y = features(10, 80, 29), features(10, 50, 30)
+    perm = torch.randperm(80, generator=torch.Generator().manual_seed(1))
+    for name in ("mmd-linear", "bn"):
+        loss = style_loss(name)
+        torch.testing.assert_close(loss.loss(x[:, perm], loss.stats(y)), loss.loss(x, loss.stats(y)),
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_first_order_losses_gradcheck():
+    y = features(4, 6, 31)
+    for name in ("mmd-linear", "bn"):
+        loss = style_loss(name)
+        x = (features(4, 9, 32) + 0.1).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda a: loss.loss(a, loss.stats(y)), (x,)), name
+
+
+def test_unknown_style_loss_lists_choices():
+    import pytest
+
+    with pytest.raises(ValueError, match="choose one of: gram, mmd-linear, bn"):
+        style_loss("gaussian-fancy")

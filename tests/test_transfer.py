@@ -128,3 +128,26 @@ def test_value_returned_is_value_differentiated(content_image, style_image):
 def test_too_small_for_deepest_layer(content_image, style_image):
     with pytest.raises(StylelabError, match="relu5_1 needs at least 16 px"):
         stylelab.stylize(content_image.resize((120, 10)), style_image, Config(size=64, steps=1))
+
+
+@pytest.mark.parametrize("name", ["gram", "mmd-linear", "bn"])
+def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content_image, style_image):
+    """METHOD.md §6.5, on real VGG19 features (same size for content and style)."""
+    config = Config(size=96, style_loss=name)
+    model = build_model(None, "avg", torch.device("cpu"))
+    c = to_tensor(content_image.resize((96, 64)))
+    s = to_tensor(style_image.resize((96, 64)))
+    loss = style_loss(name)
+    targets = compute_targets(model, c, [s], config, loss)
+    with torch.no_grad():
+        at_content = objective(model, c, targets, config, loss)[1]
+        at_style = objective(model, s, targets, config, loss)[1]
+    for layer in config.style_layers:
+        assert at_content[f"style/{layer}"].item() == pytest.approx(1.0, rel=1e-5)
+        assert at_style[f"style/{layer}"].item() == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mmd-linear", "bn"])
+def test_transfer_with_each_loss_lowers_its_distance(name, content_image, style_image):
+    _, steps = run(content_image, style_image, dataclasses.replace(FAST, style_loss=name))
+    assert steps[-1].terms["style"] < 0.3 * steps[0].terms["style"]

@@ -73,16 +73,53 @@ def gram_distance(x: Tensor, target_gram: Tensor) -> Tensor:
     return ((gram(x) - target_gram) ** 2).sum()
 
 
-STYLE_LOSSES: dict[str, StyleLoss] = {
-    "gram": StyleLoss(stats=gram, loss=gram_distance),
+# ---------------------------------------------------------------------------------------------- first-order family
+
+
+def channel_mean(x: Tensor) -> Tensor:
+    """μ = mean over positions of X (C, M) -> (C,)."""
+    return x.mean(dim=1)
+
+
+def mean_distance(x: Tensor, target_mean: Tensor) -> Tensor:
+    """‖μ_X − μ_S‖². Equals MMD²_b with the linear kernel k(x,y) = xᵀy (Li et al. 2017), also for unequal M."""
+    return ((channel_mean(x) - target_mean) ** 2).sum()
+
+
+BN_EPS = 1e-5  # inside the square root: a channel that is all zero after ReLU has σ = 0 (METHOD.md §7.7)
+
+
+def bn_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(μ, E[f²]) per channel, each (C,): moments, so blending them is blending the distributions (§5.2)."""
+    return x.mean(dim=1), (x**2).mean(dim=1)
+
+
+def bn_distance(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+    """mean_c [(μ_X,c − μ_S,c)² + (σ_X,c − σ_S,c)²] with population std σ = sqrt(var + ε)."""
+    mu_s, second_s = target
+    sigma_s = ((second_s - mu_s**2).clamp_min(0) + BN_EPS).sqrt()
+    mu_x = x.mean(dim=1)
+    sigma_x = (((x - mu_x[:, None]) ** 2).mean(dim=1) + BN_EPS).sqrt()  # centred first: no cancellation
+    return ((mu_x - mu_s) ** 2 + (sigma_x - sigma_s) ** 2).mean()
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+# name -> factory(**params) -> StyleLoss. Parameters are bound explicitly when the loss is built.
+
+STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
+    "gram": lambda: StyleLoss(stats=gram, loss=gram_distance),
+    "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance),
+    "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance),
 }
 
 
-def style_loss(name: str) -> StyleLoss:
+def style_loss(name: str, **params: Any) -> StyleLoss:
+    """Build the registry entry `name` with `params` bound."""
     try:
-        return STYLE_LOSSES[name]
+        factory = STYLE_LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
+    return factory(**params)
 
 
 # ---------------------------------------------------------------------------------------------- content and TV
