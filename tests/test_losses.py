@@ -160,5 +160,31 @@ def test_first_order_losses_gradcheck():
 def test_unknown_style_loss_lists_choices():
     import pytest
 
-    with pytest.raises(ValueError, match="choose one of: gram, mmd-linear, bn"):
+    with pytest.raises(ValueError, match="choose one of: ") as err:
         style_loss("gaussian-fancy")
+    assert all(name in str(err.value) for name in STYLE_LOSSES)
+    with pytest.raises(ValueError, match="no parameter 'q'; its parameters: c, degree"):
+        style_loss("mmd-poly", q=1)
+
+
+def test_poly_mmd_identity():
+    # METHOD.md §6.2: MMD_b²[(xᵀy + c)²] == ||ΔG||² + 2c||Δμ||², also for unequal sizes.
+    for c in (0.0, 1.0, 10.0):
+        x, y = features(8, 60, 40), features(8, 90, 41)
+        mmd = mmd2_biased(x, y, lambda k: (k + c) ** 2)
+        loss = style_loss("mmd-poly", c=c)
+        assert abs(loss.loss(x, loss.stats(y)) / mmd - 1) < 1e-10
+
+
+def test_parse_style_losses():
+    import pytest
+
+    from stylelab.losses import parse_style_losses
+
+    terms = parse_style_losses("gram:1, mmd-poly(c=2.5):3")
+    assert [(t.label, t.weight) for t in terms] == [("gram", 0.25), ("mmd-poly(c=2.5)", 0.75)]
+    assert terms[1].build().loss is not None
+    for bad in ("gram:x", "nope", "mmd-poly(c)", "gram:0", "gram,gram", "gram:-1", "gram:nan", "mmd-poly(c=-1)", "",
+                "mmd-poly(c=oops)", "mmd-poly(degree=2.5)", "mmd-poly(c=inf)"):
+        with pytest.raises(ValueError):
+            parse_style_losses(bad)

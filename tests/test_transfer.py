@@ -9,7 +9,7 @@ from PIL import Image
 import stylelab
 from stylelab import Config, StylelabError
 from stylelab.image import to_tensor
-from stylelab.optimize import build_model, compute_targets, objective, style_loss
+from stylelab.optimize import build_model, build_style_losses, compute_targets, objective
 
 FAST = Config(size=96, steps=40)
 
@@ -76,12 +76,12 @@ def test_blend_targets_are_weighted_statistics(content_image, style_image, style
     model = build_model(None, "avg", torch.device("cpu"))
     c = to_tensor(content_image)
     s1, s2 = to_tensor(style_image), to_tensor(style_image2)
-    loss = style_loss("gram")
-    both = compute_targets(model, c, [s1, s2], config, loss)
-    t1 = compute_targets(model, c, [s1], single, loss)
-    t2 = compute_targets(model, c, [s2], single, loss)
+    loss = build_style_losses(config)
+    both = compute_targets(model, c, [s1, s2], config, loss).style["gram"]
+    t1 = compute_targets(model, c, [s1], single, loss).style["gram"]
+    t2 = compute_targets(model, c, [s2], single, loss).style["gram"]
     for layer in config.style_layers:
-        torch.testing.assert_close(both.style[layer], 0.25 * t1.style[layer] + 0.75 * t2.style[layer])
+        torch.testing.assert_close(both[layer], 0.25 * t1[layer] + 0.75 * t2[layer])
 
 
 def test_style_size_changes_result(content_image, style_image):
@@ -111,7 +111,7 @@ def test_value_returned_is_value_differentiated(content_image, style_image):
     config = Config(size=32, tv_weight=0.5)
     c = to_tensor(content_image.resize((32, 24))).double()
     s = to_tensor(style_image.resize((32, 24))).double()
-    loss = style_loss("gram")
+    loss = build_style_losses(config)
     targets = compute_targets(model, c, [s], config, loss)
     g = torch.Generator().manual_seed(0)
     x = (c + 0.05 * torch.randn(c.shape, generator=g, dtype=torch.float64)).requires_grad_(True)
@@ -130,14 +130,14 @@ def test_too_small_for_deepest_layer(content_image, style_image):
         stylelab.stylize(content_image.resize((120, 10)), style_image, Config(size=64, steps=1))
 
 
-@pytest.mark.parametrize("name", ["gram", "mmd-linear", "bn"])
+@pytest.mark.parametrize("name", ["gram", "mmd-poly(c=1)", "mmd-linear", "bn", "gram:0.3,bn:0.7"])
 def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content_image, style_image):
     """METHOD.md §6.5, on real VGG19 features (same size for content and style)."""
     config = Config(size=96, style_loss=name)
     model = build_model(None, "avg", torch.device("cpu"))
     c = to_tensor(content_image.resize((96, 64)))
     s = to_tensor(style_image.resize((96, 64)))
-    loss = style_loss(name)
+    loss = build_style_losses(config)
     targets = compute_targets(model, c, [s], config, loss)
     with torch.no_grad():
         at_content = objective(model, c, targets, config, loss)[1]
@@ -147,7 +147,14 @@ def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content
         assert at_style[f"style/{layer}"].item() == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mmd-linear", "bn"])
+@pytest.mark.parametrize("name", ["mmd-poly(c=1)", "mmd-linear", "bn"])
 def test_transfer_with_each_loss_lowers_its_distance(name, content_image, style_image):
     _, steps = run(content_image, style_image, dataclasses.replace(FAST, style_loss=name))
     assert steps[-1].terms["style"] < 0.3 * steps[0].terms["style"]
+
+
+def test_mix_reports_each_member_and_total_is_weighted(content_image, style_image):
+    _, steps = run(content_image, style_image, Config(size=64, steps=3, style_loss="gram:1,bn:3"))
+    t = steps[-1].terms
+    assert t["style"] == pytest.approx(0.25 * t["style:gram"] + 0.75 * t["style:bn"], rel=1e-5)
+    assert steps[0].terms["style:gram"] == pytest.approx(1.0, rel=1e-5)

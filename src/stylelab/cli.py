@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight of the normalised style loss: 1 mild, 10 strong, 100 very strong")
     run.add_argument("--content-weight", type=float, default=d["content_weight"], help="content loss weight")
     run.add_argument("--tv-weight", type=float, default=d["tv_weight"], help="total variation weight (smoothing)")
-    run.add_argument("--style-loss", default=d["style_loss"], help=f"one of: {', '.join(STYLE_LOSSES)}")
+    run.add_argument("--style-loss", default=d["style_loss"], metavar="LOSS[(k=v,...)][:W],...",
+                     help=f"style loss or mix; losses: {', '.join(STYLE_LOSSES)}; e.g. 'gram:0.5,bn:0.5' or "
+                     "'mmd-poly(c=1)' (mix weights normalised; each loss is normalised on its own)")
     run.add_argument("--init", default=d["init"], help="content, noise, or an image path")
     run.add_argument("--seed", type=int, default=d["seed"], help="random seed (noise init, sampling)")
     run.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import StylelabError
 from .features import LAYER_NAMES
-from .losses import STYLE_LOSSES
+from .losses import LossTerm, parse_style_losses
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -44,7 +44,7 @@ class Config:
     seed: int = 0  # seeds noise init and any sampling, so runs are reproducible
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     pooling: str = "avg"  # Gatys' choice: smoother gradients than max pooling
-    style_loss: str = "gram"  # a name in stylelab.losses.STYLE_LOSSES
+    style_loss: str = "gram"  # a loss or mix from stylelab.losses.STYLE_LOSSES, e.g. "gram:0.5,bn:0.5"
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None = equal; normalised to sum 1
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
@@ -60,7 +60,9 @@ class Config:
         _check_int("lbfgs_history", self.lbfgs_history, minimum=1)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("pooling", self.pooling, POOLINGS)
-        _check_choice("style_loss", self.style_loss, tuple(STYLE_LOSSES))
+        if not isinstance(self.style_loss, str):
+            raise ConfigError(f"style_loss must be a string, got {self.style_loss!r}")
+        self.style_loss_terms()
         _check_choice("device", self.device.split(":")[0], DEVICES)
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_weight(name, getattr(self, name))
@@ -80,6 +82,13 @@ class Config:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def style_loss_terms(self) -> list[LossTerm]:
+        """The parsed style-loss mix, weights normalised to sum 1."""
+        try:
+            return parse_style_losses(self.style_loss)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def style_layer_weight_map(self) -> dict[str, float]:
         return _normalised(self.style_layers, self.style_layer_weights)

@@ -18,6 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import inspect
+import math
+import re
+
 import torch
 from torch import Tensor
 
@@ -103,11 +107,31 @@ def bn_distance(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
     return ((mu_x - mu_s) ** 2 + (sigma_x - sigma_s) ** 2).mean()
 
 
+def poly_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(G, μ): the moments that the degree-2 polynomial-kernel MMD depends on."""
+    return gram(x), channel_mean(x)
+
+
+def mmd_poly(c: float = 0.0, degree: int = 2) -> StyleLoss:
+    """MMD²_b with k(x,y) = (xᵀy + c)²  =  ‖ΔG‖²_F + 2c‖Δμ‖²  (the c² terms cancel; METHOD.md §2.2)."""
+    if degree != 2:
+        raise ValueError("mmd-poly supports degree=2 only (the closed form through G and μ)")
+    if c < 0:
+        raise ValueError(f"mmd-poly needs c >= 0, got {c}")
+
+    def loss(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+        g_s, mu_s = target
+        return gram_distance(x, g_s) + 2 * c * mean_distance(x, mu_s)
+
+    return StyleLoss(stats=poly_stats, loss=loss)
+
+
 # ---------------------------------------------------------------------------------------------- the registry
 # name -> factory(**params) -> StyleLoss. Parameters are bound explicitly when the loss is built.
 
 STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
     "gram": lambda: StyleLoss(stats=gram, loss=gram_distance),
+    "mmd-poly": mmd_poly,
     "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance),
     "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance),
 }
@@ -119,7 +143,91 @@ def style_loss(name: str, **params: Any) -> StyleLoss:
         factory = STYLE_LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
+    signature = inspect.signature(factory).parameters
+    for key, value in params.items():
+        if key not in signature:
+            raise ValueError(f"style loss {name!r} has no parameter {key!r}; "
+                             f"its parameters: {', '.join(signature) or 'none'}")
+        default = signature[key].default  # its type is the parameter's type
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, (int, float)) and not (numeric and (isinstance(default, float) or value == int(value))):
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"style loss {name!r}: {key} must be {kind}, got {value!r}")
+        if isinstance(default, float) and not math.isfinite(value):
+            raise ValueError(f"style loss {name!r}: {key} must be finite, got {value!r}")
+        if isinstance(default, int):
+            params[key] = int(value)
     return factory(**params)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One member of a style-loss mix: `name(params):weight`."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...]
+    weight: float  # normalised over the mix
+
+    @property
+    def label(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.name}({args})" if args else self.name
+
+    def build(self) -> StyleLoss:
+        return style_loss(self.name, **dict(self.params))
+
+
+_TERM = re.compile(r"^\s*([a-z0-9-]+)\s*(?:\(([^()]*)\))?\s*(?::\s*([^:,()]+))?\s*$")
+
+
+def parse_style_losses(spec: str) -> list[LossTerm]:
+    """'gram:0.5,mmd-poly(c=1):0.5' -> LossTerms with weights normalised to sum 1; each is built once to check."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(spec + ","):  # split on commas outside parentheses
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(spec[start:i])
+            start = i + 1
+    terms = []
+    for item in items:
+        m = _TERM.match(item)
+        if not m:
+            raise ValueError(f"cannot parse style loss {item.strip()!r}; write NAME, NAME(key=value,...) or NAME:WEIGHT")
+        name, args, weight = m.group(1), m.group(2), m.group(3)
+        params = tuple(_parse_param(a) for a in args.split(",") if a.strip()) if args else ()
+        w = _number(weight, f"weight of {name}") if weight else 1.0
+        if not (w >= 0 and w != float("inf")):
+            raise ValueError(f"weight of style loss {name} must be a finite number >= 0, got {weight}")
+        terms.append(LossTerm(name, params, w))
+    total = sum(t.weight for t in terms)
+    if not terms or total <= 0:
+        raise ValueError(f"style loss {spec!r} needs at least one loss with weight > 0")
+    terms = [LossTerm(t.name, t.params, t.weight / total) for t in terms if t.weight > 0]
+    if len({t.label for t in terms}) != len(terms):
+        raise ValueError(f"style loss {spec!r} names the same loss twice")
+    for t in terms:
+        t.build()
+    return terms
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise ValueError(f"style loss parameter {text.strip()!r} must be key=value")
+    value = value.strip()
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------- content and TV

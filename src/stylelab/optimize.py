@@ -24,7 +24,7 @@ from .config import Config
 from .errors import StylelabError
 from .features import VGG19, Weights, load_weights, pools_before
 from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
-from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, style_loss, tv_loss
+from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, tv_loss
 
 
 class DeviceError(StylelabError, RuntimeError):
@@ -57,8 +57,11 @@ class Targets:
 
     content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32
     content_power: dict[str, Tensor]  # layer -> mean(F_c²), the content loss's normaliser
-    style: dict[str, Stats]  # layer -> blended style statistics
-    style_ref: dict[str, Tensor]  # layer -> raw style loss between content and style (the normaliser)
+    style: dict[str, dict[str, Stats]]  # loss label -> layer -> blended style statistics
+    style_ref: dict[str, dict[str, Tensor]]  # loss label -> layer -> raw loss content vs style (the normaliser)
+
+
+StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
 
 
 def stylize(
@@ -96,10 +99,10 @@ def transfer(
     for s in styles:
         check_size(s, config.style_layers, "style image")
     content, styles = content.to(device), [s.to(device) for s in styles]
-    loss = style_loss(config.style_loss)
-    targets = compute_targets(model, content, styles, config, loss)
+    losses = build_style_losses(config)
+    targets = compute_targets(model, content, styles, config, losses)
     x = initial_image(config, content, init_image)
-    x = optimize(model, x, targets, config, loss, callback)
+    x = optimize(model, x, targets, config, losses, callback)
     return x.detach().clamp(0, 1).cpu()
 
 
@@ -149,27 +152,32 @@ def check_size(image: Tensor, layers: Sequence[str], what: str) -> None:
         )
 
 
+def build_style_losses(config: Config) -> StyleLosses:
+    return {term.label: (term.build(), term.weight) for term in config.style_loss_terms()}
+
+
 @torch.no_grad()
 def compute_targets(
-    model: VGG19, content: Tensor, styles: Sequence[Tensor], config: Config, loss: StyleLoss
+    model: VGG19, content: Tensor, styles: Sequence[Tensor], config: Config, losses: StyleLosses
 ) -> Targets:
     style_layers = config.style_layers
     content_feats = model(content, {*config.content_layers, *style_layers})
-    per_style = [model(s, style_layers) for s in styles]
+    per_style = [{layer: flatten(a) for layer, a in model(s, style_layers).items()} for s in styles]
     blend_w = config.blend_weights(len(styles))
-    style = {
-        layer: loss.blend([loss.stats(flatten(f[layer])) for f in per_style], blend_w) for layer in style_layers
-    }
-    # Normaliser: the style loss of the content image itself (METHOD.md §2.11). Guard against a style
-    # identical to the content, where it is 0 and any output is already perfect.
-    ref = {layer: loss.loss(flatten(content_feats[layer]), style[layer]).clamp_min(1e-12) for layer in style_layers}
+    style, ref = {}, {}
+    for label, (loss, _) in losses.items():
+        style[label] = {layer: loss.blend([loss.stats(f[layer]) for f in per_style], blend_w) for layer in style_layers}
+        # Normaliser: the loss of the content image itself (METHOD.md §2.11). Guard against a style
+        # identical to the content, where it is 0 and any output is already perfect.
+        ref[label] = {layer: loss.loss(flatten(content_feats[layer]), style[label][layer]).clamp_min(1e-12)
+                      for layer in style_layers}
     content_t = {layer: at_least_float32(content_feats[layer]) for layer in config.content_layers}
     power = {layer: (t**2).mean().clamp_min(1e-12) for layer, t in content_t.items()}
     return Targets(content_t, power, style, ref)
 
 
 def objective(
-    model: VGG19, x: Tensor, targets: Targets, config: Config, loss: StyleLoss
+    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its unweighted terms; the total is exactly what gets differentiated."""
     feats = model(x, {*config.content_layers, *config.style_layers})
@@ -177,14 +185,22 @@ def objective(
         w * content_loss(feats[layer], targets.content[layer], targets.content_power[layer])
         for layer, w in config.content_layer_weight_map().items()
     )
-    per_layer = {
-        layer: loss.loss(flatten(feats[layer]), targets.style[layer]) / targets.style_ref[layer]
-        for layer in config.style_layers
+    layer_w = config.style_layer_weight_map()
+    flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
+    normalised = {  # label -> layer -> L̂ (1 at the content image)
+        label: {layer: loss.loss(flat[layer], targets.style[label][layer]) / targets.style_ref[label][layer]
+                for layer in config.style_layers}
+        for label, (loss, _) in losses.items()
     }
-    style = sum(w * per_layer[layer] for layer, w in config.style_layer_weight_map().items())
+    per_layer = {layer: sum(pi * normalised[label][layer] for label, (_, pi) in losses.items())
+                 for layer in config.style_layers}
+    style = sum(w * per_layer[layer] for layer, w in layer_w.items())
     tv = tv_loss(x)
     total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
     terms = {"content": content, "style": style, "tv": tv, **{f"style/{k}": v for k, v in per_layer.items()}}
+    if len(losses) > 1:  # each member of a mix on its own, for reporting
+        terms.update({f"style:{label}": sum(w * normalised[label][layer] for layer, w in layer_w.items())
+                      for label in losses})
     return total, terms
 
 
@@ -202,7 +218,7 @@ def initial_image(config: Config, content: Tensor, init_image: Tensor | None = N
 
 
 def optimize(
-    model: VGG19, x: Tensor, targets: Targets, config: Config, loss: StyleLoss,
+    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses,
     callback: Callback | None = None, scale: int = 0,
 ) -> Tensor:
     """Run `config.steps` optimiser steps on the pixels of `x`; each step is one forward + backward."""
@@ -217,7 +233,7 @@ def optimize(
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
-        total, terms = objective(model, x, targets, config, loss)
+        total, terms = objective(model, x, targets, config, losses)
         total.backward()
         last["total"], last["terms"] = total.detach(), terms
         return total
