@@ -70,7 +70,7 @@ def test_registry_entries_are_stats_loss_pairs_zero_at_target():
     x = features(6, 40, 11)
     for name, factory in STYLE_LOSSES.items():
         entry = factory()
-        value = entry.loss(x, entry.stats(x))
+        value = entry.loss(x, entry.blend([entry.stats(x)], [1.0]))  # targets always go through blend
         assert abs(float(value)) < 1e-12, name
 
 
@@ -188,3 +188,121 @@ def test_parse_style_losses():
                 "mmd-poly(c=oops)", "mmd-poly(degree=2.5)", "mmd-poly(c=inf)"):
         with pytest.raises(ValueError):
             parse_style_losses(bad)
+
+
+# ------------------------------------------------------------------------------------ W2, sorting, Gaussian MMD
+
+import pytest  # noqa: E402
+
+from stylelab.losses import _gaussian_mmd, resample_sorted, w2_blend, w2_stats  # noqa: E402
+
+
+def _sqrtm(a: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(a)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def test_w2_matches_reference_formula():
+    x, y = features(6, 80, 50), features(6, 120, 51) * 2
+    mx, my = x.mean(1), y.mean(1)
+    cx = (x - mx[:, None]) @ (x - mx[:, None]).T / 80
+    cy = (y - my[:, None]) @ (y - my[:, None]).T / 120
+    root = _sqrtm(cy)
+    expected = ((mx - my) ** 2).sum() + torch.trace(cx + cy - 2 * _sqrtm(root @ cx @ root))
+    loss = style_loss("w2")
+    torch.testing.assert_close(loss.loss(x, loss.stats(y)), expected, rtol=1e-8, atol=1e-10)
+    # symmetric, as a distance between two Gaussians must be
+    torch.testing.assert_close(loss.loss(x, loss.stats(y)), loss.loss(y, loss.stats(x)), rtol=1e-6, atol=1e-10)
+
+
+def test_w2_blend_is_mixture_gaussian():
+    a, b = features(4, 60, 52), features(4, 60, 53) + 1
+    pooled = torch.cat([a, b, b, b], dim=1)
+    mu, cov, _ = w2_blend([w2_stats(a), w2_stats(b)], [0.25, 0.75])
+    mu_p, cov_p, _ = w2_stats(pooled)
+    torch.testing.assert_close(mu, mu_p)
+    torch.testing.assert_close(cov, cov_p, rtol=1e-10, atol=1e-12)
+
+
+def test_w2_gradient_finite_with_degenerate_covariance():
+    x = features(5, 30, 54)
+    x[2:] = 0.0  # three dead channels: repeated zero eigenvalues
+    x.requires_grad_(True)
+    loss = style_loss("w2")
+    loss.loss(x, loss.stats(features(5, 30, 55))).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_one_dimensional_sliced_wasserstein_and_histogram_are_sorted_matching():
+    x, y = features(1, 50, 56) + 0.01, features(1, 50, 57) * 3
+    exact = ((x.sort(dim=1).values - y.sort(dim=1).values) ** 2).mean()
+    for name in ("sliced-wasserstein", "histogram"):
+        loss = style_loss(name)
+        torch.testing.assert_close(loss.loss(x, loss.blend([loss.stats(y)], [1.0])), exact, rtol=1e-10, atol=0)
+
+
+def test_unequal_sizes_by_interpolation():
+    q = torch.arange(10, dtype=torch.float64)[None]  # sorted row
+    torch.testing.assert_close(resample_sorted(q.repeat_interleave(2, dim=1), 10), q)  # duplicated target: exact
+    x, y = features(3, 40, 58), features(3, 40, 59)
+    loss = style_loss("histogram")
+    doubled = torch.cat([y, y], dim=1)
+    torch.testing.assert_close(loss.loss(x, loss.stats(doubled)), loss.loss(x, loss.stats(y)))
+
+
+def test_rff_error_shrinks_with_more_features():
+    x, y = features(8, 300, 60), features(8, 300, 61) * 1.5 + 0.2
+    exact_gamma = style_loss("mmd-gaussian", estimator="sampled", samples=10_000)
+    target = exact_gamma.blend([y], [1.0])
+    exact = float(exact_gamma.loss(x, target))
+    assert exact == pytest.approx(float(_gaussian_mmd(x, y, target[0][0])), rel=1e-12)
+    errors = []
+    for d in (16, 256, 4096):
+        errs = []
+        for seed in range(4):
+            rff = style_loss("mmd-gaussian", estimator="rff", features=d, seed=seed)
+            errs.append(abs(float(rff.loss(x, rff.blend([y], [1.0]))) - exact))
+        errors.append(sum(errs) / len(errs))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.1 * exact
+
+
+def test_sampling_losses_fixed_without_resample_and_fresh_with_it():
+    x, y = features(6, 500, 62), features(6, 400, 63)
+    for name, params in (("sliced-wasserstein", {}), ("mmd-gaussian", {"estimator": "sampled", "samples": 50}),
+                         ("mmd-gaussian", {"estimator": "rff", "features": 64})):
+        fixed = style_loss(name, seed=1, **params)
+        t = fixed.blend([y], [1.0])
+        assert float(fixed.loss(x, t)) == float(fixed.loss(x, t)), name  # one objective (L-BFGS)
+        again = style_loss(name, seed=1, **params)
+        assert float(again.loss(x, again.blend([y], [1.0]))) == float(fixed.loss(x, t)), name  # same seed
+        fresh = style_loss(name, seed=1, resample=True, **params)
+        t2 = fresh.blend([y], [1.0])
+        if name == "mmd-gaussian" and params["estimator"] == "rff":
+            continue  # rff targets are built with the draw; resampling is per call of the whole loss
+        assert float(fresh.loss(x, t2)) != float(fresh.loss(x, t2)), name  # redrawn per step (Adam)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("w2", {}), ("sliced-wasserstein", {}), ("histogram", {}),
+    ("mmd-gaussian", {"estimator": "rff", "features": 256}), ("mmd-gaussian", {"estimator": "sampled"}),
+])
+def test_distribution_losses_invariant_to_shuffling_and_zero_at_target(name, params):
+    x, y = features(6, 90, 64), features(6, 70, 65)
+    perm = torch.randperm(90, generator=torch.Generator().manual_seed(2))
+    loss = style_loss(name, **params)
+    t = loss.blend([loss.stats(y)], [1.0])
+    torch.testing.assert_close(loss.loss(x[:, perm], t), loss.loss(x, t), rtol=1e-9, atol=1e-12)
+    assert abs(float(loss.loss(y, t))) < 1e-9
+
+
+@pytest.mark.parametrize("name, params", [
+    ("w2", {}), ("sliced-wasserstein", {}), ("histogram", {}),
+    ("mmd-gaussian", {"estimator": "rff", "features": 32}), ("mmd-gaussian", {"estimator": "sampled"}),
+])
+def test_distribution_losses_gradcheck(name, params):
+    y = features(4, 7, 66)
+    loss = style_loss(name, **params)
+    t = loss.blend([loss.stats(y)], [1.0])
+    x = (torch.rand(4, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: loss.loss(a, t), (x,))

@@ -130,7 +130,11 @@ def test_too_small_for_deepest_layer(content_image, style_image):
         stylelab.stylize(content_image.resize((120, 10)), style_image, Config(size=64, steps=1))
 
 
-@pytest.mark.parametrize("name", ["gram", "mmd-poly(c=1)", "mmd-linear", "bn", "gram:0.3,bn:0.7"])
+ALL_LOSSES = ["gram", "mmd-poly(c=1)", "mmd-linear", "bn", "w2", "sliced-wasserstein", "histogram",
+              "mmd-gaussian(estimator=rff)", "mmd-gaussian(estimator=sampled)"]
+
+
+@pytest.mark.parametrize("name", [*ALL_LOSSES, "gram:0.3,bn:0.7"])
 def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content_image, style_image):
     """METHOD.md §6.5, on real VGG19 features (same size for content and style)."""
     config = Config(size=96, style_loss=name)
@@ -144,10 +148,12 @@ def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content
         at_style = objective(model, s, targets, config, loss)[1]
     for layer in config.style_layers:
         assert at_content[f"style/{layer}"].item() == pytest.approx(1.0, rel=1e-5)
-        assert at_style[f"style/{layer}"].item() == pytest.approx(0.0, abs=1e-5)
+        # the sampled estimator draws different positions of X and Y: small estimator noise (METHOD.md §6.5)
+        tolerance = 0.02 if "sampled" in name else 1e-4
+        assert at_style[f"style/{layer}"].item() == pytest.approx(0.0, abs=tolerance)
 
 
-@pytest.mark.parametrize("name", ["mmd-poly(c=1)", "mmd-linear", "bn"])
+@pytest.mark.parametrize("name", ALL_LOSSES[1:])
 def test_transfer_with_each_loss_lowers_its_distance(name, content_image, style_image):
     _, steps = run(content_image, style_image, dataclasses.replace(FAST, style_loss=name))
     assert steps[-1].terms["style"] < 0.3 * steps[0].terms["style"]

@@ -3,7 +3,9 @@
 A style loss is a pair of pure functions (STYLE.md habit 1):
     stats(X) -> S          X: (C, M) features of one image at one layer (M = H*W positions), run once per target
     loss(X, S) -> scalar   run every step; the value returned is the value differentiated
-plus `blend(stats_list, weights) -> S`, which mixes several style images' statistics (METHOD.md §5.2).
+plus `blend(stats_list, weights) -> S`, which mixes several style images' statistics (METHOD.md §5.2); a target
+is always `blend([stats(Y_1), ...], weights)`, even for one style, so a loss can finish its target there (e.g.
+the Gaussian MMD fixes its bandwidth from the blended style).
 
 Conventions: features are per-image *distributions* of M column vectors, so every statistic averages over
 positions (never sums), which lets the style and output images differ in size. Statistics are computed in
@@ -21,6 +23,7 @@ from typing import Any
 import inspect
 import math
 import re
+import zlib
 
 import torch
 from torch import Tensor
@@ -126,6 +129,209 @@ def mmd_poly(c: float = 0.0, degree: int = 2) -> StyleLoss:
     return StyleLoss(stats=poly_stats, loss=loss)
 
 
+# ---------------------------------------------------------------------------------------------- W2 between Gaussians
+
+
+def _covariance(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(μ (C,), Σ (C, C)) population moments; centred before the product (no E[ffᵀ] − μμᵀ cancellation)."""
+    mu = x.mean(dim=1)
+    xc = (x - mu[:, None]) / x.shape[1] ** 0.5
+    return mu, xc @ xc.T
+
+
+def _psd_sqrt(a: Tensor) -> Tensor:
+    """Symmetric PSD square root by eigendecomposition (targets only: no gradient needed)."""
+    vals, vecs = torch.linalg.eigh(a)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def w2_stats(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(μ, Σ, Σ^½) of a Gaussian fit to the features."""
+    mu, cov = _covariance(x)
+    return mu, cov, _psd_sqrt(cov)
+
+
+def w2_blend(stats: Sequence[tuple[Tensor, Tensor, Tensor]], weights: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+    """Blend μ and E[ffᵀ] = Σ + μμᵀ (the mixture's moments), then refit the Gaussian (METHOD.md §5.2)."""
+    mu = sum(w * m for w, (m, _, _) in zip(weights, stats))
+    second = sum(w * (c + torch.outer(m, m)) for w, (m, c, _) in zip(weights, stats))
+    cov = second - torch.outer(mu, mu)
+    cov = (cov + cov.T) / 2
+    return mu, cov, _psd_sqrt(cov)
+
+
+def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """W2² between Gaussian fits: ‖Δμ‖² + tr(Σx + Σs − 2 (Σs^½ Σx Σs^½)^½).
+
+    tr(A^½) = Σ √λ(A) via `eigvalsh`, whose gradient V diag(g) Vᵀ stays finite for repeated eigenvalues
+    (eigenvector gradients, which blow up there, are never needed). Eigenvalues are floored at 1e-8·λ_max so the
+    √ has a bounded slope; ReLU features often have near-zero variance directions.
+    """
+    mu_s, cov_s, sqrt_s = target
+    mu_x, cov_x = _covariance(x)
+    inner = sqrt_s @ cov_x @ sqrt_s
+    vals = torch.linalg.eigvalsh((inner + inner.T) / 2)
+    floor = 1e-8 * vals.detach().abs().max().clamp_min(1e-30)
+    cross = vals.clamp_min(floor).sqrt().sum()
+    return ((mu_x - mu_s) ** 2).sum() + (cov_x.trace() + cov_s.trace() - 2 * cross).clamp_min(0)
+
+
+# ---------------------------------------------------------------------------------------------- sorting (1-D OT)
+
+
+class Draws:
+    """Seeded random tensors for a loss: fixed per key (deterministic objective, for L-BFGS) or, with
+    `resample`, fresh at every call from one generator seeded once (for Adam). Same seed, same draws."""
+
+    def __init__(self, seed: int, resample: bool) -> None:
+        self.seed, self.resample = seed, resample
+        self.generator = torch.Generator().manual_seed(seed)
+        self.cache: dict[tuple, Tensor] = {}
+
+    def get(self, key: tuple, make: Callable[[torch.Generator], Tensor]) -> Tensor:
+        if self.resample:
+            return make(self.generator)
+        if key not in self.cache:
+            self.cache[key] = make(torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(key).encode())))
+        return self.cache[key]
+
+
+def resample_sorted(q: Tensor, m: int) -> Tensor:
+    """Sorted rows q (K, N) -> (K, m) quantiles at (i + ½)/m by linear interpolation (N != m allowed)."""
+    n = q.shape[1]
+    if n == m:
+        return q
+    pos = ((torch.arange(m, device=q.device, dtype=q.dtype) + 0.5) * n / m - 0.5).clamp(0, n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(n - 1)
+    frac = pos - lo.to(q.dtype)
+    return q[:, lo] * (1 - frac) + q[:, hi] * frac
+
+
+def pool_samples(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """Pool sample sets (C, M_k) into one whose composition follows the weights: the mixture Σ π_k Q_k.
+    Each set is resampled evenly to round(π_k · N) columns, N = the largest M_k."""
+    if len(stats) == 1:
+        return stats[0]
+    n = max(s.shape[1] for s in stats)
+    parts = []
+    for s, w in zip(stats, weights):
+        count = round(w * n)
+        if count > 0:
+            idx = torch.linspace(0, s.shape[1] - 1, count, device=s.device).round().long()
+            parts.append(s[:, idx])
+    return torch.cat(parts, dim=1)
+
+
+def sorted_rows(x: Tensor) -> Tensor:
+    return x.sort(dim=1).values
+
+
+def histogram_blend(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    return sorted_rows(pool_samples(stats, weights))
+
+
+def histogram_distance(x: Tensor, target_sorted: Tensor) -> Tensor:
+    """mean over channels and positions of (sort(X_c) − Q_c)², Q_c = style quantiles at X's ranks.
+
+    This is ‖X − R(X)‖² of Risser et al. (2017) with R = exact histogram matching (no bins): R(X) only moves
+    with the ranks of X, which are locally constant, so its gradient 2(X − R) is that of this very value.
+    """
+    return ((sorted_rows(x) - resample_sorted(target_sorted, x.shape[1])) ** 2).mean()
+
+
+def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss:
+    """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
+    directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call."""
+    draws = Draws(seed, resample)
+
+    def project(c: int, like: Tensor) -> Tensor:
+        k = directions or c
+        v = draws.get(("sw", c, k), lambda g: torch.randn(k, c, generator=g))
+        v = v.to(device=like.device, dtype=like.dtype)
+        return v / v.norm(dim=1, keepdim=True)  # (K, C)
+
+    def loss(x: Tensor, y: Tensor) -> Tensor:
+        v = project(x.shape[0], x)
+        p, q = sorted_rows(v @ x), sorted_rows(v @ y)  # (K, Mx), (K, My)
+        return ((p - resample_sorted(q, x.shape[1])) ** 2).mean()
+
+    return StyleLoss(stats=lambda x: x, loss=loss, blend=pool_samples)
+
+
+# ---------------------------------------------------------------------------------------------- Gaussian MMD
+
+
+def _bandwidths(y: Tensor, scales: int) -> list[float]:
+    """γ = 1 / E‖y − y'‖² over the style's own samples (= 1 / (2 tr Σ)), times {1} or {¼, 1, 4}.
+
+    Deviation from the official code (which uses output-vs-style pairs each step): computed once from the
+    style, so the objective is fixed for L-BFGS and the same for both estimators.
+    """
+    mu = y.mean(dim=1)
+    msd = 2 * ((y**2).sum(dim=0).mean() - (mu**2).sum())
+    gamma = 1.0 / float(msd.clamp_min(1e-12))
+    return [gamma * f for f in ((1.0,) if scales == 1 else (0.25, 1.0, 4.0))]
+
+
+def mmd_gaussian(
+    estimator: str = "rff", features: int = 1024, samples: int = 1024, scales: int = 1,
+    seed: int = 0, resample: bool = False,
+) -> StyleLoss:
+    """MMD² with k(x,y) = exp(−γ‖x−y‖²) (summed over bandwidths), per layer γ from the style.
+
+    estimator='rff': random Fourier features φ(x) = √(2/D) cos(Wx + b), W ~ N(0, 2γI), b ~ U[0, 2π];
+      MMD² ≈ ‖mean φ(X) − mean φ(Y)‖². Deterministic with fixed W, linear in M (METHOD.md §2.4c).
+    estimator='sampled': the biased MMD² on `samples` random positions of X and of Y, O(n²C) (§2.4b).
+    """
+    if estimator not in ("rff", "sampled"):
+        raise ValueError(f"mmd-gaussian estimator must be rff or sampled, got {estimator!r}")
+    if features < 1 or samples < 2 or scales not in (1, 3):
+        raise ValueError("mmd-gaussian needs features >= 1, samples >= 2 and scales 1 or 3")
+    draws = Draws(seed, resample)
+
+    def rff(c: int, gamma: float, like: Tensor) -> tuple[Tensor, Tensor]:
+        wb = draws.get(("rff", c, features), lambda g: torch.cat(
+            [torch.randn(features, c, generator=g), torch.rand(features, 1, generator=g) * 2 * math.pi], dim=1))
+        wb = wb.to(device=like.device, dtype=like.dtype)
+        return wb[:, :c] * math.sqrt(2 * gamma), wb[:, c:]  # W (D, C), b (D, 1)
+
+    def mean_features(x: Tensor, gamma: float) -> Tensor:
+        w, b = rff(x.shape[0], gamma, x)
+        return math.sqrt(2.0 / features) * torch.cos(w @ x + b).mean(dim=1)  # (D,)
+
+    def subsample(x: Tensor, tag: str) -> Tensor:
+        m = x.shape[1]
+        if m <= samples:
+            return x
+        idx = draws.get(("idx", tag, m, samples), lambda g: torch.randperm(m, generator=g)[:samples])
+        return x[:, idx.to(x.device)]
+
+    def blend(stats: Sequence[Tensor], weights: Sequence[float]) -> tuple[list[float], Any]:
+        y = pool_samples(stats, weights)
+        gammas = _bandwidths(y, scales)
+        if estimator == "rff":
+            return gammas, [mean_features(y, g) for g in gammas]
+        return gammas, y
+
+    def loss(x: Tensor, target: tuple[list[float], Any]) -> Tensor:
+        gammas, t = target
+        if estimator == "rff":
+            return sum(((mean_features(x, g) - m) ** 2).sum() for g, m in zip(gammas, t))
+        xs, ys = subsample(x, "x"), subsample(t, "y")
+        return sum(_gaussian_mmd(xs, ys, g) for g in gammas)
+
+    return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
+
+
+def _gaussian_mmd(x: Tensor, y: Tensor, gamma: float) -> Tensor:
+    """Biased MMD²_b with exp(−γ‖x−y‖²) between the columns of x (C, n) and y (C, m)."""
+    def k(a: Tensor, b: Tensor) -> Tensor:
+        d2 = (a**2).sum(0)[:, None] + (b**2).sum(0)[None, :] - 2 * a.T @ b
+        return torch.exp(-gamma * d2.clamp_min(0))
+    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
 # ---------------------------------------------------------------------------------------------- the registry
 # name -> factory(**params) -> StyleLoss. Parameters are bound explicitly when the loss is built.
 
@@ -134,20 +340,25 @@ STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
     "mmd-poly": mmd_poly,
     "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance),
     "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance),
+    "mmd-gaussian": mmd_gaussian,
+    "w2": lambda: StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend),
+    "sliced-wasserstein": sliced_wasserstein,
+    "histogram": lambda: StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend),
 }
+RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
 
 
-def style_loss(name: str, **params: Any) -> StyleLoss:
-    """Build the registry entry `name` with `params` bound."""
+def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) -> StyleLoss:
+    """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
     try:
         factory = STYLE_LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
     signature = inspect.signature(factory).parameters
     for key, value in params.items():
-        if key not in signature:
-            raise ValueError(f"style loss {name!r} has no parameter {key!r}; "
-                             f"its parameters: {', '.join(signature) or 'none'}")
+        if key not in signature or key in RUN_CONTEXT:
+            own = [k for k in signature if k not in RUN_CONTEXT]
+            raise ValueError(f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
         default = signature[key].default  # its type is the parameter's type
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if isinstance(default, (int, float)) and not (numeric and (isinstance(default, float) or value == int(value))):
@@ -157,7 +368,8 @@ def style_loss(name: str, **params: Any) -> StyleLoss:
             raise ValueError(f"style loss {name!r}: {key} must be finite, got {value!r}")
         if isinstance(default, int):
             params[key] = int(value)
-    return factory(**params)
+    context = {k: v for k, v in (("seed", seed), ("resample", resample)) if k in signature}
+    return factory(**params, **context)
 
 
 @dataclass(frozen=True)
@@ -173,8 +385,8 @@ class LossTerm:
         args = ",".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({args})" if args else self.name
 
-    def build(self) -> StyleLoss:
-        return style_loss(self.name, **dict(self.params))
+    def build(self, seed: int = 0, resample: bool = False) -> StyleLoss:
+        return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))
 
 
 _TERM = re.compile(r"^\s*([a-z0-9-]+)\s*(?:\(([^()]*)\))?\s*(?::\s*([^:,()]+))?\s*$")

@@ -153,7 +153,9 @@ def check_size(image: Tensor, layers: Sequence[str], what: str) -> None:
 
 
 def build_style_losses(config: Config) -> StyleLosses:
-    return {term.label: (term.build(), term.weight) for term in config.style_loss_terms()}
+    # Losses that sample keep their draws fixed under L-BFGS (it needs one objective) and redraw per step under Adam.
+    resample = config.optimizer == "adam"
+    return {term.label: (term.build(config.seed, resample), term.weight) for term in config.style_loss_terms()}
 
 
 @torch.no_grad()
