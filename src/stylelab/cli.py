@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--csv", default=None, help="also write the table as CSV")
     add_settings(cmp)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    exp = sub.add_parser(
+        "explain", help="an HTML report of what the style losses see (Gram heatmaps, moments, distances)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Write REPORT_DIR/index.html with per-layer Gram matrices, channel means and stds, distances "
+        "under every loss, and the Gram = MMD identity checked on these images.",
+    )
+    exp.add_argument("content", help="content image (path)")
+    exp.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
+    exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
+    add_settings(exp)
     return parser
 
 
@@ -205,6 +217,20 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    from .explain import explain  # matplotlib is imported only for this command
+
+    config = config_from_args(args)
+    report = Path(args.report)
+    if report.exists() and not report.is_dir():
+        raise ConfigError(f"report folder is a file: {report}")
+    if not report.parent.is_dir():
+        raise ConfigError(f"folder does not exist: {report.parent}")
+    path = explain(args.content, args.styles, report, args.output_image, config)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -212,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     try:
-        return run_compare(args) if args.command == "compare" else run(args)
+        return {"run": run, "compare": run_compare, "explain": run_explain}[args.command](args)
     except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
         print(f"stylelab: error: {msg}", file=sys.stderr)

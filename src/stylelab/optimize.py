@@ -5,7 +5,7 @@
 
 The objective is  α·L̂_content + β·Σ_l w_l L̂_style,l + λ·L_tv  where every style layer is divided by its value
 between the content and style images (METHOD.md §2.11): at the content image each layer's L̂ is exactly 1, so
-one β means the same for any image size, layer and (later) any style loss.
+one β means the same for any image size, layer and style loss.
 """
 
 from __future__ import annotations
