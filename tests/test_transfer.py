@@ -164,3 +164,20 @@ def test_mix_reports_each_member_and_total_is_weighted(content_image, style_imag
     t = steps[-1].terms
     assert t["style"] == pytest.approx(0.25 * t["style:gram"] + 0.75 * t["style:bn"], rel=1e-5)
     assert steps[0].terms["style:gram"] == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_every_loss_blends_two_styles(name, content_image, style_image, style_image2):
+    config = Config(size=64, steps=2, style_loss=name, style_blend=(0.5, 0.5))
+    _, steps = run(content_image, [style_image, style_image2], config)
+    assert steps[0].terms["style"] == pytest.approx(1.0, rel=1e-4 if "sampled" not in name else 0.2)
+    assert steps[-1].terms["style"] < steps[0].terms["style"]
+
+
+@pytest.mark.parametrize("name", ["sliced-wasserstein", "mmd-gaussian(estimator=sampled)"])
+def test_sampling_loss_under_adam_reproducible_by_seed(name, content_image, style_image):
+    config = Config(size=64, steps=4, optimizer="adam", style_loss=name, seed=5)
+    a = to_tensor(stylelab.stylize(content_image, style_image, config))
+    b = to_tensor(stylelab.stylize(content_image, style_image, config))
+    c = to_tensor(stylelab.stylize(content_image, style_image, dataclasses.replace(config, seed=6)))
+    assert torch.equal(a, b) and not torch.equal(a, c)
