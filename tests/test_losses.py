@@ -185,7 +185,7 @@ def test_parse_style_losses():
     assert [(t.label, t.weight) for t in terms] == [("gram", 0.25), ("mmd-poly(c=2.5)", 0.75)]
     assert terms[1].build().loss is not None
     for bad in ("gram:x", "nope", "mmd-poly(c)", "gram:0", "gram,gram", "gram:-1", "gram:nan", "mmd-poly(c=-1)", "",
-                "mmd-poly(c=oops)", "mmd-poly(degree=2.5)", "mmd-poly(c=inf)"):
+                "mmd-poly(c=oops)", "mmd-poly(degree=2.5)", "mmd-poly(c=inf)", "mmd-poly(degree=0)"):
         with pytest.raises(ValueError):
             parse_style_losses(bad)
 
@@ -306,3 +306,31 @@ def test_distribution_losses_gradcheck(name, params):
     t = loss.blend([loss.stats(y)], [1.0])
     x = (torch.rand(4, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.1).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a: loss.loss(a, t), (x,))
+
+
+@pytest.mark.parametrize("degree", [1, 3])
+def test_poly_mmd_other_degrees_match_explicit_pairwise(degree):
+    x, y = features(5, 40, 70), features(5, 30, 71)  # fewer positions than `samples`: no subsampling
+    loss = style_loss("mmd-poly", c=0.5, degree=degree)
+    target = loss.blend([loss.stats(y)], [1.0])
+    scale = float((y**2).sum(0).mean())
+    expected = mmd2_biased(x, y, lambda k: (k / scale + 0.5) ** degree)
+    torch.testing.assert_close(loss.loss(x, target), expected, rtol=1e-10, atol=1e-14)
+    assert abs(float(loss.loss(y, target))) < 1e-12
+
+
+def test_gram_and_pairwise_poly_mmd_same_values_and_gradients_through_conv_relu():
+    """METHOD.md §6.3: a Gram implementation and an explicit pairwise (xᵀy)² MMD give identical values and
+    gradients w.r.t. the input image, through a conv+ReLU layer, with Mx != My."""
+    g = torch.Generator().manual_seed(7)
+    conv = torch.nn.Conv2d(3, 6, 3, padding=1).double()
+    image = torch.rand(1, 3, 9, 11, generator=g, dtype=torch.float64, requires_grad=True)  # Mx = 99
+    style = torch.rand(1, 3, 6, 7, generator=g, dtype=torch.float64)  # My = 42
+    feats = lambda im: flatten(torch.relu(conv(im)))  # noqa: E731
+    y = feats(style).detach()
+    via_gram = gram_distance(feats(image), gram(y))
+    (grad_gram,) = torch.autograd.grad(via_gram, image)
+    via_pairs = mmd2_biased(feats(image), y, lambda k: k**2)
+    (grad_pairs,) = torch.autograd.grad(via_pairs, image)
+    torch.testing.assert_close(via_gram, via_pairs, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad_gram, grad_pairs, rtol=1e-10, atol=1e-15)

@@ -115,18 +115,41 @@ def poly_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return gram(x), channel_mean(x)
 
 
-def mmd_poly(c: float = 0.0, degree: int = 2) -> StyleLoss:
-    """MMD²_b with k(x,y) = (xᵀy + c)²  =  ‖ΔG‖²_F + 2c‖Δμ‖²  (the c² terms cancel; METHOD.md §2.2)."""
-    if degree != 2:
-        raise ValueError("mmd-poly supports degree=2 only (the closed form through G and μ)")
+def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0, resample: bool = False) -> StyleLoss:
+    """MMD²_b with k(x,y) = (xᵀy + c)^d.
+
+    d = 2: exact and cheap, ‖ΔG‖²_F + 2c‖Δμ‖² (the c² terms cancel; METHOD.md §2.2).
+    d ≠ 2: no closed form through a few moments (d = 3 would need the C³ third-moment tensor), so the biased MMD²
+    is computed on `samples` seeded random positions of each image, O(n²C), like the sampled Gaussian MMD.
+    Inner products are divided by s² = mean ‖y‖² of the style so (xᵀy/s² + c)^d stays in float32 range;
+    for d ≠ 2, c is therefore relative to that scale.
+    """
+    if degree < 1:
+        raise ValueError(f"mmd-poly needs degree >= 1, got {degree}")
     if c < 0:
         raise ValueError(f"mmd-poly needs c >= 0, got {c}")
+    if degree == 2:
+        def loss2(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+            g_s, mu_s = target
+            return gram_distance(x, g_s) + 2 * c * mean_distance(x, mu_s)
 
-    def loss(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
-        g_s, mu_s = target
-        return gram_distance(x, g_s) + 2 * c * mean_distance(x, mu_s)
+        return StyleLoss(stats=poly_stats, loss=loss2)
+    draws = Draws(seed, resample)
 
-    return StyleLoss(stats=poly_stats, loss=loss)
+    def blend(stats: Sequence[Tensor], weights: Sequence[float]) -> tuple[float, Tensor]:
+        y = pool_samples(stats, weights)
+        return float((y**2).sum(dim=0).mean().clamp_min(1e-12)), y
+
+    def loss(x: Tensor, target: tuple[float, Tensor]) -> Tensor:
+        scale, y = target
+        xs, ys = draws.positions(x, "x", samples), draws.positions(y, "y", samples)
+
+        def k(a: Tensor, b: Tensor) -> Tensor:
+            return (a.T @ b / scale + c) ** degree
+
+        return k(xs, xs).mean() + k(ys, ys).mean() - 2 * k(xs, ys).mean()
+
+    return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
 
 
 # ---------------------------------------------------------------------------------------------- W2 between Gaussians
@@ -194,6 +217,14 @@ class Draws:
         if key not in self.cache:
             self.cache[key] = make(torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(key).encode())))
         return self.cache[key]
+
+    def positions(self, x: Tensor, tag: str, n: int) -> Tensor:
+        """A random subset of n columns (positions) of x (C, M); all of x if M <= n."""
+        m = x.shape[1]
+        if m <= n:
+            return x
+        idx = self.get(("idx", tag, m, n), lambda g: torch.randperm(m, generator=g)[:n])
+        return x[:, idx.to(x.device)]
 
 
 def resample_sorted(q: Tensor, m: int) -> Tensor:
@@ -300,13 +331,6 @@ def mmd_gaussian(
         w, b = rff(x.shape[0], gamma, x)
         return math.sqrt(2.0 / features) * torch.cos(w @ x + b).mean(dim=1)  # (D,)
 
-    def subsample(x: Tensor, tag: str) -> Tensor:
-        m = x.shape[1]
-        if m <= samples:
-            return x
-        idx = draws.get(("idx", tag, m, samples), lambda g: torch.randperm(m, generator=g)[:samples])
-        return x[:, idx.to(x.device)]
-
     def blend(stats: Sequence[Tensor], weights: Sequence[float]) -> tuple[list[float], Any]:
         y = pool_samples(stats, weights)
         gammas = _bandwidths(y, scales)
@@ -318,7 +342,7 @@ def mmd_gaussian(
         gammas, t = target
         if estimator == "rff":
             return sum(((mean_features(x, g) - m) ** 2).sum() for g, m in zip(gammas, t))
-        xs, ys = subsample(x, "x"), subsample(t, "y")
+        xs, ys = draws.positions(x, "x", samples), draws.positions(t, "y", samples)
         return sum(_gaussian_mmd(xs, ys, g) for g in gammas)
 
     return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
