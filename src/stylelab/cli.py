@@ -44,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Optimise the pixels of CONTENT so its VGG19 features keep its content and take the style "
         "of STYLE (several styles are blended). Weights are normalised: style loss 1 = the content image.",
     )
-    run.add_argument("content", help="content image (path)")
-    run.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    add_inputs(run)
     run.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
     add_settings(run)
     run.add_argument("--save-every", type=int, default=0, metavar="N",
@@ -58,8 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stylise CONTENT once per style loss with the same settings, then measure every output under "
         "every loss (normalised: the content image scores 1 on each style loss, 0 on content).",
     )
-    cmp.add_argument("content", help="content image (path)")
-    cmp.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    add_inputs(cmp)
     cmp.add_argument("--losses", default="all", help=f"'all' or a comma list of loss specs; all = {','.join(ALL_LOSSES)}")
     cmp.add_argument("-o", "--output", required=True, help="grid image of the outputs")
     cmp.add_argument("--csv", default=None, help="also write the table as CSV")
@@ -72,12 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write REPORT_DIR/index.html with per-layer Gram matrices, channel means and stds, distances "
         "under every loss, and the Gram = MMD identity checked on these images.",
     )
-    exp.add_argument("content", help="content image (path)")
-    exp.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    add_inputs(exp)
     exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
     exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
     add_settings(exp)
     return parser
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", help="content image (path)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
 
 
 def add_settings(p: argparse.ArgumentParser) -> None:

@@ -42,11 +42,10 @@ def split_specs(text: str) -> list[str]:
     return [t.label for t in parse_style_losses(text)]  # validates every spec; weights are ignored
 
 
-@torch.no_grad()
-def distances(image: Tensor, content: Tensor, styles: Sequence[Tensor], config: Config, specs: Sequence[str]
-              ) -> dict[str, float]:
-    """Normalised distances of `image` (1,3,H,W) under every spec, with the targets of a run of `config`.
-    Evaluation always uses fixed draws (seed = config.seed), so it is the same for every row."""
+def evaluator(content: Tensor, styles: Sequence[Tensor], config: Config, specs: Sequence[str]
+              ) -> Callable[[Tensor], dict[str, float]]:
+    """Targets of a run of `config` for every spec, computed once; returns image (1,3,H,W) -> normalised
+    distances ('content' and one per spec). Evaluation always uses fixed draws (seed = config.seed)."""
     device = pick_device(config.device)
     eval_config = dataclasses.replace(config, style_loss=",".join(specs), optimizer="lbfgs")
     model = build_model(config.weights, config.pooling, device)
@@ -54,12 +53,17 @@ def distances(image: Tensor, content: Tensor, styles: Sequence[Tensor], config: 
     styles = [resize_long_edge(s, config.style_size or config.size).to(device) for s in styles]
     losses = build_style_losses(eval_config)
     targets = compute_targets(model, content, styles, eval_config, losses)
-    x = torch.nn.functional.interpolate(image.to(device), size=content.shape[-2:], mode="bicubic", antialias=True)
-    _, terms = objective(model, x.clamp(0, 1), targets, eval_config, losses)
-    out = {"content": float(terms["content"])}
-    for label in losses:
-        out[label] = float(terms[f"style:{label}"] if len(losses) > 1 else terms["style"])
-    return out
+
+    @torch.no_grad()
+    def distances(image: Tensor) -> dict[str, float]:
+        x = torch.nn.functional.interpolate(image.to(device), size=content.shape[-2:], mode="bicubic", antialias=True)
+        _, terms = objective(model, x.clamp(0, 1), targets, eval_config, losses)
+        out = {"content": float(terms["content"])}
+        for label in losses:
+            out[label] = float(terms[f"style:{label}"] if len(losses) > 1 else terms["style"])
+        return out
+
+    return distances
 
 
 def compare(
@@ -70,6 +74,7 @@ def compare(
     styles = [styles] if isinstance(styles, (str, Image.Image, Tensor)) else list(styles)
     content_t = to_tensor(content, "content image")
     style_ts = [to_tensor(s, "style image") for s in styles]
+    distances = evaluator(content_t, style_ts, config, specs)
     rows = []
     for spec in specs:
         seconds: list[float] = []
@@ -82,11 +87,9 @@ def compare(
 
         run_config = dataclasses.replace(config, style_loss=spec)
         out = transfer(content_t, style_ts, run_config, on_step)
-        rows.append(Row(spec, tensor_to_pil(out), distances(out, content_t, style_ts, config, specs),
-                        statistics.median(seconds)))
+        rows.append(Row(spec, tensor_to_pil(out), distances(out), statistics.median(seconds)))
     reference = resize_long_edge(content_t, config.size)
-    rows.insert(0, Row("content image", tensor_to_pil(reference),
-                       distances(reference, content_t, style_ts, config, specs), float("nan")))
+    rows.insert(0, Row("content image", tensor_to_pil(reference), distances(reference), float("nan")))
     return rows
 
 
