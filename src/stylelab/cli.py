@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import DEFAULT_LR, LAYER_NAMES, Config, ConfigError
 from .errors import StylelabError
 from .image import check_output_path, save_image
 from .losses import STYLE_LOSSES
-from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .optimize import OptimizationError, Step, stylize
 
 _DEFAULTS = {f.name: f.default for f in fields(Config)}

@@ -16,14 +16,13 @@ by its value between the content and style images (METHOD.md §2.11), so these r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
 import inspect
 import math
 import re
 import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
