@@ -181,3 +181,15 @@ def test_sampling_loss_under_adam_reproducible_by_seed(name, content_image, styl
     b = to_tensor(stylelab.stylize(content_image, style_image, config))
     c = to_tensor(stylelab.stylize(content_image, style_image, dataclasses.replace(config, seed=6)))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_load_inputs_accepts_one_style_of_any_kind(content_image, style_image, tmp_path):
+    from stylelab.optimize import load_inputs
+
+    path = tmp_path / "s.png"
+    style_image.save(path)
+    for single in (path, str(path), style_image, to_tensor(style_image)):
+        _, styles = load_inputs(content_image, single)
+        assert len(styles) == 1 and styles[0].shape == (1, 3, 80, 120)
+    with pytest.raises(StylelabError, match="at least one style"):
+        load_inputs(content_image, [])

@@ -17,9 +17,9 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from .config import Config
-from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
+from .image import ImageLike, resize_long_edge, tensor_to_pil
 from .losses import STYLE_LOSSES, parse_style_losses
-from .optimize import Callback, build_model, build_style_losses, compute_targets, objective, pick_device, transfer
+from .optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
 
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
@@ -46,17 +46,14 @@ def evaluator(content: Tensor, styles: Sequence[Tensor], config: Config, specs: 
               ) -> Callable[[Tensor], dict[str, float]]:
     """Targets of a run of `config` for every spec, computed once; returns image (1,3,H,W) -> normalised
     distances ('content' and one per spec). Evaluation always uses fixed draws (seed = config.seed)."""
-    device = pick_device(config.device)
     eval_config = dataclasses.replace(config, style_loss=",".join(specs), optimizer="lbfgs")
-    model = build_model(config.weights, config.pooling, device)
-    content = resize_long_edge(content, config.size).to(device)
-    styles = [resize_long_edge(s, config.style_size or config.size).to(device) for s in styles]
+    model, content, styles = prepare(content, styles, config)
     losses = build_style_losses(eval_config)
     targets = compute_targets(model, content, styles, eval_config, losses)
 
     @torch.no_grad()
     def distances(image: Tensor) -> dict[str, float]:
-        x = torch.nn.functional.interpolate(image.to(device), size=content.shape[-2:], mode="bicubic", antialias=True)
+        x = torch.nn.functional.interpolate(image.to(content.device), size=content.shape[-2:], mode="bicubic", antialias=True)
         _, terms = objective(model, x.clamp(0, 1), targets, eval_config, losses)
         out = {"content": float(terms["content"])}
         for label in losses:
@@ -71,9 +68,7 @@ def compare(
     callback: Callable[[str], Callback | None] | None = None,
 ) -> list[Row]:
     """Run `config` once per loss spec and measure each output under every spec (plus the content image)."""
-    styles = [styles] if isinstance(styles, (str, Image.Image, Tensor)) else list(styles)
-    content_t = to_tensor(content, "content image")
-    style_ts = [to_tensor(s, "style image") for s in styles]
+    content_t, style_ts = load_inputs(content, styles)
     distances = evaluator(content_t, style_ts, config, specs)
     rows = []
     for spec in specs:

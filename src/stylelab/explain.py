@@ -20,9 +20,9 @@ from torch import Tensor
 
 from .compare import ALL_LOSSES
 from .config import Config
-from .image import ImageLike, resize_long_edge, save_image, to_tensor
+from .image import ImageLike, save_image, to_tensor
 from .losses import flatten, gram
-from .optimize import build_model, build_style_losses, compute_targets, pick_device
+from .optimize import build_style_losses, compute_targets, load_inputs, prepare
 
 MAX_PAIRWISE = 2048  # positions per image for the explicit O(n² C) MMD sum
 
@@ -72,11 +72,8 @@ def explain(
 
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    styles = [styles] if isinstance(styles, (str, Path, Tensor)) or hasattr(styles, "mode") else list(styles)
-    device = pick_device(config.device)
-    model = build_model(config.weights, config.pooling, device)
-    c = resize_long_edge(to_tensor(content, "content image"), config.size).to(device)
-    ss = [resize_long_edge(to_tensor(s, "style image"), config.style_size or config.size).to(device) for s in styles]
+    model, c, ss = prepare(*load_inputs(content, styles), config)
+    device = c.device
     images = {"style": ss[0], "content": c}
     if output is not None:
         o = to_tensor(output, "output image")

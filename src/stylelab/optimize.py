@@ -71,6 +71,14 @@ def stylize(
     callback: Callback | None = None,
 ) -> Image.Image:
     """Stylise `content` with one or more `styles` (paths, PIL images or (1,3,H,W) tensors in [0,1])."""
+    content_t, style_ts = load_inputs(content, styles)
+    config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
+    init = None if config.init in ("content", "noise") else to_tensor(config.init, "init image")
+    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init))
+
+
+def load_inputs(content: ImageLike, styles: ImageLike | Sequence[ImageLike]) -> tuple[Tensor, list[Tensor]]:
+    """One content and one or more style images (a single one need not be in a list) -> (1,3,H,W) tensors."""
     if isinstance(styles, (str, Image.Image, Tensor)) or not isinstance(styles, Sequence):
         styles = [styles]
     if not styles:
@@ -78,9 +86,19 @@ def stylize(
     content_t = to_tensor(content, "content image")
     style_ts = [to_tensor(s, "style image" if len(styles) == 1 else f"style image {k + 1}")
                 for k, s in enumerate(styles)]
-    config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
-    init = None if config.init in ("content", "noise") else to_tensor(config.init, "init image")
-    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init))
+    return content_t, style_ts
+
+
+def prepare(content: Tensor, styles: Sequence[Tensor], config: Config) -> tuple[VGG19, Tensor, list[Tensor]]:
+    """The network and the inputs resized for a run of `config`, on its device (checked big enough)."""
+    device = pick_device(config.device)
+    model = build_model(config.weights, config.pooling, device)
+    content = resize_long_edge(content, config.size)
+    styles = [resize_long_edge(s, config.style_size or config.size) for s in styles]
+    check_size(content, (*config.content_layers, *config.style_layers), "content image")
+    for s in styles:
+        check_size(s, config.style_layers, "style image")
+    return model, content.to(device), [s.to(device) for s in styles]
 
 
 def transfer(
@@ -91,14 +109,7 @@ def transfer(
     init_image: Tensor | None = None,
 ) -> Tensor:
     """Tensor-level core of `stylize`: returns the output (1, 3, H, W) in [0,1] on the CPU."""
-    device = pick_device(config.device)
-    model = build_model(config.weights, config.pooling, device)
-    content = resize_long_edge(content, config.size)
-    styles = [resize_long_edge(s, config.style_size or config.size) for s in styles]
-    check_size(content, (*config.content_layers, *config.style_layers), "content image")
-    for s in styles:
-        check_size(s, config.style_layers, "style image")
-    content, styles = content.to(device), [s.to(device) for s in styles]
+    model, content, styles = prepare(content, styles, config)
     losses = build_style_losses(config)
     targets = compute_targets(model, content, styles, config, losses)
     x = initial_image(config, content, init_image)
