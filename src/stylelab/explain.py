@@ -21,7 +21,7 @@ from torch import Tensor
 from .compare import ALL_LOSSES
 from .config import Config
 from .image import ImageLike, save_image, to_tensor
-from .losses import flatten, gram
+from .losses import biased_mmd, flatten, gram
 from .optimize import build_style_losses, compute_targets, load_inputs, prepare
 
 MAX_PAIRWISE = 2048  # positions per image for the explicit O(n² C) MMD sum
@@ -55,8 +55,7 @@ def identity_check(x: Tensor, y: Tensor, layer: str, seed: int = 0) -> IdentityC
 
     xs, ys = pick(x.double().cpu()), pick(y.double().cpu())
     gram_side = float(((gram(xs) - gram(ys)) ** 2).sum())
-    kxx, kyy, kxy = (xs.T @ xs) ** 2, (ys.T @ ys) ** 2, (xs.T @ ys) ** 2  # k(x, y) = (xᵀy)², pairwise
-    mmd = float(kxx.mean() + kyy.mean() - 2 * kxy.mean())
+    mmd = float(biased_mmd(xs, ys, lambda a, b: (a.T @ b) ** 2))  # k(x, y) = (xᵀy)², all pairs
     return IdentityCheck(layer, (xs.shape[1], ys.shape[1]), subsampled, gram_side, mmd)
 
 

@@ -143,10 +143,7 @@ def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0
         scale, y = target
         xs, ys = draws.positions(x, "x", samples), draws.positions(y, "y", samples)
 
-        def k(a: Tensor, b: Tensor) -> Tensor:
-            return (a.T @ b / scale + c) ** degree
-
-        return k(xs, xs).mean() + k(ys, ys).mean() - 2 * k(xs, ys).mean()
+        return biased_mmd(xs, ys, lambda a, b: (a.T @ b / scale + c) ** degree)
 
     return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
 
@@ -347,12 +344,17 @@ def mmd_gaussian(
     return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
 
 
+def biased_mmd(x: Tensor, y: Tensor, kernel: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """MMD²_b between the columns of x (C, n) and y (C, m); kernel(a, b) -> the (n_a, n_b) kernel matrix."""
+    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+
+
 def _gaussian_mmd(x: Tensor, y: Tensor, gamma: float) -> Tensor:
     """Biased MMD²_b with exp(−γ‖x−y‖²) between the columns of x (C, n) and y (C, m)."""
     def k(a: Tensor, b: Tensor) -> Tensor:
         d2 = (a**2).sum(0)[:, None] + (b**2).sum(0)[None, :] - 2 * a.T @ b
         return torch.exp(-gamma * d2.clamp_min(0))
-    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+    return biased_mmd(x, y, k)
 
 
 # ---------------------------------------------------------------------------------------------- the registry
