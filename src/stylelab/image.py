@@ -1,37 +1,93 @@
 """Loading, converting, resizing and saving images. Tensors are RGB, float32 in [0,1], shape (1, 3, H, W).
 
-Every failure raises `ImageError` with a one-line message naming the file and what is wrong with it.
+Inputs are files or http(s) URLs; colours tagged with an ICC profile are converted to sRGB; 16-bit RGB(A) PNG and
+TIFF keep all 16 bits. Every failure raises `ImageError` with a one-line message naming the file and the problem.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.client
+import io
 import os
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import (
+    ExifTags,
+    Image,
+    ImageCms,
+    ImageOps,
+    PngImagePlugin,
+    UnidentifiedImageError,
+)
 from torch import Tensor
 
+from . import codecs16
 from .errors import StylelabError
 
-ImageLike = Union[str, os.PathLike, Image.Image, Tensor]
+ImageLike = str | os.PathLike | Image.Image | Tensor
 
 MAX_PIXELS = 100_000_000  # refuse larger inputs: a decompression bomb, or more than this tool can use
+MAX_DOWNLOAD_BYTES = 200 * 2**20  # a URL may send no more than this
+DOWNLOAD_TIMEOUT_S = 30.0  # per connect or read: a server silent this long is given up on
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
                 ".tiff": "TIFF", ".bmp": "BMP"}
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")  # formats that store an alpha channel; the others get white behind
+FORMATS_16BIT = ("PNG", "TIFF")
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+_INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ICC_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK")  # what LittleCMS can take from Pillow
+_PIXELS16 = "stylelab.pixels16"  # info key: the (H, W, C) uint16 pixels of a 16-bit image, see _pixels16
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,  # as ImageOps.exif_transpose
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+              7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
 class ImageError(StylelabError, ValueError):
     """An input or output image problem, with a one-line message."""
 
 
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def is_url(source: object) -> bool:
+    """True for a string starting with http:// or https:// (any case): an input to download, not a path."""
+    return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
+
+
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
-    """Open, fully decode and orient an image file; returns a PIL image in its own mode."""
+    """Open a file or http(s) URL, decode it fully, apply its EXIF orientation and convert an ICC-tagged image to
+    sRGB. Returns a PIL image in its own mode (RGB/RGBA after an ICC conversion); a 16-bit RGB(A) PNG or TIFF is
+    8-bit RGB(A) to Pillow but carries its 16-bit pixels for `pil_to_tensor` and `load_alpha`."""
+    source, name = _fetch(path, what)
+    with _opened(source, name, what) as im:
+        return _to_srgb(_orient(_decode(im, source)))
+
+
+def read_metadata(path: str | os.PathLike, what: str = "image") -> dict[str, str]:
+    """The text chunks (tEXt, zTXt, iTXt) of a PNG file or URL as {keyword: text}; {} for other formats or none."""
+    source, name = _fetch(path, what)
+    with _opened(source, name, what) as im:
+        return {str(k): str(v) for k, v in im.text.items()} if im.format == "PNG" else {}
+
+
+def _fetch(path: object, what: str) -> tuple[Path | io.BytesIO, str | Path]:
+    """Check a path (exists, a file, not empty) or download a URL; returns what Pillow should open and its name."""
+    if is_url(path):
+        return io.BytesIO(_download(path, what)), path
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError(f"{what} must be a path or an http(s) URL, got {type(path).__name__}")
     p = Path(path)
     if not p.exists():
         raise ImageError(f"{what} not found: {p}")
@@ -39,58 +95,219 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
         raise ImageError(f"{what} is a directory, not an image file: {p}")
     if p.stat().st_size == 0:
         raise ImageError(f"{what} is an empty file: {p}")
+    return p, p
+
+
+def _download(url: str, what: str) -> bytes:
+    """GET `url` into memory, or a one-line ImageError saying why not."""
+    try:
+        data = _get(url)
+    except urllib.error.HTTPError as exc:
+        reason: object = f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # timeouts, resets, malformed URLs
+        reason = exc
+    else:
+        if data is None:
+            raise ImageError(f"{what} at {url} is larger than {MAX_DOWNLOAD_BYTES / 2**20:g} MB")
+        if not data:
+            raise ImageError(f"{what} is empty (0 bytes downloaded): {url}")
+        return data
+    raise ImageError(f"cannot download {what} from {url}: {_one_line(reason) or type(reason).__name__}")
+
+
+def _get(url: str) -> bytes | None:
+    """The body of `url`; None if it is over MAX_DOWNLOAD_BYTES. Waits DOWNLOAD_TIMEOUT_S per connect or read."""
+    # Some hosts block generic clients such as urllib's default "Python-urllib/3.x" (Wikimedia, home of many
+    # paintings, asks for an identifying User-Agent).
+    request = urllib.request.Request(url, headers={"User-Agent": "stylelab (Python urllib)"})
+    # A fresh opener reads the environment's proxy settings now; urlopen's is fixed at the first download.
+    with urllib.request.build_opener().open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_DOWNLOAD_BYTES:
+            return None
+        data = response.read(MAX_DOWNLOAD_BYTES + 1)
+    return None if len(data) > MAX_DOWNLOAD_BYTES else data
+
+
+def _one_line(reason: object) -> str:
+    return " ".join(str(reason).split())
+
+
+@contextlib.contextmanager
+def _opened(source: Path | io.BytesIO, name: str | Path, what: str) -> Iterator[Image.Image]:
+    """Image.open with our pixel limit, turning Pillow's and the codecs' exceptions into one-line ImageErrors."""
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit (~89M px); we apply ours (MAX_PIXELS) in _check_pixels.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                _check_pixels(im, p, what)
-                im.load()
-                return ImageOps.exif_transpose(im)
+            with Image.open(source) as im:
+                _check_pixels(im, name, what)
+                yield im
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{what} is too large (over {MAX_PIXELS:,} pixels): {p}") from None
+        raise ImageError(f"{what} is too large (over {MAX_PIXELS:,} pixels): {name}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{what} is not an image file Pillow can read: {p}") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data surfaces as these
-        raise ImageError(f"{what} is truncated or corrupt ({exc}): {p}") from None
+        raise ImageError(f"{what} is not an image file Pillow can read: {name}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data surfaces as these
+        raise ImageError(f"{what} is truncated or corrupt ({_one_line(exc)}): {name}") from None
 
 
-def _check_pixels(im: Image.Image, path: Path, what: str) -> None:
+def _check_pixels(im: Image.Image, name: str | Path, what: str) -> None:
     w, h = im.size
     if w * h > MAX_PIXELS:
-        raise ImageError(f"{what} is too large ({w}x{h} px, limit {MAX_PIXELS:,} pixels): {path}")
+        raise ImageError(f"{what} is too large ({w}x{h} px, limit {MAX_PIXELS:,} pixels): {name}")
     if w < 1 or h < 1:
-        raise ImageError(f"{what} has no pixels: {path}")
+        raise ImageError(f"{what} has no pixels: {name}")
+
+
+def _decode(im: Image.Image, source: Path | io.BytesIO) -> Image.Image:
+    """Load the pixels: 16-bit RGB(A) PNG and TIFF through codecs16 (Pillow keeps only 8 bits), the rest by Pillow."""
+    pixels = None
+    if im.format == "PNG" and codecs16.is_png16(_read(source, 29)):
+        pixels = codecs16.decode_png(_read(source))
+    elif im.format == "TIFF" and codecs16.is_tiff16(im.tag_v2):
+        pixels = codecs16.decode_tiff(_read(source), im.tag_v2)
+    if pixels is None:
+        im.load()
+        return im
+    return _with_pixels16(pixels, im.info)
+
+
+def _read(source: Path | io.BytesIO, n: int = -1) -> bytes:
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()[: n if n >= 0 else None]
+    with open(source, "rb") as f:
+        return f.read(n)
+
+
+def _with_pixels16(pixels: np.ndarray, info: dict) -> Image.Image:
+    """An 8-bit PIL image of (H, W, 2|3|4) uint16 `pixels` (rounded) that carries them in its info."""
+    im = Image.fromarray(_round_to_8bit(pixels))  # LA, RGB or RGBA
+    im.info = {**{k: v for k, v in info.items() if k != "transparency"}, _PIXELS16: pixels}
+    return im
+
+
+def _round_to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8, round(v / 257), through a table: no full-size temporaries for a large image."""
+    return _table_16_to_8()[pixels]
+
+
+@functools.cache
+def _table_16_to_8() -> np.ndarray:
+    return np.round(np.arange(65536) / 257.0).astype(np.uint8)
+
+
+def _pixels16(im: Image.Image) -> np.ndarray | None:
+    """The 16-bit pixels `im` carries, if they are still its pixels: Pillow copies `info` through transposes,
+    crops and in-place edits, so they count only where they round to exactly the 8-bit pixels `im` holds."""
+    pixels = im.info.get(_PIXELS16)
+    if not isinstance(pixels, np.ndarray) or pixels.shape != (im.height, im.width, len(im.getbands())):
+        return None
+    return pixels if np.array_equal(_round_to_8bit(pixels), np.asarray(im)) else None
+
+
+def _orient(im: Image.Image) -> Image.Image:
+    """ImageOps.exif_transpose, applied to the 16-bit pixels too."""
+    out = ImageOps.exif_transpose(im)
+    method = _TRANSPOSE.get(im.getexif().get(ExifTags.Base.Orientation, 1))
+    pixels = _pixels16(im)
+    if pixels is not None and method is not None:
+        channels = [Image.fromarray(np.ascontiguousarray(pixels[..., i])) for i in range(pixels.shape[2])]
+        out.info[_PIXELS16] = np.dstack([np.asarray(ch.transpose(method)) for ch in channels])  # I;16 each
+    return out
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Convert the colours of an image tagged with a non-sRGB ICC profile to sRGB (perceptual intent), keeping
+    alpha. A profile that cannot be read, or does not fit the image, is ignored: the pixels are taken as sRGB, as
+    web browsers do. 16-bit images are converted at 8 bits (Pillow's LittleCMS transforms are 8-bit for RGB)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in _ICC_MODES:
+        return im
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if _is_srgb(profile):
+            return im
+        colour, alpha = _split_alpha(im)
+        # profileToProfile's default intent, perceptual: for matrix profiles (most RGB ones) it is the same as
+        # relative colorimetric; LUT profiles (CMYK, some wide-gamut RGB) map out-of-gamut colours smoothly.
+        out = ImageCms.profileToProfile(colour, profile, _srgb_profile(), outputMode="RGB")
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return im
+    if alpha is not None:
+        out.putalpha(alpha)
+    out.info = {k: v for k, v in im.info.items() if k not in ("icc_profile", _PIXELS16, "transparency")}
+    return out
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    """By name, as browsers do: "sRGB IEC61966-2.1", "sRGB built-in", ... (converting them would be ±1 noise)."""
+    core = profile.profile
+    return core.xcolor_space.strip() == "RGB" and "srgb" in (core.profile_description or "").lower()
+
+
+@functools.cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _split_alpha(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """(colour as L, RGB or CMYK, alpha as L or None)."""
+    if not _has_alpha(im):
+        return (im.convert("RGB") if im.mode == "P" else im), None
+    full = im.convert("LA" if im.mode in ("L", "LA") else "RGBA")
+    return full.convert(full.mode[:-1]), full.getchannel("A")
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    palette_alpha = im.mode == "P" and im.palette is not None and im.palette.mode == "RGBA"
+    return im.mode in _ALPHA_MODES or "transparency" in im.info or palette_alpha
+
+
+def _arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode -> (H, W, 3) sRGB colour and (H, W) straight alpha (None without alpha), float32 in [0,1].
+    16-bit and float greys and carried 16-bit pixels keep their precision; CMYK goes through Pillow."""
+    im = _to_srgb(im)
+    pixels = _pixels16(im)
+    if pixels is not None:
+        x = pixels.astype(np.float32) / 65535.0
+        rgb = x[..., :3] if x.shape[2] >= 3 else np.repeat(x[..., :1], 3, axis=2)
+        return rgb, (x[..., -1] if x.shape[2] in (2, 4) else None)
+    if im.mode in _INT_MODES:
+        # 'I' holds 16-bit PNG greys (0..65535) in Pillow; treat anything larger as 16-bit overflow and clip.
+        grey = np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        grey = np.clip(a if a.max(initial=0.0) <= 1.0 else a / 255.0, 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    if _has_alpha(im):
+        x = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        return x[..., :3], x[..., 3]
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0, None
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """rgb·a + (1 − a): (H, W, 3) and (H, W) -> (H, W, 3)."""
+    a = alpha[..., None]
+    return rgb * a + (1.0 - a)
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:
-    """Any PIL mode -> (1, 3, H, W) float32 RGB in [0,1]. 16-bit and float greys keep their precision;
-    transparency is composited over white; CMYK and palettes go through Pillow's conversions."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im, dtype=np.float64)
-        # 'I' holds 16-bit PNG greys (0..65535) in Pillow; treat anything larger as 16-bit overflow and clip.
-        grey = np.clip(a / 65535.0, 0.0, 1.0)
-        rgb = np.repeat(grey[..., None], 3, axis=2)
-    elif im.mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        grey = np.clip(a if a.max(initial=0.0) <= 1.0 else a / 255.0, 0.0, 1.0)
-        rgb = np.repeat(grey[..., None], 3, axis=2)
-    else:
-        if im.mode == "P":
-            im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-            rgba = im.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, rgba)
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
-    t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
+    """Any PIL mode -> (1, 3, H, W) float32 sRGB in [0,1], transparency composited over white. 16-bit and float
+    images keep their precision; ICC-tagged colours are converted to sRGB; CMYK and palettes go through Pillow."""
+    rgb, alpha = _arrays(im)
+    if alpha is not None:
+        rgb = _over_white(rgb, alpha)
+    t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
     return t.unsqueeze(0)  # (1, 3, H, W)
 
 
 def to_tensor(image: ImageLike, what: str = "image") -> Tensor:
-    """A path, PIL image or tensor -> (1, 3, H, W) float32 RGB in [0,1]."""
+    """A path, http(s) URL, PIL image or tensor -> (1, 3, H, W) float32 RGB in [0,1]."""
     if isinstance(image, Tensor):
         t = image.detach()
         if t.dim() == 3:
@@ -106,7 +323,27 @@ def to_tensor(image: ImageLike, what: str = "image") -> Tensor:
         return pil_to_tensor(ImageOps.exif_transpose(image))
     if isinstance(image, (str, os.PathLike)):
         return pil_to_tensor(open_image(image, what))
-    raise ImageError(f"{what} must be a path, a PIL image or a tensor, got {type(image).__name__}")
+    raise ImageError(f"{what} must be a path, a URL, a PIL image or a tensor, got {type(image).__name__}")
+
+
+def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
+    """The alpha of a path, URL or PIL image as (1, 1, H, W) float32 in [0,1] (oriented like `to_tensor`); None if
+    it has none or it is fully opaque. Tensors are RGB by contract (`to_tensor`), so a tensor gives None."""
+    if isinstance(source, Tensor):
+        return None
+    if isinstance(source, Image.Image):
+        im = ImageOps.exif_transpose(source)
+    elif isinstance(source, (str, os.PathLike)):
+        im = open_image(source, what)
+    else:
+        raise ImageError(f"{what} must be a path, a URL, a PIL image or a tensor, got {type(source).__name__}")
+    _, alpha = _arrays(im)
+    if alpha is None or alpha.min() >= 1.0:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(alpha))[None, None]  # (1, 1, H, W)
+
+
+# ---------------------------------------------------------------------------------------- resize / convert
 
 
 def resize_long_edge(image: Tensor, long_edge: int) -> Tensor:
@@ -129,13 +366,20 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(a, mode="RGB")
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail early (before any work) if `path` cannot be written as an image."""
+# ------------------------------------------------------------------------------------------------- writing
+
+
+def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Fail early (before any work) if `path` cannot be written as an image of `bit_depth` bits per channel."""
     p = Path(path)
     if p.suffix.lower() not in SAVE_FORMATS:
         raise ImageError(
             f"cannot tell the output format from {p.name!r}; use one of: {', '.join(sorted(SAVE_FORMATS))}"
         )
+    if bit_depth not in (8, 16):
+        raise ImageError(f"bit depth must be 8 or 16, got {bit_depth!r}")
+    if bit_depth == 16 and SAVE_FORMATS[p.suffix.lower()] not in FORMATS_16BIT:
+        raise ImageError(f"16-bit output needs a .png, .tif or .tiff file, not {p.name!r}")
     if p.is_dir():
         raise ImageError(f"output is a directory: {p}")
     parent = p.parent if str(p.parent) else Path(".")
@@ -146,26 +390,121 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def save_image(image: Image.Image | Tensor, path: str | os.PathLike) -> Path:
-    """Write atomically: save to a temporary file beside `path`, then rename over it.
-    An interrupted or failed save never leaves a partial image at `path`."""
-    p = check_output_path(path)
-    im = tensor_to_pil(image) if isinstance(image, Tensor) else image
+def save_image(image: Image.Image | Tensor, path: str | os.PathLike, *, bit_depth: int = 8,
+               alpha: Tensor | None = None, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a (1, 3, H, W) tensor in [0,1] or a PIL image atomically (a temporary file beside `path`, renamed
+    over it: a failed or interrupted save never leaves a partial image). Format from the suffix; JPEG and WebP
+    at quality 95. `alpha` (1, 1, h, w) in [0,1] is resized (bilinear, antialiased) to H x W and stored by PNG,
+    WebP and TIFF; JPEG and BMP get the image composited over white. `bit_depth` 16: PNG and TIFF only.
+    `metadata` {keyword: text} becomes PNG iTXt chunks (UTF-8); other formats do not store it."""
+    p = check_output_path(path, bit_depth)
     fmt = SAVE_FORMATS[p.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    text = _check_metadata(metadata)
+    if bit_depth == 16:
+        data = _encode16(image, alpha, fmt, text)
+        _write_atomic(p, lambda f: f.write(data))
+    else:
+        im = _image8(image, alpha, fmt)
+        options = _save_options(fmt, text)
+        _write_atomic(p, lambda f: im.save(f, format=fmt, **options))
+    return p
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Keywords: 1-79 Latin-1 printable characters without edge or double spaces (the PNG rule); text: no NUL."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ImageError(f"metadata must be a dict of strings, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ImageError(f"metadata keys and values must be strings, got {key!r}: {type(value).__name__}")
+        if (not 1 <= len(key) <= 79 or not key.isprintable() or max(map(ord, key)) > 255
+                or key != key.strip() or "  " in key):
+            raise ImageError(f"metadata key {key!r} is not a PNG keyword (1-79 Latin-1 characters, single spaces)")
+        if "\0" in value:
+            raise ImageError(f"metadata text for {key!r} contains a NUL character")
+    return dict(metadata)
+
+
+def _output_arrays(image: Image.Image | Tensor, alpha: Tensor | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image to write as (H, W, 3) colour and (H, W) alpha or None, floats in [0,1]; `alpha` replaces any
+    alpha of a PIL image."""
+    if isinstance(image, Tensor):
+        rgb, own = to_tensor(image, "output image")[0].permute(1, 2, 0).numpy(), None
+    elif isinstance(image, Image.Image):
+        rgb, own = _arrays(image)
+    else:
+        raise ImageError(f"output image must be a tensor or a PIL image, got {type(image).__name__}")
+    return rgb, own if alpha is None else _resized_alpha(alpha, rgb.shape[:2])
+
+
+def _resized_alpha(alpha: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(1, 1, h, w) float alpha -> (H, W) in [0,1]: bilinear, antialiased when shrinking."""
+    if not (isinstance(alpha, Tensor) and alpha.dim() == 4 and alpha.shape[:2] == (1, 1)
+            and alpha.is_floating_point()):
+        got = f"{tuple(alpha.shape)} {alpha.dtype}" if isinstance(alpha, Tensor) else type(alpha).__name__
+        raise ImageError(f"alpha must be a float tensor of shape (1, 1, H, W), got {got}")
+    a = alpha.detach().float().cpu()
+    if not torch.isfinite(a).all():
+        raise ImageError("alpha tensor contains NaN or infinity")
+    if tuple(a.shape[-2:]) != tuple(size):
+        a = F.interpolate(a, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return a.clamp(0, 1)[0, 0].numpy()
+
+
+def _image8(image: Image.Image | Tensor, alpha: Tensor | None, fmt: str) -> Image.Image:
+    """The 8-bit PIL image to save: a PIL image as given where the format takes it, else RGB or RGBA."""
+    pil = isinstance(image, Image.Image) and alpha is None
+    if pil and (fmt in ALPHA_FORMATS or image.mode in ("RGB", "L") and not _has_alpha(image)):
+        return image  # as given: its own mode, alpha and ICC profile
+    rgb, a = _output_arrays(image, alpha)
+    if a is not None and fmt not in ALPHA_FORMATS:
+        rgb, a = _over_white(rgb, a), None
+    x = rgb if a is None else np.dstack([rgb, a])
+    return Image.fromarray(np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def _save_options(fmt: str, text: dict[str, str]) -> dict:
+    if fmt == "JPEG":
+        return {"quality": 95, "subsampling": 0}  # 4:4:4: 4:2:0 would blur the fine colour detail styles add
+    if fmt == "WEBP":
+        return {"quality": 95}  # lossy like JPEG, for the web; PNG and TIFF are the lossless choices
+    if fmt == "PNG" and text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
+        return {"pnginfo": info}
+    return {}
+
+
+def _encode16(image: Image.Image | Tensor, alpha: Tensor | None, fmt: str, text: dict[str, str]) -> bytes:
+    rgb, a = _output_arrays(image, alpha)
+    x = rgb if a is None else np.dstack([rgb, a])
+    pixels = np.round(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return codecs16.encode_png(pixels, text) if fmt == "PNG" else codecs16.encode_tiff(pixels)
+
+
+def _write_atomic(p: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Run `write` on a temporary file beside `p`, then rename it over `p`; on any failure remove it."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the output normal permissions
         with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {p}: {exc.strerror or exc}") from None
+            raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
+        if isinstance(exc, (ValueError, KeyError)) and not isinstance(exc, ImageError):  # Pillow's encoders
+            raise ImageError(f"cannot write {p}: {_one_line(exc)}") from None
         raise
-    return p
 
 
 def _umask() -> int:
