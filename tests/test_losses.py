@@ -334,3 +334,166 @@ def test_gram_and_pairwise_poly_mmd_same_values_and_gradients_through_conv_relu(
     (grad_pairs,) = torch.autograd.grad(via_pairs, image)
     torch.testing.assert_close(via_gram, via_pairs, rtol=1e-12, atol=0)
     torch.testing.assert_close(grad_gram, grad_pairs, rtol=1e-10, atol=1e-15)
+
+
+# ------------------------------------------------------------------------------------ per-position weights (masks)
+
+from stylelab.losses import StyleLoss, quantiles
+
+WEIGHTED = [
+    ("gram", {}), ("mmd-poly", {"c": 1.0}), ("mmd-linear", {}), ("bn", {}), ("w2", {}), ("histogram", {}),
+    ("sliced-wasserstein", {}), ("mmd-gaussian", {"estimator": "rff", "features": 64}),
+    ("mmd-gaussian", {"estimator": "sampled"}),  # all positions (M < samples)
+    ("mmd-poly", {"c": 0.5, "degree": 3, "samples": 12}),  # subsampled positions
+]
+MOMENTS = [("gram", {}), ("mmd-poly", {"c": 1.0}), ("mmd-linear", {}), ("bn", {}), ("w2", {})]  # weighted averages
+
+
+def _close(a, b, rtol=1e-12, atol=1e-14):
+    """assert_close through the tuples/lists/floats that stats and targets are made of."""
+    if isinstance(a, (tuple, list)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for u, v in zip(a, b):
+            _close(u, v, rtol, atol)
+    else:
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=rtol, atol=atol)
+
+
+def _target(loss, y, weights=None):
+    return loss.blend([loss.stats(y) if weights is None else loss.stats(y, weights=weights)], [1.0])
+
+
+def _weights(m: int, seed: int) -> torch.Tensor:
+    """Uneven weights in [0, 2) with some exact zeros, like t² of a soft mask."""
+    w = 2 * torch.rand(m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w[::5] = 0.0
+    return w
+
+
+def test_every_registry_loss_takes_weights_and_the_default_is_unweighted():
+    assert all(factory().weighted for factory in STYLE_LOSSES.values())
+    assert style_loss("mmd-poly", degree=3).weighted
+    assert not StyleLoss(stats=lambda x: x, loss=lambda x, t: (x - t).sum()).weighted  # opt-in for new losses
+
+
+def test_guided_gram_is_the_masked_gram():
+    # METHOD.md §5.3: G_r = (F ∘ T)(F ∘ T)ᵀ / Σ t² with weights t².
+    x, t = features(5, 40, 80), torch.rand(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(gram(x, t**2), (x * t) @ (x * t).T / (t**2).sum(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_uniform_weights_equal_no_weights(name, params):
+    x, y = features(5, 40, 81), features(5, 30, 82)
+    loss = style_loss(name, **params)
+    ones_x, ones_y = torch.ones(40, dtype=torch.float64), torch.ones(30, dtype=torch.float64)
+    expected = loss.loss(x, _target(loss, y))
+    _close(loss.loss(x, _target(loss, y, ones_y), weights=ones_x), expected)
+    _close(loss.loss(x, _target(loss, y), weights=ones_x), expected)  # weighted output, plain style
+    _close(loss.loss(x, _target(loss, y, ones_y)), expected)  # plain output, weighted style
+    if (name, params) in MOMENTS:
+        _close(loss.stats(y, weights=ones_y), loss.stats(y))
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_weights_are_scale_invariant(name, params):
+    x, y = features(5, 40, 83), features(5, 30, 84)
+    wx, wy = _weights(40, 1), _weights(30, 2)
+    loss = style_loss(name, **params)
+    _close(loss.loss(x, _target(loss, y, 7 * wy), weights=7 * wx), loss.loss(x, _target(loss, y, wy), weights=wx))
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_zero_one_weights_select_positions(name, params):
+    # The identity behind guided statistics: a 0/1 mask gives the statistics, value and gradient of its positions.
+    x = torch.rand(5, 40, generator=torch.Generator().manual_seed(3), dtype=torch.float64)  # no ties: one gradient
+    y = features(5, 30, 86)
+    sel_x = torch.rand(40, generator=torch.Generator().manual_seed(4)) < 0.5
+    sel_y = torch.rand(30, generator=torch.Generator().manual_seed(5)) < 0.5
+    loss = style_loss(name, **params)
+    if (name, params) in MOMENTS:
+        _close(_target(loss, y, sel_y.double()), _target(loss, y[:, sel_y]), atol=1e-12)
+    if name == "histogram":  # sorted rows of the selected positions, each weighing 1/#selected
+        values, mass = _target(loss, y, sel_y.double())
+        _close(values, _target(loss, y[:, sel_y]), atol=0)
+        _close(mass, torch.full_like(values, 1 / int(sel_y.sum())))
+    masked = x.clone().requires_grad_(True)
+    value = loss.loss(masked, _target(loss, y, sel_y.double()), weights=sel_x.double())
+    (grad,) = torch.autograd.grad(value, masked)
+    kept = x[:, sel_x].clone().requires_grad_(True)
+    expected = loss.loss(kept, _target(loss, y[:, sel_y]))
+    (grad_kept,) = torch.autograd.grad(expected, kept)
+    _close(value, expected, atol=1e-12)
+    assert not grad[:, ~sel_x].any()  # positions outside the mask get no gradient
+    _close(grad[:, sel_x], grad_kept, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, params", MOMENTS)
+def test_integer_weights_equal_repeated_positions(name, params):
+    x, y = features(5, 30, 87), features(5, 25, 88)
+    counts = torch.randint(0, 4, (30,), generator=torch.Generator().manual_seed(5))
+    repeated = x.repeat_interleave(counts, dim=1)
+    loss = style_loss(name, **params)
+    _close(loss.stats(x, weights=counts.double()), loss.stats(repeated), rtol=1e-10, atol=1e-12)
+    t = _target(loss, y)
+    _close(loss.loss(x, t, weights=counts.double()), loss.loss(repeated, t), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_weighted_losses_gradcheck(name, params):
+    loss = style_loss(name, **params)
+    t = _target(loss, features(4, 7, 89), _weights(7, 6))
+    x = (torch.rand(4, 9, generator=torch.Generator().manual_seed(7), dtype=torch.float64) + 0.1).requires_grad_(True)
+    w = _weights(9, 8)
+    assert torch.autograd.gradcheck(lambda a: loss.loss(a, t, weights=w), (x,))
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_weighted_losses_zero_at_their_weighted_target(name, params):
+    y, w = features(5, 30, 90), _weights(30, 9)
+    params = {k: v for k, v in params.items() if k != "samples"}  # X and Y subsets differ: zero only for all of them
+    loss = style_loss(name, **params)
+    assert abs(float(loss.loss(y, _target(loss, y, w), weights=w))) < 1e-10
+
+
+@pytest.mark.parametrize("name, params", WEIGHTED)
+def test_invalid_weights_raise(name, params):
+    x = features(4, 12, 91)
+    loss = style_loss(name, **params)
+    t = _target(loss, x)
+    for bad, message in ((torch.zeros(12), "all zero"), (-torch.ones(12), ">= 0"), (torch.ones(11), "shape")):
+        with pytest.raises(ValueError, match=message):
+            loss.stats(x, weights=bad)
+        with pytest.raises(ValueError, match=message):
+            loss.loss(x, t, weights=bad)
+
+
+@pytest.mark.parametrize("name, params", [(n, p) for n, p in WEIGHTED if (n, p) not in MOMENTS])
+def test_blending_weighted_samples_is_the_exact_mixture(name, params):
+    # Σ_k π_k Q_k of weighted samples = one sample holding every position with weight π_k w_k / Σ w_k (METHOD.md §5.2).
+    a, b, x = features(5, 40, 92), features(5, 30, 93) + 0.5, features(5, 50, 94)
+    wa, wb = _weights(40, 10), _weights(30, 11)
+    loss = style_loss(name, **params)
+    mixed = loss.blend([loss.stats(a, weights=wa), loss.stats(b, weights=wb)], [0.75, 0.25])
+    pooled = _target(loss, torch.cat([a, b], dim=1), torch.cat([0.75 * wa / wa.sum(), 0.25 * wb / wb.sum()]))
+    _close(loss.loss(x, mixed), loss.loss(x, pooled), rtol=1e-10, atol=1e-13)
+
+
+def test_rff_blend_of_weighted_samples_equals_repeated_positions():
+    # π = (3/4, 1/4) of two equally weighted styles is the pooled sample with multiplicities 3:1.
+    a, b = features(5, 40, 95), features(5, 40, 96) + 0.5
+    ones = torch.ones(40, dtype=torch.float64)
+    loss = style_loss("mmd-gaussian", estimator="rff", features=64)
+    mixed = loss.blend([loss.stats(a, weights=ones), loss.stats(b, weights=ones)], [0.75, 0.25])
+    _close(mixed, _target(loss, torch.cat([a, a, a, b], dim=1)), rtol=1e-10, atol=1e-13)
+
+
+def test_weighted_quantiles_closed_form():
+    q = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    w = torch.tensor([[0.75, 0.25]], dtype=torch.float64)  # masses centred at 0.375 and 0.875
+    p = torch.tensor([0.1, 0.375, 0.625, 0.875, 0.99], dtype=torch.float64)
+    torch.testing.assert_close(quantiles(q, p, w), torch.tensor([[0.0, 0.0, 0.5, 1.0, 1.0]], dtype=torch.float64))
+    rows = features(3, 11, 97).sort(dim=1).values  # equal weights: the unweighted interpolation
+    p = (torch.arange(17, dtype=torch.float64) + 0.5) / 17
+    torch.testing.assert_close(quantiles(rows, p, torch.full_like(rows, 1 / 11)), resample_sorted(rows, 17))
+    torch.testing.assert_close(quantiles(rows, p), resample_sorted(rows, 17))

@@ -7,6 +7,13 @@ plus `blend(stats_list, weights) -> S`, which mixes several style images' statis
 is always `blend([stats(Y_1), ...], weights)`, even for one style, so a loss can finish its target there (e.g.
 the Gaussian MMD fixes its bandwidth from the blended style).
 
+Spatial control (METHOD.md §5.3): an entry with `weighted=True` also takes per-position weights w (M,) >= 0,
+    stats(X, weights=w), loss(X, S, weights=w)
+normalised to Σw = 1 inside; every statistic becomes a w-weighted average over positions (the guided Gram of
+Gatys et al. 2017 is the weighted second moment with w_i = t_i²), so 0/1 weights give exactly the statistics of the
+selected positions. Weighted moments blend as before; the sample-based losses keep weighted samples (X, w) and
+pool them exactly.
+
 Conventions: features are per-image *distributions* of M column vectors, so every statistic averages over
 positions (never sums), which lets the style and output images differ in size. Statistics are computed in
 float32 whatever the dtype of the features (half-precision Gram matrices are useless, METHOD.md §7.4).
@@ -28,6 +35,7 @@ import torch
 from torch import Tensor
 
 Stats = Any  # a tensor or a tuple of tensors; whatever a loss's `stats` returns
+Sample = Tensor | tuple[Tensor, Tensor]  # columns of X (C, M), equally weighted, or (X, w): weights w (M,) > 0, Σw = 1
 
 
 def flatten(activation: Tensor) -> Tensor:
@@ -43,6 +51,34 @@ def at_least_float32(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def normalise_weights(weights: Tensor, x: Tensor) -> Tensor:
+    """Per-position weights (M,) >= 0 for X (..., M) -> w / Σw (M,) in X's dtype and on X's device."""
+    m = x.shape[-1]
+    if weights.shape != (m,):
+        raise ValueError(f"weights must have shape ({m},), one per position, got {tuple(weights.shape)}")
+    w = weights.to(device=x.device, dtype=x.dtype)
+    total = w.sum()
+    valid, positive = torch.stack([(torch.isfinite(w) & (w >= 0)).all(), total > 0]).tolist()  # one sync
+    if not valid:
+        raise ValueError("weights must be finite and >= 0")
+    if not positive:
+        raise ValueError("weights are all zero: no position to take statistics from (an empty mask region?)")
+    return w / total
+
+
+def as_sample(x: Tensor, weights: Tensor | None = None) -> Sample:
+    """The features as a sample set: X (C, M) itself, or with weights the weighted sample (X[:, w>0], w[w>0] / Σw)."""
+    if weights is None:
+        return x
+    w = normalise_weights(weights, x)
+    keep = w > 0
+    return x[:, keep], w[keep]
+
+
+def _split(sample: Sample) -> tuple[Tensor, Tensor | None]:
+    return sample if isinstance(sample, tuple) else (sample, None)
+
+
 def linear_blend(stats: Sequence[Stats], weights: Sequence[float]) -> Stats:
     """Σ_k w_k S_k, elementwise over tuples. Exact for statistics that are expectations (moments)."""
     first = stats[0]
@@ -55,63 +91,68 @@ def linear_blend(stats: Sequence[Stats], weights: Sequence[float]) -> Stats:
 class StyleLoss:
     """One entry of the registry: how to summarise a style and how far an output is from it."""
 
-    stats: Callable[[Tensor], Stats]
-    loss: Callable[[Tensor, Stats], Tensor]
+    stats: Callable[..., Stats]  # stats(X) -> S, and stats(X, weights=w) if `weighted`
+    loss: Callable[..., Tensor]  # loss(X, S) -> scalar, and loss(X, S, weights=w) if `weighted`
     blend: Callable[[Sequence[Stats], Sequence[float]], Stats] = linear_blend
+    weighted: bool = False  # stats/loss take per-position weights (spatial control with masks, METHOD.md §5.3)
 
 
 # ---------------------------------------------------------------------------------------------- Gram / poly-MMD
 
 
-def gram(x: Tensor) -> Tensor:
-    """G = X Xᵀ / M for X (C, M) -> (C, C): the second raw moment E[f fᵀ] of the feature distribution."""
-    m = x.shape[1]
-    xs = x / m**0.5  # scale before the product so float32 never overflows (METHOD.md §7.4)
+def gram(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """G = X Xᵀ / M for X (C, M) -> (C, C): the second raw moment E[f fᵀ] of the feature distribution.
+    With weights w (M,): G = Σ_i w_i f_i f_iᵀ / Σw, the guided Gram of Gatys et al. 2017 for w_i = t_i²."""
+    if weights is None:
+        xs = x / x.shape[1] ** 0.5  # scale before the product so float32 never overflows (METHOD.md §7.4)
+    else:
+        xs = x * normalise_weights(weights, x).sqrt()  # same reason: √w with Σw = 1
     return xs @ xs.T  # (C, C)
 
 
-def gram_distance(x: Tensor, target_gram: Tensor) -> Tensor:
+def gram_distance(x: Tensor, target_gram: Tensor, weights: Tensor | None = None) -> Tensor:
     """‖G(X) − G_S‖²_F. Equals MMD²_b with k(x,y) = (xᵀy)² exactly (Li et al. 2017), also for unequal M.
 
     Deviation from Gatys et al.: no 1/(4C²M²) factor; each Gram is divided by its own M and the
     per-layer reference normalisation absorbs every constant.
     """
-    return ((gram(x) - target_gram) ** 2).sum()
+    return ((gram(x, weights) - target_gram) ** 2).sum()
 
 
 # ---------------------------------------------------------------------------------------------- first-order family
 
 
-def channel_mean(x: Tensor) -> Tensor:
-    """μ = mean over positions of X (C, M) -> (C,)."""
-    return x.mean(dim=1)
+def channel_mean(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """μ = mean over positions (the last dim) of X (..., M) -> (...); with weights w (M,), Σ_i w_i f_i / Σw."""
+    return x.mean(dim=-1) if weights is None else x @ normalise_weights(weights, x)
 
 
-def mean_distance(x: Tensor, target_mean: Tensor) -> Tensor:
+def mean_distance(x: Tensor, target_mean: Tensor, weights: Tensor | None = None) -> Tensor:
     """‖μ_X − μ_S‖². Equals MMD²_b with the linear kernel k(x,y) = xᵀy (Li et al. 2017), also for unequal M."""
-    return ((channel_mean(x) - target_mean) ** 2).sum()
+    return ((channel_mean(x, weights) - target_mean) ** 2).sum()
 
 
 BN_EPS = 1e-5  # inside the square root: a channel that is all zero after ReLU has σ = 0 (METHOD.md §7.7)
 
 
-def bn_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(μ, E[f²]) per channel, each (C,): moments, so blending them is blending the distributions (§5.2)."""
-    return x.mean(dim=1), (x**2).mean(dim=1)
+def bn_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(μ, E[f²]) per channel, each (C,), (weighted) averages over positions: moments, so blending them is
+    blending the distributions (§5.2)."""
+    return channel_mean(x, weights), channel_mean(x**2, weights)
 
 
-def bn_distance(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
-    """mean_c [(μ_X,c − μ_S,c)² + (σ_X,c − σ_S,c)²] with population std σ = sqrt(var + ε)."""
+def bn_distance(x: Tensor, target: tuple[Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
+    """mean_c [(μ_X,c − μ_S,c)² + (σ_X,c − σ_S,c)²] with population std σ = sqrt(var + ε) over (weighted) positions."""
     mu_s, second_s = target
     sigma_s = ((second_s - mu_s**2).clamp_min(0) + BN_EPS).sqrt()
-    mu_x = x.mean(dim=1)
-    sigma_x = (((x - mu_x[:, None]) ** 2).mean(dim=1) + BN_EPS).sqrt()  # centred first: no cancellation
+    mu_x = channel_mean(x, weights)
+    sigma_x = (channel_mean((x - mu_x[:, None]) ** 2, weights) + BN_EPS).sqrt()  # centred first: no cancellation
     return ((mu_x - mu_s) ** 2 + (sigma_x - sigma_s) ** 2).mean()
 
 
-def poly_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+def poly_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(G, μ): the moments that the degree-2 polynomial-kernel MMD depends on."""
-    return gram(x), channel_mean(x)
+    return gram(x, weights), channel_mean(x, weights)
 
 
 def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0, resample: bool = False) -> StyleLoss:
@@ -128,34 +169,34 @@ def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0
     if c < 0:
         raise ValueError(f"mmd-poly needs c >= 0, got {c}")
     if degree == 2:
-        def loss2(x: Tensor, target: tuple[Tensor, Tensor]) -> Tensor:
+        def loss2(x: Tensor, target: tuple[Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
             g_s, mu_s = target
-            return gram_distance(x, g_s) + 2 * c * mean_distance(x, mu_s)
+            return gram_distance(x, g_s, weights) + 2 * c * mean_distance(x, mu_s, weights)
 
-        return StyleLoss(stats=poly_stats, loss=loss2)
+        return StyleLoss(stats=poly_stats, loss=loss2, weighted=True)
     draws = Draws(seed, resample)
 
-    def blend(stats: Sequence[Tensor], weights: Sequence[float]) -> tuple[float, Tensor]:
-        y = pool_samples(stats, weights)
-        return float((y**2).sum(dim=0).mean().clamp_min(1e-12)), y
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[float, Sample]:
+        pooled = pool_samples(stats, weights)
+        y, w = _split(pooled)
+        return float(channel_mean((y**2).sum(dim=0), w).clamp_min(1e-12)), pooled
 
-    def loss(x: Tensor, target: tuple[float, Tensor]) -> Tensor:
+    def loss(x: Tensor, target: tuple[float, Sample], weights: Tensor | None = None) -> Tensor:
         scale, y = target
-        xs, ys = draws.positions(x, "x", samples), draws.positions(y, "y", samples)
-
+        xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(y, "y", samples)
         return biased_mmd(xs, ys, lambda a, b: (a.T @ b / scale + c) ** degree)
 
-    return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
+    return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 
 
 # ---------------------------------------------------------------------------------------------- W2 between Gaussians
 
 
-def _covariance(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(μ (C,), Σ (C, C)) population moments; centred before the product (no E[ffᵀ] − μμᵀ cancellation)."""
-    mu = x.mean(dim=1)
-    xc = (x - mu[:, None]) / x.shape[1] ** 0.5
-    return mu, xc @ xc.T
+def _covariance(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(μ (C,), Σ (C, C)) population moments, (weighted) over positions; centred before the product (no
+    E[ffᵀ] − μμᵀ cancellation)."""
+    mu = channel_mean(x, weights)
+    return mu, gram(x - mu[:, None], weights)
 
 
 def _psd_sqrt(a: Tensor) -> Tensor:
@@ -164,9 +205,9 @@ def _psd_sqrt(a: Tensor) -> Tensor:
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
 
 
-def w2_stats(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(μ, Σ, Σ^½) of a Gaussian fit to the features."""
-    mu, cov = _covariance(x)
+def w2_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(μ, Σ, Σ^½) of a Gaussian fit to the (weighted) features."""
+    mu, cov = _covariance(x, weights)
     return mu, cov, _psd_sqrt(cov)
 
 
@@ -179,7 +220,7 @@ def w2_blend(stats: Sequence[tuple[Tensor, Tensor, Tensor]], weights: Sequence[f
     return mu, cov, _psd_sqrt(cov)
 
 
-def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
     """W2² between Gaussian fits: ‖Δμ‖² + tr(Σx + Σs − 2 (Σs^½ Σx Σs^½)^½).
 
     tr(A^½) = Σ √λ(A) via `eigvalsh`, whose gradient V diag(g) Vᵀ stays finite for repeated eigenvalues
@@ -187,7 +228,7 @@ def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     √ has a bounded slope; ReLU features often have near-zero variance directions.
     """
     mu_s, cov_s, sqrt_s = target
-    mu_x, cov_x = _covariance(x)
+    mu_x, cov_x = _covariance(x, weights)
     inner = sqrt_s @ cov_x @ sqrt_s
     vals = torch.linalg.eigvalsh((inner + inner.T) / 2)
     floor = 1e-8 * vals.detach().abs().max().clamp_min(1e-30)
@@ -214,13 +255,27 @@ class Draws:
             self.cache[key] = make(torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(key).encode())))
         return self.cache[key]
 
-    def positions(self, x: Tensor, tag: str, n: int) -> Tensor:
-        """A random subset of n columns (positions) of x (C, M); all of x if M <= n."""
+    def positions(self, sample: Sample, tag: str, n: int) -> Sample:
+        """A random subset of n columns (positions) of x (C, M); all of x if M <= n. Of a weighted sample (x, w):
+        the same columns and their weights, renormalised."""
+        x, w = _split(sample)
         m = x.shape[1]
         if m <= n:
-            return x
-        idx = self.get(("idx", tag, m, n), lambda g: torch.randperm(m, generator=g)[:n])
-        return x[:, idx.to(x.device)]
+            return sample
+        idx = self.get(("idx", tag, m, n), lambda g: torch.randperm(m, generator=g)[:n]).to(x.device)
+        if w is None:
+            return x[:, idx]
+        return x[:, idx], w[idx] / w[idx].sum()
+
+
+def _interpolate_rows(q: Tensor, pos: Tensor) -> Tensor:
+    """Rows q (K, N) at fractional indices pos (m,) or (K, m), linear in between, clamped to the ends -> (K, m)."""
+    n = q.shape[1]
+    pos = pos.clamp(0, n - 1).expand(q.shape[0], -1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(n - 1)
+    frac = pos - lo.to(q.dtype)
+    return q.gather(1, lo) * (1 - frac) + q.gather(1, hi) * frac
 
 
 def resample_sorted(q: Tensor, m: int) -> Tensor:
@@ -228,16 +283,58 @@ def resample_sorted(q: Tensor, m: int) -> Tensor:
     n = q.shape[1]
     if n == m:
         return q
-    pos = ((torch.arange(m, device=q.device, dtype=q.dtype) + 0.5) * n / m - 0.5).clamp(0, n - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp_max(n - 1)
-    frac = pos - lo.to(q.dtype)
-    return q[:, lo] * (1 - frac) + q[:, hi] * frac
+    return _interpolate_rows(q, (torch.arange(m, device=q.device, dtype=q.dtype) + 0.5) * n / m - 0.5)
 
 
-def pool_samples(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+def quantiles(q: Tensor, p: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Quantile function of sorted rows q (K, N) at probabilities p (m,) or (K, m) -> (K, m).
+
+    Sample j sits at the middle of its mass, c_j = Σ_{i<j} w_i + w_j / 2 with w = 1/N, or `weights` (K, N) > 0 in
+    q's order summing to 1 per row; linear in between, constant beyond the ends (equal weights: resample_sorted).
+    """
+    n = q.shape[1]
+    if weights is None or n == 1:
+        return _interpolate_rows(q, p * n - 0.5)
+    c = weights.cumsum(dim=1) - weights / 2  # (K, N), increasing
+    p = p.expand(q.shape[0], -1).contiguous()
+    hi = torch.searchsorted(c, p).clamp(1, n - 1)  # first c_j >= p
+    lo = hi - 1
+    c_lo, c_hi = c.gather(1, lo), c.gather(1, hi)
+    gap = (c_hi - c_lo).clamp_min(torch.finfo(c.dtype).tiny)  # 0 only if tiny weights vanish in rounding
+    return _interpolate_rows(q, lo + ((p - c_lo) / gap).clamp(0, 1))
+
+
+def _sort_weighted(x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Rows of x (K, M) sorted (differentiable values), and the weights (M,) or (K, M) in each row's order (K, M).
+    Stable, so tied values (ReLU zeros) keep one order with or without the zero-weight positions."""
+    values, order = x.sort(dim=1, stable=True)
+    return values, None if weights is None else weights.expand_as(x).gather(1, order)
+
+
+def _sorted_transport(p: Tensor, weights: Tensor | None, quantile: Callable[[Tensor], Tensor]) -> Tensor:
+    """mean over rows of Σ_j w_(j) (sort(p)_j − Q(c_j))²: the 1-D W2² from each row of p (K, M), weighted by w (M,)
+    with Σw = 1 (1/M if None), to the target quantile function Q; c_j = the middle of the j-th sorted sample's mass.
+
+    Q(c) depends on p only through its ranks (locally constant), so the gradient is 2 w (sort(p) − Q) on the
+    sorted values, as in the unweighted losses.
+    """
+    w = p.new_full((p.shape[1],), 1 / p.shape[1]) if weights is None else weights
+    values, w_sorted = _sort_weighted(p, w)
+    c = w_sorted.cumsum(dim=1) - w_sorted / 2
+    return (w_sorted * (values - quantile(c)) ** 2).sum(dim=1).mean()
+
+
+def pool_samples(stats: Sequence[Sample], weights: Sequence[float]) -> Sample:
     """Pool sample sets (C, M_k) into one whose composition follows the weights: the mixture Σ π_k Q_k.
-    Each set is resampled evenly to round(π_k · N) columns, N = the largest M_k."""
+    Each set is resampled evenly to round(π_k · N) columns, N = the largest M_k. If any set is weighted (X_k, w_k),
+    the result is exact instead: (all columns, π_k w_k), uniform w_k for the plain sets."""
+    if any(isinstance(s, tuple) for s in stats):
+        parts = [_split(s) for s in stats]
+        x = torch.cat([y for y, _ in parts], dim=1)
+        w = torch.cat([pi * (y.new_full((y.shape[1],), 1 / y.shape[1]) if v is None else v)
+                       for pi, (y, v) in zip(weights, parts)])
+        keep = w > 0
+        return x[:, keep], w[keep] / w[keep].sum()
     if len(stats) == 1:
         return stats[0]
     n = max(s.shape[1] for s in stats)
@@ -250,21 +347,36 @@ def pool_samples(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
-def sorted_rows(x: Tensor) -> Tensor:
-    return x.sort(dim=1).values
+def sorted_rows(x: Tensor, weights: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    """Rows of X (C, M) sorted: each channel's empirical quantile function. With weights w (M,): the rows of
+    X[:, w > 0] sorted and their weights (Σ = 1) in each row's order, both (C, N)."""
+    if weights is None:
+        return x.sort(dim=1).values
+    return _sort_weighted(*as_sample(x, weights))
 
 
-def histogram_blend(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
-    return sorted_rows(pool_samples(stats, weights))
+def histogram_blend(stats: Sequence[Tensor | tuple[Tensor, Tensor]], weights: Sequence[float]) -> Tensor | tuple:
+    """Sorted rows of the pooled mixture; exact (all values, weights π_k w_k) if any style is weighted."""
+    if not any(isinstance(s, tuple) for s in stats):
+        return sorted_rows(pool_samples(stats, weights))
+    parts = [(pi, *_split(s)) for pi, s in zip(weights, stats) if pi > 0]
+    values = torch.cat([q for _, q, _ in parts], dim=1)
+    mass = torch.cat([pi * (torch.full_like(q, 1 / q.shape[1]) if w is None else w) for pi, q, w in parts], dim=1)
+    return _sort_weighted(values, mass / mass.sum(dim=1, keepdim=True))
 
 
-def histogram_distance(x: Tensor, target_sorted: Tensor) -> Tensor:
+def histogram_distance(x: Tensor, target_sorted: Tensor | tuple, weights: Tensor | None = None) -> Tensor:
     """mean over channels and positions of (sort(X_c) − Q_c)², Q_c = style quantiles at X's ranks.
 
     This is ‖X − R(X)‖² of Risser et al. (2017) with R = exact histogram matching (no bins): R(X) only moves
     with the ranks of X, which are locally constant, so its gradient 2(X − R) is that of this very value.
+    With weights w (M,): Σ_i w_i (X_c,i − R(X)_c,i)² / Σw, the ranks taken in w's mass (_sorted_transport).
     """
-    return ((sorted_rows(x) - resample_sorted(target_sorted, x.shape[1])) ** 2).mean()
+    q, w_q = _split(target_sorted)
+    if weights is None and w_q is None:
+        return ((sorted_rows(x) - resample_sorted(q, x.shape[1])) ** 2).mean()
+    w_x = None if weights is None else normalise_weights(weights, x)
+    return _sorted_transport(x, w_x, lambda c: quantiles(q, c, w_q))
 
 
 def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss:
@@ -278,25 +390,30 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
         v = v.to(device=like.device, dtype=like.dtype)
         return v / v.norm(dim=1, keepdim=True)  # (K, C)
 
-    def loss(x: Tensor, y: Tensor) -> Tensor:
+    def loss(x: Tensor, target: Sample, weights: Tensor | None = None) -> Tensor:
         v = project(x.shape[0], x)
-        p, q = sorted_rows(v @ x), sorted_rows(v @ y)  # (K, Mx), (K, My)
-        return ((p - resample_sorted(q, x.shape[1])) ** 2).mean()
+        y, w_y = _split(target)
+        if weights is None and w_y is None:
+            p, q = sorted_rows(v @ x), sorted_rows(v @ y)  # (K, Mx), (K, My)
+            return ((p - resample_sorted(q, x.shape[1])) ** 2).mean()
+        q, w_q = _sort_weighted(v @ y, w_y)  # (K, My) each
+        w_x = None if weights is None else normalise_weights(weights, x)
+        return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
 
-    return StyleLoss(stats=lambda x: x, loss=loss, blend=pool_samples)
+    return StyleLoss(stats=as_sample, loss=loss, blend=pool_samples, weighted=True)
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian MMD
 
 
-def _bandwidths(y: Tensor, scales: int) -> list[float]:
-    """γ = 1 / E‖y − y'‖² over the style's own samples (= 1 / (2 tr Σ)), times {1} or {¼, 1, 4}.
+def _bandwidths(y: Tensor, scales: int, weights: Tensor | None = None) -> list[float]:
+    """γ = 1 / E‖y − y'‖² over the style's own (weighted) samples (= 1 / (2 tr Σ)), times {1} or {¼, 1, 4}.
 
     Deviation from the official code (which uses output-vs-style pairs each step): computed once from the
     style, so the objective is fixed for L-BFGS and the same for both estimators.
     """
-    mu = y.mean(dim=1)
-    msd = 2 * ((y**2).sum(dim=0).mean() - (mu**2).sum())
+    mu = channel_mean(y, weights)
+    msd = 2 * (channel_mean((y**2).sum(dim=0), weights) - (mu**2).sum())
     gamma = 1.0 / float(msd.clamp_min(1e-12))
     return [gamma * f for f in ((1.0,) if scales == 1 else (0.25, 1.0, 4.0))]
 
@@ -310,6 +427,7 @@ def mmd_gaussian(
     estimator='rff': random Fourier features φ(x) = √(2/D) cos(Wx + b), W ~ N(0, 2γI), b ~ U[0, 2π];
       MMD² ≈ ‖mean φ(X) − mean φ(Y)‖². Deterministic with fixed W, linear in M (METHOD.md §2.4c).
     estimator='sampled': the biased MMD² on `samples` random positions of X and of Y, O(n²C) (§2.4b).
+    With weights: kernel means Σ_i w_i φ(x_i), or pairs weighted by w_i w_j among the positions with w > 0.
     """
     if estimator not in ("rff", "sampled"):
         raise ValueError(f"mmd-gaussian estimator must be rff or sampled, got {estimator!r}")
@@ -323,34 +441,41 @@ def mmd_gaussian(
         wb = wb.to(device=like.device, dtype=like.dtype)
         return wb[:, :c] * math.sqrt(2 * gamma), wb[:, c:]  # W (D, C), b (D, 1)
 
-    def mean_features(x: Tensor, gamma: float) -> Tensor:
+    def mean_features(x: Tensor, gamma: float, weights: Tensor | None = None) -> Tensor:
         w, b = rff(x.shape[0], gamma, x)
-        return math.sqrt(2.0 / features) * torch.cos(w @ x + b).mean(dim=1)  # (D,)
+        return math.sqrt(2.0 / features) * channel_mean(torch.cos(w @ x + b), weights)  # (D,)
 
-    def blend(stats: Sequence[Tensor], weights: Sequence[float]) -> tuple[list[float], Any]:
-        y = pool_samples(stats, weights)
-        gammas = _bandwidths(y, scales)
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[list[float], Any]:
+        pooled = pool_samples(stats, weights)
+        y, w = _split(pooled)
+        gammas = _bandwidths(y, scales, w)
         if estimator == "rff":
-            return gammas, [mean_features(y, g) for g in gammas]
-        return gammas, y
+            return gammas, [mean_features(y, g, w) for g in gammas]
+        return gammas, pooled
 
-    def loss(x: Tensor, target: tuple[list[float], Any]) -> Tensor:
+    def loss(x: Tensor, target: tuple[list[float], Any], weights: Tensor | None = None) -> Tensor:
         gammas, t = target
         if estimator == "rff":
-            return sum(((mean_features(x, g) - m) ** 2).sum() for g, m in zip(gammas, t))
-        xs, ys = draws.positions(x, "x", samples), draws.positions(t, "y", samples)
+            return sum(((mean_features(x, g, weights) - m) ** 2).sum() for g, m in zip(gammas, t))
+        xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(t, "y", samples)
         return sum(_gaussian_mmd(xs, ys, g) for g in gammas)
 
-    return StyleLoss(stats=lambda x: x, loss=loss, blend=blend)
+    return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 
 
-def biased_mmd(x: Tensor, y: Tensor, kernel: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-    """MMD²_b between the columns of x (C, n) and y (C, m); kernel(a, b) -> the (n_a, n_b) kernel matrix."""
-    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+def biased_mmd(x: Sample, y: Sample, kernel: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """MMD²_b = E k(x,x') + E k(y,y') − 2 E k(x,y) between the columns of x (C, n) and y (C, m), or between weighted
+    samples (X, w): pairs weighted by w_i w_j; kernel(a, b) -> the (n_a, n_b) kernel matrix."""
+    (x, wx), (y, wy) = _split(x), _split(y)
+    if wx is None and wy is None:
+        return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+    wx = x.new_full((x.shape[1],), 1 / x.shape[1]) if wx is None else wx
+    wy = y.new_full((y.shape[1],), 1 / y.shape[1]) if wy is None else wy
+    return wx @ kernel(x, x) @ wx + wy @ kernel(y, y) @ wy - 2 * wx @ kernel(x, y) @ wy
 
 
-def _gaussian_mmd(x: Tensor, y: Tensor, gamma: float) -> Tensor:
-    """Biased MMD²_b with exp(−γ‖x−y‖²) between the columns of x (C, n) and y (C, m)."""
+def _gaussian_mmd(x: Sample, y: Sample, gamma: float) -> Tensor:
+    """Biased MMD²_b with exp(−γ‖x−y‖²) between the (weighted) columns of x (C, n) and y (C, m)."""
     def k(a: Tensor, b: Tensor) -> Tensor:
         d2 = (a**2).sum(0)[:, None] + (b**2).sum(0)[None, :] - 2 * a.T @ b
         return torch.exp(-gamma * d2.clamp_min(0))
@@ -361,14 +486,14 @@ def _gaussian_mmd(x: Tensor, y: Tensor, gamma: float) -> Tensor:
 # name -> factory(**params) -> StyleLoss. Parameters are bound explicitly when the loss is built.
 
 STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
-    "gram": lambda: StyleLoss(stats=gram, loss=gram_distance),
+    "gram": lambda: StyleLoss(stats=gram, loss=gram_distance, weighted=True),
     "mmd-poly": mmd_poly,
-    "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance),
-    "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance),
+    "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True),
+    "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True),
     "mmd-gaussian": mmd_gaussian,
-    "w2": lambda: StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend),
+    "w2": lambda: StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True),
     "sliced-wasserstein": sliced_wasserstein,
-    "histogram": lambda: StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend),
+    "histogram": lambda: StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend, weighted=True),
 }
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
 
