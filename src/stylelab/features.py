@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import StylelabError
 
@@ -163,19 +164,23 @@ def load_weights(path: str | Path | None = None) -> Weights:
 class VGG19(nn.Module):
     """VGG19 conv stack; forward(image in [0,1] RGB, names) -> {name: activation}, truncated at the deepest."""
 
-    def __init__(self, weights: Weights, pooling: str = "avg") -> None:
+    def __init__(self, weights: Weights, pooling: str = "avg", padding: str = "zeros") -> None:
         super().__init__()
         if pooling not in ("avg", "max"):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of: avg, max")
+        if padding not in ("zeros", "circular"):
+            raise ValueError(f"unknown padding {padding!r}; choose one of: zeros, circular")
         self.pooling = pooling
         self.preprocessing = weights.preprocessing
+        self.low_memory = False  # recompute activations in the backward pass instead of keeping them
         self.convs = nn.ModuleDict()
         for name, (w, b) in weights.convs.items():
-            conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=3, padding=1)
-            conv.weight.data.copy_(w)
-            conv.bias.data.copy_(b)
+            # 'circular' wraps the image around (a torus), so an optimised texture tiles without seams.
+            conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=3, padding=1, padding_mode=padding, device="meta")
+            # Share the loaded tensors instead of copying them: one copy of VGG19 in memory, not two.
+            conv.weight = nn.Parameter(w, requires_grad=False)
+            conv.bias = nn.Parameter(b, requires_grad=False)
             self.convs[name] = conv
-        self.requires_grad_(False)
         self.eval()
         if weights.preprocessing == "caffe":
             # x' = 255 * x[BGR] - mean_BGR  as a 1x1 affine map: scale and per-channel shift.
@@ -204,18 +209,34 @@ class VGG19(nn.Module):
             raise ValueError(f"unknown layer {sorted(unknown)[0]!r}; valid layers: {', '.join(LAYER_NAMES)}")
         last = max(LAYER_NAMES.index(n) for n in wanted)
         x, out = self.preprocess(image), {}
+        if image.device.type == "cuda":  # cuDNN's fastest convolutions want NHWC; on CPU it measured slower
+            x = x.contiguous(memory_format=torch.channels_last)
+        segment: list[str] = []
         for name in LAYER_NAMES[: last + 1]:
+            segment.append(name)
+            if name in wanted or name.startswith("pool") or name == LAYER_NAMES[last]:
+                if self.low_memory and x.requires_grad:
+                    x = checkpoint(self._run, x, tuple(segment), use_reentrant=False)
+                else:
+                    x = self._run(x, tuple(segment))
+                segment = []
+            if name in wanted:
+                out[name] = x
+        return out
+
+    def _run(self, x: Tensor, names: tuple[str, ...]) -> Tensor:
+        """Run consecutive layers. ReLUs work in place (their backward needs only their output) unless the
+        conv before them was asked for, so a pass keeps one tensor per conv rather than two."""
+        for k, name in enumerate(names):
             if name.startswith("conv"):
                 x = self.convs[name](x)
             elif name.startswith("relu"):
-                x = F.relu(x)
+                x = F.relu(x, inplace=k > 0)  # k == 0: the conv output is a segment boundary, maybe returned
             elif self.pooling == "avg":
                 x = F.avg_pool2d(x, 2, 2)
             else:
                 x = F.max_pool2d(x, 2, 2)
-            if name in wanted:
-                out[name] = x
-        return out
+        return x
 
 
 def pools_before(name: str) -> int:
