@@ -5,10 +5,13 @@ Every bad input must fail before any optimisation: exit 2, one line on stderr, n
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from PIL import Image
 import stylelab
 import stylelab.cli as cli
 from stylelab.cli import main
+from stylelab.image import read_metadata
 
 # --------------------------------------------------------------------------------------------------- helpers
 
@@ -182,6 +186,20 @@ BAD_SETTINGS = {
     "save-every-negative": (["--save-every", "-1"], "save-every"),
     "init-missing": (["--init", "no_such_init.png"], "not found"),
     "weights-missing": (["--weights", "no_such_weights.pth"], "not found"),
+    "scales-syntax": (["--scales", "256-300"], "SIZE:STEPS"),
+    "scales-text": (["--scales", "256:many"], "integer"),
+    "scales-zero-steps": (["--scales", "64:0"], "steps"),
+    "time-budget-zero": (["--time-budget", "0"], "time_budget"),
+    "tol-negative": (["--tol", "-1"], "tol"),
+    "style-scale-zero": (["--style-scale", "0"], "style_scale"),
+    "mask-syntax": (["--mask", "nomask.png"], "CONTENT_MASK=STYLE"),
+    "mask-style-zero": (["--mask", "m.png=0"], "from 1"),
+    "mask-style-missing": (["--mask", "{s}=2"], "only 1 style"),
+    "mask-file-missing": (["--mask", "no_such_mask.png=1"], "not found"),
+    "bit-depth-16-jpeg": (["--bit-depth", "16", "-o", "{d}/out.jpg"], ".png or .tif"),
+    "resume-without-checkpoint": (["--resume"], "--checkpoint"),
+    "resume-nothing-saved": (["--resume", "--checkpoint", "{d}/ckpt"], "nothing to resume"),
+    "content-url-offline": (["--init", "content"], None),
 }
 
 
@@ -189,6 +207,9 @@ BAD_SETTINGS = {
 def test_bad_settings(capsys, images, tmp_path, fail_if_optimising, case):
     content, style, out = images
     extra, phrase = BAD_SETTINGS[case]
+    extra = [a.format(s=style, d=tmp_path) for a in extra]
+    if phrase is None:  # an unreachable URL: nothing listens on port 1
+        content, phrase = "http://127.0.0.1:1/content.png", "download"
     expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--size", "64", "--steps", "3", *extra], phrase)
 
 
@@ -383,6 +404,55 @@ def test_failed_save_is_exit_2_without_output(capsys, images, tmp_path, monkeypa
     expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--quiet"], "No space left on device")
 
 
+def test_texture_command(capsys, images, tmp_path):
+    _, style, _ = images
+    out = tmp_path / "tex.png"
+    code = main(["texture", str(style), "--size", "70x41", "--steps", "3", "--tileable", "-o", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    with Image.open(out) as im:
+        assert im.size == (64, 48)  # tileable: multiples of 16
+
+
+def test_output_embeds_settings_and_replay_gives_the_same_pixels(capsys, images, tmp_path):
+    content, style, out = images
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "4", "--seed", "7",
+                 "--init", "noise", "--style-loss", "sliced-wasserstein", "-q"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(read_metadata(out)["stylelab"])
+    assert record["config"]["seed"] == 7 and record["config"]["style_loss"] == "sliced-wasserstein"
+    assert record["content"] == str(content.absolute()) and record["stylelab"] == stylelab.__version__
+    assert record["torch"] == torch.__version__ and len(record["weights_sha256"]) == 64
+    again = tmp_path / "again.png"
+    assert main(["replay", str(out), "-o", str(again), "-q"]) == 0, capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
+
+
+def test_replay_of_a_foreign_png_is_a_clear_error(capsys, images, tmp_path):
+    content, _, _ = images
+    expect_error(capsys, tmp_path, ["replay", str(content), "-o", str(tmp_path / "x.png")], "no stylelab settings")
+
+
+def test_content_alpha_is_kept(capsys, images, tmp_path):
+    _, style, out = images
+    rgba = Image.new("RGBA", (64, 48), (200, 120, 40, 255))
+    rgba.paste((200, 120, 40, 0), (0, 0, 32, 48))  # left half transparent
+    rgba.save(tmp_path / "rgba.png")
+    assert main(["run", str(tmp_path / "rgba.png"), str(style), "-o", str(out), "--size", "64", "--steps", "2",
+                 "-q"]) == 0, capsys.readouterr().err
+    with Image.open(out) as im:
+        alpha = np.asarray(im.getchannel("A"))
+    assert im.mode == "RGBA" and alpha[:, :30].max() == 0 and alpha[:, 34:].min() == 255
+
+
+def test_bit_depth_16_png(capsys, images, tmp_path):
+    content, style, _ = images
+    out = tmp_path / "deep.png"
+    assert main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "2",
+                 "--bit-depth", "16", "-q"]) == 0, capsys.readouterr().err
+    assert out.read_bytes()[24] == 16  # IHDR bit depth
+    assert "stylelab" in read_metadata(out)
+
+
 # -------------------------------------------------------------------------------------------- subprocesses
 
 
@@ -412,3 +482,34 @@ def test_module_help_and_console_script_version(tmp_path):
     assert "Traceback" not in r.stderr and r.stderr.startswith("stylelab: error:")
     assert r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigkill_mid_run_then_resume_finishes(tmp_path):
+    """A run killed with SIGKILL leaves a usable checkpoint and no output; --resume finishes it."""
+    content = noise_png(tmp_path / "content.png", 64, 48, seed=0)
+    style = noise_png(tmp_path / "style.png", 48, 64, seed=1)
+    out, ckpt = tmp_path / "out.png", tmp_path / "ckpt"
+    argv = [sys.executable, "-m", "stylelab", "run", str(content), str(style), "-o", str(out), "--size", "64",
+            "--steps", "150", "--checkpoint", str(ckpt), "--checkpoint-every", "2", "-q"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not (ckpt / "state.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few more steps and saves: the kill lands at a random point
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    saved = torch.load(ckpt / "state.pt", weights_only=True)
+    assert 0 < saved["step"] < 150
+    r = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as im:
+        assert im.size == (64, 48)
+    assert torch.load(ckpt / "state.pt", weights_only=True)["step"] == 150

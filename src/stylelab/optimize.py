@@ -1,7 +1,8 @@
-"""Style transfer by optimising pixels: targets once, then L-BFGS or Adam steps on the image.
+"""Style transfer by optimising pixels: targets once per scale, then L-BFGS or Adam steps on the image.
 
-    stylize(content, styles, config, callback) -> PIL image       (the public API)
-      = load inputs -> resize -> targets (once) -> initial image -> optimise, reporting each `Step`
+    stylize(content, styles, config, callback) -> PIL image       (the public API; synthesize() for textures)
+      = load inputs -> colour control -> for each scale (coarse to fine): resize -> targets -> initial image
+        (the previous scale's result, upsampled) -> optimise, reporting each `Step` -> colour control
 
 The objective is  α·L̂_content + β·Σ_l w_l L̂_style,l + λ·L_tv  where every style layer is divided by its value
 between the content and style images (METHOD.md §2.11): at the content image each layer's L̂ is exactly 1, so
@@ -10,21 +11,36 @@ one β means the same for any image size, layer and style loss.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from .config import Config
+from .checkpoint import Checkpoint, fingerprint
+from .color import luminance_only, match_colors, palette_only, restore_color
+from .config import Config, ConfigError
 from .errors import StylelabError
 from .features import VGG19, Weights, load_weights, pools_before
 from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
-from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, tv_loss
+from .losses import (
+    STYLE_LOSSES,
+    Stats,
+    StyleLoss,
+    at_least_float32,
+    content_loss,
+    flatten,
+    style_loss,
+    tv_loss,
+)
+from .masks import LoadedRegion, load_regions, position_weights
 
 
 class DeviceError(StylelabError, RuntimeError):
@@ -52,13 +68,22 @@ Callback = Callable[[Step], None]
 
 
 @dataclass(frozen=True)
+class RegionTargets:
+    """The style side of the objective for one region (the whole image when there are no masks)."""
+
+    stats: dict[str, dict[str, Stats]]  # loss label -> layer -> style statistics (blended over style images)
+    ref: dict[str, dict[str, Tensor]]  # loss label -> layer -> raw loss of the reference image (the normaliser)
+    weights: dict[str, Tensor] | None  # layer -> (M,) weights of the output's positions; None = all alike
+    share: float  # weight of this region in the style loss; shares sum to 1
+
+
+@dataclass(frozen=True)
 class Targets:
     """What the output is compared with, computed once per scale under no_grad."""
 
-    content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32
+    content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32; empty for textures
     content_power: dict[str, Tensor]  # layer -> mean(F_c²), the content loss's normaliser
-    style: dict[str, dict[str, Stats]]  # loss label -> layer -> blended style statistics
-    style_ref: dict[str, dict[str, Tensor]]  # loss label -> layer -> raw loss content vs style (the normaliser)
+    regions: list[RegionTargets]
 
 
 StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
@@ -69,52 +94,213 @@ def stylize(
     styles: ImageLike | Sequence[ImageLike],
     config: Config = Config(),
     callback: Callback | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Image.Image:
-    """Stylise `content` with one or more `styles` (paths, PIL images or (1,3,H,W) tensors in [0,1])."""
+    """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1])."""
     content_t, style_ts = load_inputs(content, styles)
     config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
     init = None if config.init in ("content", "noise") else to_tensor(config.init, "init image")
-    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init))
+    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint))
 
 
-def load_inputs(content: ImageLike, styles: ImageLike | Sequence[ImageLike]) -> tuple[Tensor, list[Tensor]]:
-    """One content and one or more style images (a single one need not be in a list) -> (1,3,H,W) tensors."""
+def synthesize(
+    styles: ImageLike | Sequence[ImageLike],
+    size: tuple[int, int],
+    config: Config = Config(init="noise"),
+    callback: Callback | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Image.Image:
+    """A texture of `size` (W, H) px with the style of `styles` and no content (content weight 0, noise init).
+    With `config.tileable` the sides are rounded to multiples of 16 px and the texture tiles without seams."""
+    _, style_ts = load_inputs(None, styles)
+    config.blend_weights(len(style_ts))
+    w, h = size
+    if config.tileable:  # every pool must halve the grid exactly, or the torus breaks at the seam
+        w, h = (max(16, round(v / 16) * 16) for v in (w, h))
+    if min(w, h) < 16 or max(w, h) > 16384:
+        raise StylelabError(f"texture size must be between 16 and 16384 px per side, got {w}x{h}")
+    texture_config = dataclasses.replace(config, content_weight=0.0,
+                                         init="noise" if config.init == "content" else config.init)
+    init = None if texture_config.init == "noise" else to_tensor(texture_config.init, "init image")
+    out = transfer(None, style_ts, texture_config, callback, init_image=init, checkpoint=checkpoint, shape=(h, w))
+    return tensor_to_pil(out)
+
+
+def load_inputs(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike]) -> tuple[Tensor | None, list[Tensor]]:
+    """One content (or None) and one or more style images (a single one need not be in a list) -> tensors."""
     if isinstance(styles, (str, Image.Image, Tensor)) or not isinstance(styles, Sequence):
         styles = [styles]
     if not styles:
         raise StylelabError("give at least one style image")
-    content_t = to_tensor(content, "content image")
+    content_t = None if content is None else to_tensor(content, "content image")
     style_ts = [to_tensor(s, "style image" if len(styles) == 1 else f"style image {k + 1}")
                 for k, s in enumerate(styles)]
     return content_t, style_ts
 
 
 def prepare(content: Tensor, styles: Sequence[Tensor], config: Config) -> tuple[VGG19, Tensor, list[Tensor]]:
-    """The network and the inputs resized for a run of `config`, on its device (checked big enough)."""
+    """The network and the inputs resized for a single-scale run of `config`, on its device (checked big enough)."""
     device = pick_device(config.device)
     model = build_model(config.weights, config.pooling, device)
     content = resize_long_edge(content, config.size)
-    styles = [resize_long_edge(s, config.style_size or config.size) for s in styles]
+    styles = [resize_long_edge(s, style_edge(config, config.size)) for s in styles]
     check_size(content, (*config.content_layers, *config.style_layers), "content image")
     for s in styles:
         check_size(s, config.style_layers, "style image")
     return model, content.to(device), [s.to(device) for s in styles]
 
 
+def style_edge(config: Config, size: int) -> int:
+    """Long edge of the style images at a scale whose output long edge is `size`: the style keeps its ratio
+    to the output across scales (so strokes keep their relative size), times `style_scale`."""
+    base = config.style_size or config.size
+    return max(16, round(base * size / config.size * config.style_scale))
+
+
 def transfer(
-    content: Tensor,
+    content: Tensor | None,
     styles: Sequence[Tensor],
     config: Config,
     callback: Callback | None = None,
     init_image: Tensor | None = None,
+    checkpoint: Checkpoint | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> Tensor:
-    """Tensor-level core of `stylize`: returns the output (1, 3, H, W) in [0,1] on the CPU."""
-    model, content, styles = prepare(content, styles, config)
+    """Tensor-level core of `stylize` (and of `synthesize`, with content None and an output `shape` (H, W)):
+    colour handling, then each scale of the schedule: resize, targets, optimise. Output (1, 3, H, W) on the CPU."""
+    deadline = None if config.time_budget is None else time.perf_counter() + config.time_budget
+    regions = load_regions(config.masks, len(styles))
+    original = content
+    content, styles = color_inputs(config.color, content, styles)
+    if config.color == "palette-only":
+        target = resize_long_edge(content, config.size)
+        return palette_only(target, _pooled_pixels(styles, config.blend_weights(len(styles))))
+    device = pick_device(config.device)
+    model = build_model(config.weights, config.pooling, device, "circular" if config.tileable else "zeros")
+    model.low_memory = config.low_memory
     losses = build_style_losses(config)
-    targets = compute_targets(model, content, styles, config, losses)
-    x = initial_image(config, content, init_image)
-    x = optimize(model, x, targets, config, losses, callback)
-    return x.detach().clamp(0, 1).cpu()
+    check_masks_supported(losses, regions)
+    plan = config.schedule()
+    full_shape = tuple(content.shape[-2:]) if content is not None else shape
+    fp = fingerprint(config, [content, *styles, *(r.content for r in regions)], shape)
+    saved = checkpoint.load(fp) if checkpoint is not None and checkpoint.resume else None
+    x = opt_state = None
+    for k, (size, steps) in enumerate(plan):
+        if saved is not None and k < saved["scale"]:
+            continue
+        hw = _fit(full_shape, size, tileable=config.tileable)
+        c_k = None if content is None else _resize(content, hw).to(device)
+        s_k = [resize_long_edge(s, style_edge(config, size)).to(device) for s in styles]
+        _check_sizes(c_k, s_k, hw, config)
+        reference = c_k if c_k is not None else _noise(hw, config.seed, device)
+        targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference)
+        start = 0
+        if saved is not None and k == saved["scale"]:
+            x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
+            saved = None
+        elif x is None:
+            x = initial_image(config, reference, init_image)
+        else:
+            opt_state = _carry_state(config, opt_state, hw)
+            x = _resize(x, hw).clamp(0, 1)
+        stop = StopRule(_scale_deadline(deadline, plan[k:], full_shape), config.tol)
+        save = None if checkpoint is None else _saver(checkpoint, fp, k, steps)
+        x, opt_state = optimize(model, x, targets, config, losses, steps, callback, scale=k,
+                                start=start, state=opt_state, stop=stop, save=save)
+    out = x.detach().clamp(0, 1).cpu()
+    return color_output(config.color, out, original)
+
+
+def color_inputs(mode: str, content: Tensor | None, styles: Sequence[Tensor]) -> tuple[Tensor | None, list[Tensor]]:
+    """Colour control before optimising (METHOD.md §5.1): grey images for luminance-only transfer, or style
+    colours matched to the content's mean and covariance."""
+    if content is None or mode in ("none", "transfer", "palette-only"):
+        return content, list(styles)
+    if mode == "keep-luminance":
+        greys = [luminance_only(content, s) for s in styles]
+        return greys[0][0], [g[1] for g in greys]
+    return content, [match_colors(s, content) for s in styles]  # "match"
+
+
+def color_output(mode: str, out: Tensor, original: Tensor | None) -> Tensor:
+    """keep-luminance / transfer: the output's luminance with the content's chroma (YUV)."""
+    if original is None or mode not in ("keep-luminance", "transfer"):
+        return out
+    return restore_color(out, _resize(original, tuple(out.shape[-2:])))
+
+
+def _pooled_pixels(styles: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """All style images' pixels as one (1, 3, 1, N) image, each image's share of N following its blend weight."""
+    pixels = [s.reshape(3, -1) for s in styles]
+    n = max(p.shape[1] for p in pixels)
+    parts = [p[:, torch.linspace(0, p.shape[1] - 1, max(1, round(w * n))).round().long()]
+             for p, w in zip(pixels, weights) if w > 0]
+    return torch.cat(parts, dim=1)[None, :, None, :]
+
+
+def _fit(shape: tuple[int, int], long_edge: int, tileable: bool = False) -> tuple[int, int]:
+    """(H, W) with the aspect of `shape` and the given long edge; multiples of 16 px for tileable outputs."""
+    h, w = shape
+    f = long_edge / max(h, w)
+    step = 16 if tileable else 1
+    return tuple(max(step, round(v * f / step) * step) for v in (h, w))
+
+
+def _resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    return torch.nn.functional.interpolate(image, size=hw, mode="bicubic", antialias=True, align_corners=False)
+
+
+def _noise(hw: tuple[int, int], seed: int, device: torch.device) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((1, 3, *hw), generator=g).to(device)
+
+
+def _check_sizes(content: Tensor | None, styles: Sequence[Tensor], hw: tuple[int, int], config: Config) -> None:
+    layers = (*config.content_layers, *config.style_layers) if content is not None else config.style_layers
+    check_size(torch.empty(1, 3, *hw, device="meta"), layers, "content image" if content is not None else "texture")
+    for s in styles:
+        check_size(s, config.style_layers, "style image")
+
+
+def _scale_deadline(deadline: float | None, plan: Sequence[tuple[int, int]], shape: tuple[int, int]) -> float | None:
+    """This scale's share of the time left, in proportion to its planned work (steps x pixels)."""
+    if deadline is None:
+        return None
+    costs = [steps * (size / max(shape)) ** 2 for size, steps in plan]
+    now = time.perf_counter()
+    return now + max(0.0, deadline - now) * costs[0] / sum(costs)
+
+
+def _saver(checkpoint: Checkpoint, fp: str, scale: int, steps: int) -> Callable[[int, Tensor, dict], None]:
+    def save(i: int, x: Tensor, opt_state: dict) -> None:
+        if i % checkpoint.every == 0 or i == steps:
+            checkpoint.save({"fingerprint": fp, "scale": scale, "step": i, "image": x.detach().cpu(),
+                             "optimizer": _to_cpu(opt_state)})
+    return save
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _carry_state(config: Config, state: dict | None, hw: tuple[int, int]) -> dict | None:
+    """Optimiser state for the next scale. Adam: moments resized to the new grid (crowsonkb: first moment
+    bicubic, second bilinear and kept >= 0). L-BFGS: none; its curvature pairs belong to the old grid."""
+    if config.optimizer != "adam" or state is None:
+        return None
+    st = dict(state["state"][0])
+    interp = torch.nn.functional.interpolate
+    st["exp_avg"] = interp(st["exp_avg"], size=hw, mode="bicubic", align_corners=False)
+    st["exp_avg_sq"] = interp(st["exp_avg_sq"], size=hw, mode="bilinear", align_corners=False).clamp_min(0)
+    return {"state": {0: st}, "param_groups": state["param_groups"]}
 
 
 def pick_device(name: str) -> torch.device:
@@ -148,8 +334,13 @@ def _cached_weights(path: str | None) -> Weights:
     return load_weights(path)
 
 
-def build_model(weights_path: str | None, pooling: str, device: torch.device) -> VGG19:
-    return VGG19(_cached_weights(weights_path), pooling).to(device)
+def weights_checksum(path: str | None) -> str:
+    """sha256 of the VGG19 weights file a run with `weights=path` uses (for provenance)."""
+    return _cached_weights(path).checksum
+
+
+def build_model(weights_path: str | None, pooling: str, device: torch.device, padding: str = "zeros") -> VGG19:
+    return VGG19(_cached_weights(weights_path), pooling, padding).to(device)
 
 
 def check_size(image: Tensor, layers: Sequence[str], what: str) -> None:
@@ -169,46 +360,88 @@ def build_style_losses(config: Config) -> StyleLosses:
     return {term.label: (term.build(config.seed, resample), term.weight) for term in config.style_loss_terms()}
 
 
+def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) -> None:
+    if not regions:
+        return
+    for label, (loss, _) in losses.items():
+        if not loss.weighted:
+            raise ConfigError(f"style loss {label!r} does not support masks; use one of: "
+                              + ", ".join(name for name in STYLE_LOSSES if style_loss(name).weighted))
+
+
 @torch.no_grad()
 def compute_targets(
-    model: VGG19, content: Tensor, styles: Sequence[Tensor], config: Config, losses: StyleLosses
+    model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config, losses: StyleLosses,
+    regions: Sequence[LoadedRegion] = (), reference: Tensor | None = None,
 ) -> Targets:
+    """Style statistics per region and loss, their normalisers (each loss at `reference`, default the content
+    image: there every style layer's L̂ is 1), and the content targets (none when `content` is None)."""
+    reference = content if reference is None else reference
     style_layers = config.style_layers
-    content_feats = model(content, {*config.content_layers, *style_layers})
-    per_style = [{layer: flatten(a) for layer, a in model(s, style_layers).items()} for s in styles]
-    blend_w = config.blend_weights(len(styles))
-    style, ref = {}, {}
-    for label, (loss, _) in losses.items():
-        style[label] = {layer: loss.blend([loss.stats(f[layer]) for f in per_style], blend_w) for layer in style_layers}
-        # Normaliser: the loss of the content image itself (METHOD.md §2.11). Guard against a style
-        # identical to the content, where it is 0 and any output is already perfect.
-        ref[label] = {layer: loss.loss(flatten(content_feats[layer]), style[label][layer]).clamp_min(1e-12)
-                      for layer in style_layers}
-    content_t = {layer: at_least_float32(content_feats[layer]) for layer in config.content_layers}
+    content_layers = config.content_layers if content is not None else ()
+    with conv_precision(config, reference.device):
+        ref_acts = model(reference, {*content_layers, *style_layers})
+        style_acts = [model(s, style_layers) for s in styles]
+    if regions:
+        parts = [([style_acts[r.style]], [1.0], r.style_mask, r.content, 1.0 / len(regions)) for r in regions]
+    else:
+        parts = [(style_acts, config.blend_weights(len(styles)), None, None, 1.0)]
+    region_targets = [_region_targets(losses, style_layers, ref_acts, *part) for part in parts]
+    content_t = {layer: at_least_float32(ref_acts[layer]) for layer in content_layers}
     power = {layer: (t**2).mean().clamp_min(1e-12) for layer, t in content_t.items()}
-    return Targets(content_t, power, style, ref)
+    return Targets(content_t, power, region_targets)
+
+
+def _region_targets(
+    losses: StyleLosses, layers: Sequence[str], ref_acts: dict[str, Tensor], style_acts: Sequence[dict[str, Tensor]],
+    blend_w: Sequence[float], style_mask: Tensor | None, content_mask: Tensor | None, share: float,
+) -> RegionTargets:
+    out_w = {layer: position_weights(content_mask, ref_acts[layer]) for layer in layers}
+    stats: dict[str, dict[str, Stats]] = {}
+    ref: dict[str, dict[str, Tensor]] = {}
+    for label, (loss, _) in losses.items():
+        stats[label], ref[label] = {}, {}
+        for layer in layers:
+            per_style = [loss.stats(flatten(a[layer]), **_weights(position_weights(style_mask, a[layer])))
+                         for a in style_acts]
+            stats[label][layer] = loss.blend(per_style, blend_w)
+            # Guard against a style identical to the reference, where the loss is 0 and any output is perfect.
+            raw = loss.loss(flatten(ref_acts[layer]), stats[label][layer], **_weights(out_w[layer]))
+            ref[label][layer] = raw.clamp_min(1e-12)
+    return RegionTargets(stats, ref, None if content_mask is None else out_w, share)
+
+
+def _weights(w: Tensor | None) -> dict[str, Tensor]:
+    """Keyword arguments for a loss: only losses run with masks ever receive `weights`."""
+    return {} if w is None else {"weights": w}
 
 
 def objective(
     model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its unweighted terms; the total is exactly what gets differentiated."""
-    feats = model(x, {*config.content_layers, *config.style_layers})
+    content_layers = tuple(targets.content)
+    with conv_precision(config, x.device):
+        feats = model(x, {*content_layers, *config.style_layers})
     content = sum(
-        w * content_loss(feats[layer], targets.content[layer], targets.content_power[layer])
-        for layer, w in config.content_layer_weight_map().items()
+        (w * content_loss(feats[layer], targets.content[layer], targets.content_power[layer])
+         for layer, w in config.content_layer_weight_map().items() if layer in targets.content),
+        start=x.new_zeros(()),
     )
     layer_w = config.style_layer_weight_map()
     flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
-    normalised = {  # label -> layer -> L̂ (1 at the content image)
-        label: {layer: loss.loss(flat[layer], targets.style[label][layer]) / targets.style_ref[label][layer]
-                for layer in config.style_layers}
+    normalised = {  # label -> layer -> L̂ (1 at the reference image), summed over regions by their shares
+        label: {layer: sum(
+            r.share * loss.loss(flat[layer], r.stats[label][layer], **_weights(None if r.weights is None else r.weights[layer]))
+            / r.ref[label][layer] for r in targets.regions)
+            for layer in config.style_layers}
         for label, (loss, _) in losses.items()
     }
     per_layer = {layer: sum(pi * normalised[label][layer] for label, (_, pi) in losses.items())
                  for layer in config.style_layers}
     style = sum(w * per_layer[layer] for layer, w in layer_w.items())
-    tv = tv_loss(x)
+    # Tileable: one wrapped row and column, so the seam between tiles is smoothed like any other neighbours.
+    tv = tv_loss(torch.nn.functional.pad(x, (0, 1, 0, 1), mode="circular") if config.tileable else x)
     total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
     terms = {"content": content, "style": style, "tv": tv, **{f"style/{k}": v for k, v in per_layer.items()}}
     if len(losses) > 1:  # each member of a mix on its own, for reporting
@@ -217,24 +450,58 @@ def objective(
     return total, terms
 
 
+def conv_precision(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for the VGG convolutions on CUDA (precision 'auto'). Only the network runs in it: every
+    statistic is computed from features cast to float32 (`flatten`), because half-precision Gram matrices are
+    useless (METHOD.md §7.4); bfloat16 rather than float16 because activations exceed float16's range."""
+    enabled = config.precision == "auto" and device.type == "cuda"
+    return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
 def initial_image(config: Config, content: Tensor, init_image: Tensor | None = None) -> Tensor:
+    """The image optimisation starts from, shaped like `content`."""
     if config.init == "content":
         return content.clone()
     if config.init == "noise":
-        g = torch.Generator().manual_seed(config.seed)
-        return torch.rand(content.shape, generator=g).to(content.device)  # white noise (Gatys et al. 2016)
+        return _noise(tuple(content.shape[-2:]), config.seed, content.device)  # white noise (Gatys et al. 2016)
     if init_image is None:
         init_image = to_tensor(config.init, "init image")
-    size = tuple(content.shape[-2:])
-    init = torch.nn.functional.interpolate(init_image, size=size, mode="bicubic", antialias=True)
-    return init.clamp(0, 1).to(content.device)
+    return _resize(init_image, tuple(content.shape[-2:])).clamp(0, 1).to(content.device)
+
+
+class StopRule:
+    """When a scale stops before its planned steps: out of time (the next step would pass `deadline`), or a
+    plateau (the loss fell by less than `tol` of its value over the last `window` steps)."""
+
+    def __init__(self, deadline: float | None, tol: float, window: int = 10) -> None:
+        self.deadline, self.tol, self.window = deadline, tol, window
+        self.losses: list[float] = []
+        self.seconds: list[float] = []
+
+    def out_of_time(self) -> bool:
+        if self.deadline is None:
+            return False
+        step = sorted(self.seconds)[len(self.seconds) // 2] if self.seconds else 0.0
+        return time.perf_counter() + step > self.deadline
+
+    def record(self, loss: float, seconds: float) -> bool:
+        """Note a finished step; True when the loss has plateaued."""
+        self.losses.append(loss)
+        self.seconds.append(seconds)
+        if self.tol <= 0 or len(self.losses) <= self.window:
+            return False
+        before, now = self.losses[-1 - self.window], self.losses[-1]
+        return before - now < self.tol * abs(now)
 
 
 def optimize(
-    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses,
-    callback: Callback | None = None, scale: int = 0,
-) -> Tensor:
-    """Run `config.steps` optimiser steps on the pixels of `x`; each step is one forward + backward."""
+    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses, steps: int | None = None,
+    callback: Callback | None = None, scale: int = 0, *, start: int = 0, state: dict | None = None,
+    stop: StopRule | None = None, save: Callable[[int, Tensor, dict], None] | None = None,
+) -> tuple[Tensor, dict]:
+    """Optimiser steps `start+1 .. steps` (default config.steps) on the pixels of `x`, each one forward + backward.
+    Returns the image and the optimiser state (to resume, or to warm-start the next scale)."""
+    steps = config.steps if steps is None else steps
     x = x.detach().clone().requires_grad_(True)
     lr = config.learning_rate
     if config.optimizer == "lbfgs":
@@ -242,6 +509,8 @@ def optimize(
         opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=config.lbfgs_history)
     else:
         opt = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.99))
+    if state is not None:
+        opt.load_state_dict(state)
     last: dict[str, object] = {}
 
     def closure() -> Tensor:
@@ -251,8 +520,10 @@ def optimize(
         last["total"], last["terms"] = total.detach(), terms
         return total
 
-    for i in range(1, config.steps + 1):
-        start = time.perf_counter()
+    for i in range(start + 1, steps + 1):
+        if stop is not None and stop.out_of_time():
+            break
+        t0 = time.perf_counter()
         opt.step(closure)
         if config.optimizer == "adam":
             with torch.no_grad():
@@ -263,7 +534,12 @@ def optimize(
             raise OptimizationError(
                 f"the loss became {values[0]} at step {i}; try a smaller --lr or --optimizer adam"
             )
+        seconds = time.perf_counter() - t0
         if callback is not None:
-            seconds = time.perf_counter() - start
-            callback(Step(scale, i, config.steps, values[0], dict(zip(names, values[1:])), seconds, x.detach()))
-    return x.detach()
+            callback(Step(scale, i, steps, values[0], dict(zip(names, values[1:])), seconds, x.detach()))
+        plateau = stop is not None and stop.record(values[0], seconds)
+        if save is not None:
+            save(steps if plateau else i, x, opt.state_dict())
+        if plateau:
+            break
+    return x.detach(), opt.state_dict()
