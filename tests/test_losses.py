@@ -2,7 +2,16 @@
 
 import torch
 
-from stylelab.losses import STYLE_LOSSES, content_loss, flatten, gram, gram_distance, linear_blend, tv_loss
+from stylelab.losses import (
+    STYLE_LOSSES,
+    content_loss,
+    flatten,
+    gram,
+    gram_distance,
+    linear_blend,
+    self_product,
+    tv_loss,
+)
 
 
 def mmd2_biased(x: torch.Tensor, y: torch.Tensor, kernel) -> torch.Tensor:
@@ -58,6 +67,18 @@ def test_gram_invariant_to_shuffling_positions():
 def test_gram_distance_gradcheck():
     x, y = features(4, 9, 9).requires_grad_(True), features(4, 6, 10)
     assert torch.autograd.gradcheck(lambda a: gram_distance(a, gram(y)), (x,))
+
+
+def test_self_product_value_and_gradient_equal_plain_autograd():
+    """A Aᵀ differentiated through one operand: same value bit for bit, same gradient for a non-symmetric Γ."""
+    a = features(6, 40, 11).requires_grad_(True)
+    weight = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(12))  # not symmetric
+    fast, plain = self_product(a), a @ a.T
+    assert torch.equal(fast, plain)
+    (g_fast,) = torch.autograd.grad((weight * fast).sum(), a)
+    (g_plain,) = torch.autograd.grad((weight * plain).sum(), a)
+    torch.testing.assert_close(g_fast, g_plain, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda t: (weight * self_product(t)).sum(), (a[:, :9].detach().requires_grad_(True),))
 
 
 def test_gram_is_float32_for_half_features():

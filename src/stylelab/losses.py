@@ -106,9 +106,24 @@ def gram(x: Tensor, weights: Tensor | None = None) -> Tensor:
     if weights is None:
         # Features are float32 or float64 here (`flatten`), where X Xᵀ cannot overflow (entries ~1e15 at 4k px);
         # dividing the (C, C) product rather than X saves a copy of X in the forward and the backward pass.
-        return (x @ x.T) / x.shape[1]  # (C, C)
+        return self_product(x) / x.shape[1]  # (C, C)
     xs = x * normalise_weights(weights, x).sqrt()  # √w with Σw = 1, applied before the product
-    return xs @ xs.T  # (C, C)
+    return self_product(xs)  # (C, C)
+
+
+def self_product(a: Tensor) -> Tensor:
+    """A Aᵀ for A (C, M), differentiated with one (C,C)x(C,M) product instead of two.
+
+    Autograd would treat the two operands as different tensors: two products of the gradient with A, then a sum.
+    Here only the first operand carries the gradient, and symmetrising the incoming gradient gives the second
+    operand's share: d/dA ⟨Γ, A Aᵀ⟩ = (Γ + Γᵀ) A. The value is A Aᵀ bit for bit and the gradient is exact for
+    any Γ; second derivatives are not (the detached operand), and nothing in stylelab takes them.
+    """
+    if not a.requires_grad:
+        return a @ a.T
+    one_sided = a @ a.detach().T  # (C, C): the gradient flows through the first operand only
+    both = one_sided + one_sided.T  # gradient Γ + Γᵀ into `one_sided`...
+    return one_sided.detach() + (both - both.detach())  # ...while the value stays exactly A Aᵀ
 
 
 def gram_distance(x: Tensor, target_gram: Tensor, weights: Tensor | None = None) -> Tensor:
