@@ -74,8 +74,10 @@ class Net:
             convs[name] = (w, state[f"{key}_b"].float())
         return Net(convs, pooling)
 
-    def features(self, rgb: Tensor, wanted: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
-        """{name: activation (1, C, h, w)} for RGB input in [0,1]."""
+    def features(self, rgb: Tensor, wanted: tuple[str, ...] | list[str], inplace: bool = False
+                 ) -> dict[str, Tensor]:
+        """{name: activation (1, C, h, w)} for RGB input in [0,1]. `inplace` ReLUs (for the floor's timing) are
+        only safe when no conv output is itself wanted."""
         names = layer_names()
         last = max(names.index(n) for n in wanted)
         x, out = to_bgr_caffe(rgb), {}
@@ -83,7 +85,7 @@ class Net:
             if name.startswith("conv"):
                 x = F.conv2d(x, *self.convs[name], padding=1)
             elif name.startswith("relu"):
-                x = F.relu(x)
+                x = F.relu(x, inplace=inplace)
             else:
                 x = (F.avg_pool2d if self.pooling == "avg" else F.max_pool2d)(x, 2, 2)
             if name in wanted:

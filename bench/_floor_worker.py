@@ -1,9 +1,11 @@
 """The floor: one bare frozen VGG19 forward to relu5_1 plus the input-gradient backward, timed per pass.
 
-    python bench/_floor_worker.py CONTENT --size H W --passes 20 --warmup 2 --threads T --pooling avg
+    python bench/_floor_worker.py CONTENT --size H W --passes 20 --warmup 2 --threads T --pooling avg [--channels-last]
 
 Uses the independent network of `_evaluator` (no losses, no optimiser, weights frozen, only the input needs a
-gradient). Prints one JSON line: {"seconds": [per-pass wall times]}.
+gradient, ReLUs in place as in stylelab's network: their backward needs only their output). `--channels-last` feeds the input in NHWC layout (the conversion is inside the timed pass), which
+oneDNN runs faster on this CPU: the floor is the faster of the two layouts. Prints one JSON line:
+{"seconds": [per-pass wall times]}.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from _evaluator import STYLE_LAYERS, Net, load_rgb
 from torch import Tensor
 
 
-def one_pass(net: Net, x: Tensor, layer: str) -> None:
-    out = net.features(x, (layer,))[layer]
+def one_pass(net: Net, x: Tensor, layer: str, channels_last: bool = False) -> None:
+    inp = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    out = net.features(inp, (layer,), inplace=True)[layer]  # in-place ReLUs: less memory traffic
     torch.autograd.grad(out, x, grad_outputs=torch.ones_like(out))
 
 
@@ -30,17 +33,18 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--pooling", default="avg")
+    p.add_argument("--channels-last", action="store_true", help="NHWC input (and so NHWC activations)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     net = Net.load(args.pooling)
     x = load_rgb(args.content, size=tuple(args.size)).requires_grad_(True)
     deepest = STYLE_LAYERS[-1]  # relu5_1: also deeper than the content layer relu4_2
     for _ in range(args.warmup):
-        one_pass(net, x, deepest)
+        one_pass(net, x, deepest, args.channels_last)
     seconds = []
     for _ in range(args.passes):
         start = time.perf_counter()
-        one_pass(net, x, deepest)
+        one_pass(net, x, deepest, args.channels_last)
         seconds.append(time.perf_counter() - start)
     print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}), flush=True)
 
