@@ -3,9 +3,9 @@
     python bench/_floor_worker.py CONTENT --size H W --passes 20 --warmup 2 --threads T --pooling avg [--channels-last]
 
 Uses the independent network of `_evaluator` (no losses, no optimiser, weights frozen, only the input needs a
-gradient, ReLUs in place as in stylelab's network: their backward needs only their output). `--channels-last` feeds the input in NHWC layout (the conversion is inside the timed pass), which
-oneDNN runs faster on this CPU: the floor is the faster of the two layouts. Prints one JSON line:
-{"seconds": [per-pass wall times]}.
+gradient, ReLUs in place as in stylelab's network: their backward needs only their output). `--channels-last`
+converts the input to NHWC inside the timed pass, as stylelab does; compare.py takes the faster of the two
+layouts as the floor. Prints one JSON line: {"seconds": [per-pass wall times]}.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     net = Net.load(args.pooling)
     # NCHW-contiguous leaf, as stylelab's image is: PIL-loaded pixels come NHWC-strided, and a leaf in that layout
-    # makes both layouts' passes ~13% slower at 512 px (the first conv's input gradient), a floor flattering us.
+    # made both layouts' passes ~13% slower at 512 px (docs/benchmarks.md, levers): a floor that flattered us.
     x = load_rgb(args.content, size=tuple(args.size)).contiguous().requires_grad_(True)
     deepest = STYLE_LAYERS[-1]  # relu5_1: also deeper than the content layer relu4_2
     for _ in range(args.warmup):
