@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from torch import Tensor
 
 from stylelab import Config
 from stylelab.compare import evaluator
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def run(content, styles, config: Config) -> dict[str, object]:
+def run(content: Tensor, styles: list[Tensor], config: Config) -> dict[str, tuple[int, Tensor]]:
     """One coarse-to-fine run -> {label: (size, image)} for its first scale's result and its final output."""
     first_size, first_steps = config.scales[0]
     first = {}
@@ -50,7 +51,7 @@ def run(content, styles, config: Config) -> dict[str, object]:
             f"{config.size} px, {schedule}": (config.size, out)}
 
 
-def measure(content, styles, outputs: dict[str, tuple[int, object]]) -> dict[str, dict[str, float]]:
+def measure(content: Tensor, styles: list[Tensor], outputs: dict[str, tuple[int, Tensor]]) -> dict[str, dict[str, float]]:
     """label -> {'style', 'content', and one L̂ per style layer} at the output's own size."""
     result: dict[str, dict[str, float]] = {label: {} for label in outputs}
     for size in sorted({size for size, _ in outputs.values()}):
