@@ -299,9 +299,32 @@ def test_sampling_losses_fixed_without_resample_and_fresh_with_it():
         assert float(again.loss(x, again.blend([y], [1.0]))) == float(fixed.loss(x, t)), name  # same seed
         fresh = style_loss(name, seed=1, resample=True, **params)
         t2 = fresh.blend([y], [1.0])
-        if name == "mmd-gaussian" and params["estimator"] == "rff":
-            continue  # rff targets are built with the draw; resampling is per call of the whole loss
         assert float(fresh.loss(x, t2)) != float(fresh.loss(x, t2)), name  # redrawn per step (Adam)
+
+
+# Every registry entry that draws random numbers (directions, Fourier features, positions), with the sizes at
+# which it samples: M = 600 positions > samples, so the sampled estimators really take subsets.
+SAMPLING_LOSSES = [
+    ("sliced-wasserstein", {}), ("sliced-wasserstein", {"directions": 3}),
+    ("mmd-gaussian", {"estimator": "rff", "features": 256}), ("mmd-gaussian", {"estimator": "rff", "scales": 3}),
+    ("mmd-gaussian", {"estimator": "sampled", "samples": 200}), ("mmd-poly", {"degree": 3, "samples": 200}),
+]
+
+
+@pytest.mark.parametrize("resample", [False, True])
+@pytest.mark.parametrize("name, params", SAMPLING_LOSSES)
+def test_sampling_losses_vanish_at_their_own_target_under_resampling(name, params, resample):
+    """loss(Y, target(Y)) is 0 (exact estimators of the draw) or within the sampling error, which is far below
+    the loss of another distribution, under fixed draws (L-BFGS) and per-call draws (Adam) alike."""
+    y, other = features(6, 600, 70), features(6, 600, 71) * 1.5 + 0.2
+    loss = style_loss(name, seed=3, resample=resample, **params)
+    t = loss.blend([loss.stats(y)], [1.0])
+    own = [float(loss.loss(y, t)) for _ in range(5)]
+    far = [float(loss.loss(other, t)) for _ in range(5)]
+    if params.get("estimator") == "sampled" or name == "mmd-poly":  # subsets of positions: an estimator's error
+        assert max(own) < 0.05 * min(far), (own, far)
+    else:  # the same directions / features for both sides: the draw's distance of Y to itself is 0
+        assert max(abs(v) for v in own) < 1e-9 * min(far), (own, far)
 
 
 @pytest.mark.parametrize("name, params", [
@@ -506,7 +529,10 @@ def test_rff_blend_of_weighted_samples_equals_repeated_positions():
     ones = torch.ones(40, dtype=torch.float64)
     loss = style_loss("mmd-gaussian", estimator="rff", features=64)
     mixed = loss.blend([loss.stats(a, weights=ones), loss.stats(b, weights=ones)], [0.75, 0.25])
-    _close(mixed, _target(loss, torch.cat([a, a, a, b], dim=1)), rtol=1e-10, atol=1e-13)
+    repeated = _target(loss, torch.cat([a, a, a, b], dim=1))
+    # The target is (bandwidths, pooled sample, mean features): the pooled samples differ in form (weighted vs
+    # repeated columns); the bandwidths and kernel mean embeddings, what the loss compares with, are equal.
+    _close((mixed[0], mixed[2]), (repeated[0], repeated[2]), rtol=1e-10, atol=1e-13)
 
 
 def test_weighted_quantiles_closed_form():

@@ -406,17 +406,25 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
         v = v.to(device=like.device, dtype=like.dtype)
         return v / v.norm(dim=1, keepdim=True)  # (K, C)
 
-    def loss(x: Tensor, target: Sample, weights: Tensor | None = None) -> Tensor:
-        v = project(x.shape[0], x)
-        y, w_y = _split(target)
-        if weights is None and w_y is None:
-            p, q = sorted_rows(v @ x), sorted_rows(v @ y)  # (K, Mx), (K, My)
-            return ((p - resample_sorted(q, x.shape[1])) ** 2).mean()
-        q, w_q = _sort_weighted(v @ y, w_y)  # (K, My) each
+    def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        v = project(y.shape[0], y) if v is None else v
+        return _sort_weighted(v @ y, w_y)  # (K, My) each: the style's 1-D quantiles
+
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[Sample, tuple | None]:
+        """(pooled style sample, its sorted projections when the directions are fixed: sorted once per scale)."""
+        pooled = pool_samples(stats, weights)
+        return pooled, None if resample else sorted_projections(*_split(pooled))
+
+    def loss(x: Tensor, target: tuple[Sample, tuple | None], weights: Tensor | None = None) -> Tensor:
+        pooled, presorted = target
+        v = project(x.shape[0], x)  # one draw for both sides
+        q, w_q = presorted if presorted is not None else sorted_projections(*_split(pooled), v)
+        if weights is None and w_q is None:
+            return ((sorted_rows(v @ x) - resample_sorted(q, x.shape[1])) ** 2).mean()
         w_x = None if weights is None else normalise_weights(weights, x)
         return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
 
-    return StyleLoss(stats=as_sample, loss=loss, blend=pool_samples, weighted=True)
+    return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian MMD
@@ -457,23 +465,29 @@ def mmd_gaussian(
         wb = wb.to(device=like.device, dtype=like.dtype)
         return wb[:, :c] * math.sqrt(2 * gamma), wb[:, c:]  # W (D, C), b (D, 1)
 
-    def mean_features(x: Tensor, gamma: float, weights: Tensor | None = None) -> Tensor:
-        w, b = rff(x.shape[0], gamma, x)
+    def mean_features(x: Tensor, wb: tuple[Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
+        w, b = wb
         return math.sqrt(2.0 / features) * channel_mean(torch.cos(w @ x + b), weights)  # (D,)
 
-    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[list[float], Any]:
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[list[float], Sample, list[Tensor] | None]:
+        """(bandwidths, pooled style sample, its mean features under fixed draws; None when they are redrawn)."""
         pooled = pool_samples(stats, weights)
         y, w = _split(pooled)
         gammas = _bandwidths(y, scales, w)
-        if estimator == "rff":
-            return gammas, [mean_features(y, g, w) for g in gammas]
-        return gammas, pooled
+        fixed = estimator == "rff" and not resample
+        return gammas, pooled, [mean_features(y, rff(y.shape[0], g, y), w) for g in gammas] if fixed else None
 
-    def loss(x: Tensor, target: tuple[list[float], Any], weights: Tensor | None = None) -> Tensor:
-        gammas, t = target
+    def loss(x: Tensor, target: tuple[list[float], Sample, list[Tensor] | None], weights: Tensor | None = None) -> Tensor:
+        gammas, pooled, means = target
         if estimator == "rff":
-            return sum(((mean_features(x, g, weights) - m) ** 2).sum() for g, m in zip(gammas, t))
-        xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(t, "y", samples)
+            y, w_y = _split(pooled)
+            total = x.new_zeros(())
+            for k, g in enumerate(gammas):
+                wb = rff(x.shape[0], g, x)  # one draw for both sides: redrawn per call, never per side
+                m_y = means[k] if means is not None else mean_features(y, wb, w_y)
+                total = total + ((mean_features(x, wb, weights) - m_y) ** 2).sum()
+            return total
+        xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(pooled, "y", samples)
         return sum(_gaussian_mmd(xs, ys, g) for g in gammas)
 
     return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
