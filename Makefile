@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/stylelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,fast]"
 	touch $@
 
 demo: $(BIN)/stylelab

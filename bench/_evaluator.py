@@ -5,6 +5,7 @@
     style_d, content_d = ref.distances(net, rgb)          # rgb: (1, 3, H, W) in [0,1]
 
     style   = Σ_l (1/5) ‖G_l(out) − G_l(style)‖²_F / ‖G_l(content) − G_l(style)‖²_F,  l = relu1_1 .. relu5_1
+    sw2     = Σ_l (1/5) SW²_l(out, style) / SW²_l(content, style)   (C fixed random directions per layer)
     content = ‖F(out) − F(content)‖² / ‖F(content)‖²  at relu4_2
     G = F Fᵀ / M  for F (C, M), M = H·W positions of that image
 
@@ -106,6 +107,31 @@ def load_rgb(path: str | Path, size: tuple[int, int] | None = None, long_edge: i
     return t.permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 
+def sorted_projections(a: Tensor, layer: str) -> Tensor:
+    """(1, C, H, W) -> the rows of V F sorted, (K, M) float64, for K = C fixed random unit directions per layer
+    (seeded by the channel count: the same directions for every image)."""
+    f = a.reshape(a.shape[1], -1).double()  # (C, M)
+    g = torch.Generator().manual_seed(1000 + f.shape[0])
+    v = torch.randn(f.shape[0], f.shape[0], generator=g, dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True)
+    return (v @ f).sort(dim=1).values
+
+
+def quantiles_at(q: Tensor, m: int) -> Tensor:
+    """Sorted rows q (K, N) read at the m mid-quantiles (j + 1/2)/m, linear in between -> (K, m)."""
+    n = q.shape[1]
+    pos = ((torch.arange(m, dtype=torch.float64) + 0.5) / m * n - 0.5).clamp(0, n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    t = pos - lo
+    return q[:, lo] * (1 - t) + q[:, hi] * t
+
+
+def sw2(p: Tensor, q: Tensor) -> float:
+    """Sliced W2² between sorted projections p (K, M) and q (K, N)."""
+    return float(((p - quantiles_at(q, p.shape[1])) ** 2).mean())
+
+
 def gram(a: Tensor) -> Tensor:
     """(1, C, H, W) -> G = F Fᵀ / M, (C, C) in float64."""
     f = a.reshape(a.shape[1], -1).double()  # (C, M)
@@ -119,6 +145,8 @@ class Reference:
     content: Tensor  # F(content) at CONTENT_LAYER, float64
     style_grams: dict[str, Tensor]  # layer -> G(style)
     style_norms: dict[str, float]  # layer -> ‖G(content) − G(style)‖²_F
+    style_sorted: dict[str, Tensor]  # layer -> sorted projections of the style's features
+    sw_norms: dict[str, float]  # layer -> sliced W2² between content and style
 
     @staticmethod
     @torch.no_grad()
@@ -129,7 +157,21 @@ class Reference:
         fs = net.features(style, STYLE_LAYERS)
         grams = {layer: gram(fs[layer]) for layer in STYLE_LAYERS}
         norms = {layer: float(((gram(fc[layer]) - grams[layer]) ** 2).sum()) for layer in STYLE_LAYERS}
-        return Reference(fc[CONTENT_LAYER].double(), grams, norms)
+        ssorted = {layer: sorted_projections(fs[layer], layer) for layer in STYLE_LAYERS}
+        sw_norms = {layer: sw2(sorted_projections(fc[layer], layer), ssorted[layer]) for layer in STYLE_LAYERS}
+        return Reference(fc[CONTENT_LAYER].double(), grams, norms, ssorted, sw_norms)
+
+    @torch.no_grad()
+    def all_distances(self, net: Net, rgb: Tensor) -> dict[str, float]:
+        """{'content', 'gram', 'sw2'}: normalised so that the content image scores content 0, gram 1, sw2 1
+        (each style layer divided by its content-vs-style value, then averaged over the five layers)."""
+        f = net.features(rgb, (*STYLE_LAYERS, CONTENT_LAYER))
+        g = sum(float(((gram(f[layer]) - self.style_grams[layer]) ** 2).sum()) / self.style_norms[layer]
+                for layer in STYLE_LAYERS) / len(STYLE_LAYERS)
+        w = sum(sw2(sorted_projections(f[layer], layer), self.style_sorted[layer]) / self.sw_norms[layer]
+                for layer in STYLE_LAYERS) / len(STYLE_LAYERS)
+        diff = f[CONTENT_LAYER].double() - self.content
+        return {"content": float((diff**2).sum() / (self.content**2).sum()), "gram": g, "sw2": w}
 
     @torch.no_grad()
     def distances(self, net: Net, rgb: Tensor) -> tuple[float, float]:

@@ -23,19 +23,23 @@ FAST = Config(size=64, steps=20)
 
 
 def steps_of(fn, *args, **kwargs):
+    """The image and the optimiser steps reported (without the final report of each scale's output)."""
     steps: list[opt.Step] = []
     image = fn(*args, callback=steps.append, **kwargs)
-    return image, steps
+    finals = [k for k, s in enumerate(steps) if s.final]
+    assert all(steps[k - 1].i == steps[k].i and not steps[k - 1].final for k in finals)  # after a scale's last step
+    return image, [s for s in steps if not s.final]
 
 
 # ------------------------------------------------------------------------------------------------- schedule
 
 
-def test_automatic_schedule_starts_at_most_512_and_doubles():
-    assert Config(size=512).schedule() == [(512, 200)]
-    assert Config(size=1024, steps=300).schedule() == [(512, 300), (1024, 150)]
-    assert Config(size=2048).schedule() == [(512, 200), (1024, 100), (2048, 100)]
-    assert Config(size=1024, multiscale=False).schedule() == [(1024, 200)]
+def test_automatic_schedule_starts_at_most_256_and_doubles():
+    assert Config(size=256).schedule() == [(256, 120)]
+    assert Config(size=512).schedule() == [(256, 120), (512, 30)]
+    assert Config(size=1024, steps=300).schedule() == [(256, 300), (512, 75), (1024, 75)]
+    assert Config(size=600).schedule() == [(150, 120), (300, 30), (600, 30)]
+    assert Config(size=1024, multiscale=False).schedule() == [(1024, 120)]
     assert Config(size=512, scales=((256, 30), (512, 10))).schedule() == [(256, 30), (512, 10)]
 
 

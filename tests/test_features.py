@@ -184,3 +184,25 @@ def test_network_shares_the_loaded_weights():
     model = VGG19(weights)
     assert model.convs["conv5_4"].weight.data_ptr() == weights.convs["conv5_4"][0].data_ptr()
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_l2_pooling_is_the_power_mean_between_avg_and_max():
+    from stylelab.features import L2_POOL_EPS, pool
+
+    x = torch.relu(torch.randn(1, 3, 8, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    avg, mx, l2 = pool(x, "avg"), pool(x, "max"), pool(x, "l2")
+    windows = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(1, 3, 4, 3, 4)  # (1, C, H/2, W/2, 4)
+    torch.testing.assert_close(l2, ((windows**2).mean(-1) + L2_POOL_EPS).sqrt())
+    assert bool((avg <= l2 + 1e-12).all()) and bool((l2 <= mx + 1e-4).all())  # power means are ordered
+    ones = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(pool(ones, "l2"), torch.full((1, 1, 1, 1), (1 + L2_POOL_EPS) ** 0.5, dtype=torch.float64))
+    zeros = torch.zeros(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    pool(zeros, "l2").sum().backward()
+    assert torch.isfinite(zeros.grad).all()  # a dead window has a gradient, not NaN
+
+
+def test_l2_pooling_network_runs_and_differs_from_avg(weights):
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    a = VGG19(weights, "avg")(x, ["relu3_1"])["relu3_1"]
+    b = VGG19(weights, "l2")(x, ["relu3_1"])["relu3_1"]
+    assert a.shape == b.shape and not torch.allclose(a, b)

@@ -21,8 +21,10 @@ def run(content, styles, config=FAST):
 
 
 def test_gram_transfer_lowers_style_loss_and_changes_image(content_image, style_image):
-    image, steps = run(content_image, style_image)
+    image, reports = run(content_image, style_image)
+    steps = [s for s in reports if not s.final]
     assert [s.i for s in steps] == list(range(1, 41)) and all(s.n == 40 for s in steps)
+    assert [(s.i, s.final) for s in reports[40:]] == [(40, True)]  # then one report of the output itself
     first, last = steps[0].terms, steps[-1].terms
     # content init: every normalised style layer starts at exactly 1 (METHOD.md §2.11)
     for layer in FAST.style_layers:
@@ -193,3 +195,27 @@ def test_load_inputs_accepts_one_style_of_any_kind(content_image, style_image, t
         assert len(styles) == 1 and styles[0].shape == (1, 3, 80, 120)
     with pytest.raises(StylelabError, match="at least one style"):
         load_inputs(content_image, [])
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_last_reported_loss_is_the_saved_images(content_image, style_image, tmp_path, optimizer):
+    """No clamp gap: the style loss shown for the last step is that of the image written to disk (8-bit PNG,
+    read back), within 2%; the optimised pixels never leave [0,1]."""
+    from stylelab.image import resize_long_edge
+    from stylelab.optimize import style_edge
+
+    config = dataclasses.replace(FAST, optimizer=optimizer, steps=30, style_weight=30.0)
+    reports = []
+    image = stylelab.stylize(content_image, style_image, config, reports.append)
+    path = tmp_path / "out.png"
+    image.save(path)
+    model = build_model(None, config.pooling, torch.device("cpu"))
+    losses = build_style_losses(config)
+    content = resize_long_edge(to_tensor(content_image), config.size)
+    style = resize_long_edge(to_tensor(style_image), style_edge(config, config.size))
+    targets = compute_targets(model, content, [style], config, losses)
+    with torch.no_grad():
+        _, terms = objective(model, to_tensor(str(path)), targets, config, losses)
+    assert all(bool(((s.image >= 0) & (s.image <= 1)).all()) for s in reports)
+    assert reports[-1].final and not reports[-2].final
+    assert float(terms["style"]) == pytest.approx(reports[-1].terms["style"], rel=0.02)

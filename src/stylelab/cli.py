@@ -27,6 +27,7 @@ from .config import (
     COLOR_MODES,
     PRECISIONS,
     DEFAULT_LR,
+    INITS,
     LAYER_NAMES,
     Config,
     ConfigError,
@@ -148,10 +149,10 @@ def add_settings(p: argparse.ArgumentParser, texture: bool = False) -> None:
     p.add_argument("--style-loss", default=d["style_loss"], metavar="LOSS[(k=v,...)][:W],...",
                      help=f"style loss or mix; losses: {', '.join(STYLE_LOSSES)}; e.g. 'gram:0.5,bn:0.5' or "
                      "'mmd-poly(c=1)' (mix weights normalised; each loss is normalised on its own)")
-    p.add_argument("--init", default=d["init"], help="content, noise, or an image path")
+    p.add_argument("--init", default=d["init"], help="content, noise, fast (feed-forward stylisation; needs stylelab[fast]) or an image path")
     p.add_argument("--seed", type=int, default=d["seed"], help="random seed (noise init, sampling)")
     p.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--pooling", default=d["pooling"], help="avg or max")
+    p.add_argument("--pooling", default=d["pooling"], help="avg, max or l2 (sqrt of the mean of squares)")
     p.add_argument("--style-layers", default=",".join(d["style_layers"]), metavar="L[:W],...",
                      help="style layers with optional weights, e.g. relu1_1:2,relu2_1 (weights normalised)")
     p.add_argument("--content-layers", default=",".join(d["content_layers"]), metavar="L[:W],...",
@@ -163,7 +164,7 @@ def add_settings(p: argparse.ArgumentParser, texture: bool = False) -> None:
     p.add_argument("--scales", default=None, metavar="SIZE:STEPS,...",
                    help="coarse-to-fine schedule, e.g. 256:300,512:200,1024:100 (the last size is the output's); "
                    f"default: automatic above {AUTO_MULTISCALE_ABOVE} px")
-    p.add_argument("--no-multiscale", action="store_true", help="one scale only, even above 512 px")
+    p.add_argument("--no-multiscale", action="store_true", help=f"one scale only, even above {AUTO_MULTISCALE_ABOVE} px")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="plan the steps to finish within this time (the image at the deadline is the output)")
     p.add_argument("--tol", type=float, default=d["tol"],
@@ -260,7 +261,7 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
     scales = parse_scales(args.scales) if args.scales else None
     if scales:
         size = scales[-1][0]
-    init = args.init if args.init in ("content", "noise") else _source(args.init)
+    init = args.init if args.init in INITS else _source(args.init)
     if texture_size and args.init == "content":
         init = "noise"
     return Config(
@@ -320,13 +321,16 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
         if not bars:
             bars.append(tqdm(total=total, disable=args.quiet, unit="step", dynamic_ncols=True, file=sys.stderr))
         bar = bars[0]
-        seconds.append(step.seconds)
+        if not step.final:  # the final report of a scale is the output's loss, not a step
+            seconds.append(step.seconds)
         t = step.terms
         h, w = step.image.shape[-2:]
         bar.set_description_str(f"{w}x{h}" if multi else "", refresh=False)
         bar.set_postfix_str(
             f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} tv {t['tv']:.2e} "
-            f"{step.seconds:.2f}s/step", refresh=False)
+            f"{step.seconds:.2f}s/step", refresh=not step.final)
+        if step.final:
+            return
         bar.update(1)
         if args.save_every and step.i % args.save_every == 0:
             tag = f"_s{step.scale}" if multi else ""
@@ -391,10 +395,12 @@ def run_compare(args: argparse.Namespace) -> int:
         bar = tqdm(total=config.steps, desc=spec, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
 
         def on_step(step: Step) -> None:
+            if step.final:  # the output's own loss, after the last step
+                bar.set_postfix_str(f"style {step.terms['style']:.4f}")
+                bar.close()
+                return
             bar.set_postfix_str(f"style {step.terms['style']:.4f} {step.seconds:.2f}s/step", refresh=False)
             bar.update(1)
-            if step.i == step.n:
-                bar.close()
         return on_step
 
     rows = compare(args.content, args.styles, specs, config, progress)

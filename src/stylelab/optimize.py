@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .checkpoint import Checkpoint, fingerprint
 from .color import luminance_only, match_colors, palette_only, restore_color
-from .config import Config, ConfigError
+from .config import INITS, Config, ConfigError
 from .errors import StylelabError
 from .features import VGG19, Weights, load_weights, pools_before
 from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
@@ -62,6 +62,10 @@ class Step:
     terms: dict[str, float]  # unweighted: 'content', 'style', 'tv', and 'style/<layer>' per style layer
     seconds: float  # wall time of this step
     image: Tensor  # current image (1, 3, H, W) RGB in [0,1]; a detached view: copy before changing it
+    # A step's loss is measured where it starts (the pass that gives its gradient). `final`: one more report after
+    # a scale's last step, no step taken: loss and terms of the image the scale ends with (a forward pass), so
+    # the last numbers shown are those of the saved image; `seconds` is that pass's time.
+    final: bool = False
 
 
 Callback = Callable[[Step], None]
@@ -99,7 +103,7 @@ def stylize(
     """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1])."""
     content_t, style_ts = load_inputs(content, styles)
     config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
-    init = None if config.init in ("content", "noise") else to_tensor(config.init, "init image")
+    init = None if config.init in INITS else to_tensor(config.init, "init image")
     return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint))
 
 
@@ -121,7 +125,7 @@ def synthesize(
         raise StylelabError(f"texture size must be between 16 and 16384 px per side, got {w}x{h}")
     texture_config = dataclasses.replace(config, content_weight=0.0,
                                          init="noise" if config.init == "content" else config.init)
-    init = None if texture_config.init == "noise" else to_tensor(texture_config.init, "init image")
+    init = None if texture_config.init in INITS else to_tensor(texture_config.init, "init image")
     out = transfer(None, style_ts, texture_config, callback, init_image=init, checkpoint=checkpoint, shape=(h, w))
     return tensor_to_pil(out)
 
@@ -199,7 +203,7 @@ def transfer(
             x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
             saved = None
         elif x is None:
-            x = initial_image(config, reference, init_image)
+            x = initial_image(config, reference, init_image, s_k)
         else:
             opt_state = _carry_state(config, opt_state, hw)
             x = _resize(x, hw).clamp(0, 1)
@@ -458,12 +462,17 @@ def conv_precision(config: Config, device: torch.device) -> contextlib.AbstractC
     return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def initial_image(config: Config, content: Tensor, init_image: Tensor | None = None) -> Tensor:
+def initial_image(config: Config, content: Tensor, init_image: Tensor | None = None,
+                  styles: Sequence[Tensor] = ()) -> Tensor:
     """The image optimisation starts from, shaped like `content`."""
     if config.init == "content":
         return content.clone()
     if config.init == "noise":
         return _noise(tuple(content.shape[-2:]), config.seed, content.device)  # white noise (Gatys et al. 2016)
+    if config.init == "fast":  # a feed-forward stylisation to refine (stylelab.fast; optional extra)
+        from .fast import stylize_fast
+
+        return stylize_fast(content, styles, config.blend_weights(len(styles)), tuple(content.shape[-2:]))
     if init_image is None:
         init_image = to_tensor(config.init, "init image")
     return _resize(init_image, tuple(content.shape[-2:])).clamp(0, 1).to(content.device)
@@ -511,7 +520,8 @@ def optimize(
         opt = torch.optim.Adam([x], lr=lr, betas=(0.9, 0.99))
     if state is not None:
         opt.load_state_dict(state)
-    last: dict[str, object] = {}
+    last: dict[str, Any] = {}
+    done: int | None = None  # the last step taken
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
@@ -525,21 +535,34 @@ def optimize(
             break
         t0 = time.perf_counter()
         opt.step(closure)
-        if config.optimizer == "adam":
-            with torch.no_grad():
-                x.clamp_(0, 1)  # L-BFGS is not clamped in the loop: it breaks its curvature pairs (METHOD.md §7.6)
-        names = list(last["terms"])
-        values = torch.stack([last["total"], *(last["terms"][k].detach() for k in names)]).tolist()  # one sync
+        with torch.no_grad():
+            # Projected steps: the pixels stay in [0,1], so the optimised image is the saved one. For L-BFGS this
+            # reaches a lower loss of the clipped image than clipping once at the end (bench/box.py).
+            x.clamp_(0, 1)
+        values = _values(last["total"], last["terms"])
         if not math.isfinite(values[0]):
             raise OptimizationError(
                 f"the loss became {values[0]} at step {i}; try a smaller --lr or --optimizer adam"
             )
         seconds = time.perf_counter() - t0
         if callback is not None:
-            callback(Step(scale, i, steps, values[0], dict(zip(names, values[1:])), seconds, x.detach()))
+            callback(Step(scale, i, steps, values[0], dict(zip(last["terms"], values[1:])), seconds, x.detach()))
+        done = i
         plateau = stop is not None and stop.record(values[0], seconds)
         if save is not None:
             save(steps if plateau else i, x, opt.state_dict())
         if plateau:
             break
+    if callback is not None and done is not None:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            total, terms = objective(model, x, targets, config, losses)
+        values = _values(total, terms)
+        callback(Step(scale, done, steps, values[0], dict(zip(terms, values[1:])), time.perf_counter() - t0,
+                      x.detach(), final=True))
     return x.detach(), opt.state_dict()
+
+
+def _values(total: Tensor, terms: dict[str, Tensor]) -> list[float]:
+    """[total, *terms] as floats, in one device sync."""
+    return torch.stack([total.detach(), *(v.detach() for v in terms.values())]).tolist()
