@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -60,11 +61,12 @@ def run_pair(pair: str, label: str, out: Path, every: int, flags: list[str]) -> 
     launch = time.time()
     subprocess.run(cmd, check=True)
     total = output.stat().st_mtime - launch
-    snaps = sorted(out.glob(f"{label}_{pair}_*step*.png"))
-    last_scale = max((p.stem.split("_s")[-1].split("_")[0] for p in snaps if "_s" in p.stem[len(label):]),
-                     default=None)
-    keep = [p for p in snaps if last_scale is None or f"_s{last_scale}_" in p.name]
-    frames = [(int(p.stem.split("step")[-1]), p.stat().st_mtime - launch, p) for p in keep]
+    # OUT_stepNNNN.png (one scale) or OUT_sK_stepNNNN.png (scale K): keep the last scale's, at the output's size
+    snaps = [(re.fullmatch(rf"{re.escape(output.stem)}(?:_s(\d+))?_step(\d+)", p.stem), p)
+             for p in out.glob(f"{output.stem}_*step*.png")]
+    snaps = [(int(m[1] or 0), int(m[2]), p) for m, p in snaps if m]
+    last = max((k for k, _, _ in snaps), default=0)
+    frames = sorted((i, p.stat().st_mtime - launch, p) for k, i, p in snaps if k == last)
     return {"cmd": " ".join(cmd[2:]), "output": output, "seconds": total, "snapshots": frames}
 
 
@@ -139,8 +141,9 @@ def main() -> None:
             print(f"| {name} | {t:.1f} | {t / pass_s:.0f} | {cells} |")
         ours, pub = rows[-2][2], rows[-1][2]
         wins = {f"{k}:{m}": (ours[k][m] <= pub[k][m]) for k in nets for m in ("content", "gram", "sw2")}
-        print(f"\nat least as good as published on: {sum(wins.values())}/6 "
-              f"({', '.join(k for k, v in wins.items() if not v) or 'all'} missed)\n", flush=True)
+        missed = ", ".join(k for k, v in wins.items() if not v)
+        print(f"\nat least as good as published on: {sum(wins.values())}/6"
+              + (f" (missed: {missed})" if missed else "") + "\n", flush=True)
         report["pairs"][pair] = {"cmd": run["cmd"], "seconds": run["seconds"], "passes": run["seconds"] / pass_s,
                                  "rows": [{"image": n, "seconds": t, **d} for n, t, d in rows], "wins": wins}
     (out / f"{args.label}.json").write_text(json.dumps(report, indent=1))

@@ -62,8 +62,10 @@ class Config:
     init: str = "content"  # 'content', 'noise', 'fast' (feed-forward stylisation, extra stylelab[fast]) or a path
     seed: int = 0  # seeds noise init and any sampling, so runs are reproducible
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    pooling: str = "avg"  # Gatys' choice: smoother gradients than max pooling
-    style_loss: str = "gram"  # a loss or mix from stylelab.losses.STYLE_LOSSES, e.g. "gram:0.5,bn:0.5"
+    pooling: str = "max"  # the network's own; avg (Gatys) leaves a fine ripple on flat regions (docs/benchmarks.md)
+    # A loss or mix from stylelab.losses.STYLE_LOSSES. Gram matches second moments; sliced Wasserstein matches the
+    # whole marginal distribution along C random directions (the style's darkest and brightest tones too).
+    style_loss: str = "gram:0.5,sliced-wasserstein:0.5"
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None = equal; normalised to sum 1
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
