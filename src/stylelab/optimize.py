@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .color import luminance_only, match_colors, palette_only, restore_color
 from .config import INITS, Config, ConfigError
 from .errors import StylelabError
 from .features import VGG19, Weights, load_weights, pools_before
-from .image import ImageLike, resize_long_edge, tensor_to_pil, to_tensor
+from .image import ImageLike, resize, resize_long_edge, tensor_to_pil, to_tensor
 from .losses import (
     STYLE_LOSSES,
     Stats,
@@ -193,7 +194,7 @@ def transfer(
         if saved is not None and k < saved["scale"]:
             continue
         hw = _fit(full_shape, size, tileable=config.tileable)
-        c_k = None if content is None else _resize(content, hw).to(device)
+        c_k = None if content is None else resize(content, hw).to(device)
         s_k = [resize_long_edge(s, style_edge(config, size)).to(device) for s in styles]
         _check_sizes(c_k, s_k, hw, config)
         reference = c_k if c_k is not None else _noise(hw, config.seed, device)
@@ -206,7 +207,7 @@ def transfer(
             x = initial_image(config, reference, init_image, s_k)
         else:
             opt_state = _carry_state(config, opt_state, hw)
-            x = _resize(x, hw).clamp(0, 1)
+            x = resize(x, hw).clamp(0, 1)
         stop = StopRule(_scale_deadline(deadline, plan[k:], full_shape), config.tol)
         save = None if checkpoint is None else _saver(checkpoint, fp, k, steps)
         x, opt_state = optimize(model, x, targets, config, losses, steps, callback, scale=k,
@@ -230,7 +231,7 @@ def color_output(mode: str, out: Tensor, original: Tensor | None) -> Tensor:
     """keep-luminance / transfer: the output's luminance with the content's chroma (YUV)."""
     if original is None or mode not in ("keep-luminance", "transfer"):
         return out
-    return restore_color(out, _resize(original, tuple(out.shape[-2:])))
+    return restore_color(out, resize(original, tuple(out.shape[-2:])))
 
 
 def _pooled_pixels(styles: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
@@ -248,12 +249,6 @@ def _fit(shape: tuple[int, int], long_edge: int, tileable: bool = False) -> tupl
     f = long_edge / max(h, w)
     step = 16 if tileable else 1
     return tuple(max(step, round(v * f / step) * step) for v in (h, w))
-
-
-def _resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(hw):
-        return image
-    return torch.nn.functional.interpolate(image, size=hw, mode="bicubic", antialias=True, align_corners=False)
 
 
 def _noise(hw: tuple[int, int], seed: int, device: torch.device) -> Tensor:
@@ -475,7 +470,7 @@ def initial_image(config: Config, content: Tensor, init_image: Tensor | None = N
         return stylize_fast(content, styles, config.blend_weights(len(styles)), tuple(content.shape[-2:]))
     if init_image is None:
         init_image = to_tensor(config.init, "init image")
-    return _resize(init_image, tuple(content.shape[-2:])).clamp(0, 1).to(content.device)
+    return resize(init_image, tuple(content.shape[-2:])).clamp(0, 1).to(content.device)
 
 
 class StopRule:
@@ -490,8 +485,10 @@ class StopRule:
     def out_of_time(self) -> bool:
         if self.deadline is None:
             return False
-        step = sorted(self.seconds)[len(self.seconds) // 2] if self.seconds else 0.0
-        return time.perf_counter() + step > self.deadline
+        step = statistics.median(self.seconds) if self.seconds else 0.0
+        # The next step and, after it, the forward pass that reports the output's loss (Step.final; counted as a
+        # whole step, an upper bound) must both end before the deadline.
+        return time.perf_counter() + 2 * step > self.deadline
 
     def record(self, loss: float, seconds: float) -> bool:
         """Note a finished step; True when the loss has plateaued."""
