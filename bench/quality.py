@@ -11,11 +11,12 @@ not import stylelab) under max AND average pooling: content distance at relu4_2,
 over relu1_1..relu5_1, each normalised so the content image scores content 0, style 1.
 
 Time: seconds since launch (a snapshot's file time minus the moment the process was started), and the same in
-"bare passes": one VGG19 forward to relu5_1 + input-gradient backward at the output's size, timed in this run
-right after the runs (median of 5), so both share the machine's load.
+"bare passes": one VGG19 forward to relu5_1 + input-gradient backward at the output's size, timed in this
+process before and after the runs (median of 5 each, the mean of the two), so both share the machine's load.
 
 Writes OUT/LABEL_PAIR.png (outputs), OUT/sheet_LABEL_PAIR.png (content | stylelab | reference, then crops at
-2x of flat regions and thin structures), OUT/LABEL.json, and prints markdown tables.
+2x of flat regions and thin structures), OUT/strip_LABEL_PAIR.jpg (the top row, small), OUT/LABEL.json, and
+prints markdown tables.
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def sheet(content: Path, ours: Path, ref: Path, path: Path, label: str) -> None:
     canvas.save(path)
 
 
+def strip(content: Path, ours: Path, ref: Path, path: Path, w: int = 384, h: int = 288) -> None:
+    """content | stylelab | published, side by side at w x h each: the small picture for the README."""
+    canvas = Image.new("RGB", (3 * w + 8, h), "white")
+    for k, im in enumerate((content, ours, ref)):
+        canvas.paste(Image.open(im).convert("RGB").resize((w, h), Image.LANCZOS), (k * (w + 4), 0))
+    canvas.save(path, quality=90)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -115,12 +124,16 @@ def main() -> None:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = {pair: run_pair(pair, args.label, out, args.every, flags) for pair in args.pairs.split(",")}
     nets = {"max": Net.load("max"), "avg": Net.load("avg")}
-    pass_s = bare_pass_seconds(nets["avg"], (384, 512))
-    report: dict = {"label": args.label, "flags": flags, "bare_pass_s": pass_s, "pairs": {}}
+    before = bare_pass_seconds(nets["avg"], (384, 512))  # before and after the runs: the load may change
+    runs = {pair: run_pair(pair, args.label, out, args.every, flags) for pair in args.pairs.split(",")}
+    after = bare_pass_seconds(nets["avg"], (384, 512))
+    pass_s = (before + after) / 2
+    report: dict = {"label": args.label, "flags": flags, "bare_pass_s": pass_s, "bare_pass_before_after_s":
+                    [before, after], "pairs": {}}
     print(f"## {args.label}: `stylelab run C S -o OUT {' '.join(flags)}`\n")
-    print(f"bare VGG19 pass at 512x384 (forward to relu5_1 + input-gradient backward): {pass_s:.3f} s\n")
+    print(f"bare VGG19 pass at 512x384 (forward to relu5_1 + input-gradient backward): {pass_s:.3f} s "
+          f"(before the runs {before:.3f} s, after {after:.3f} s)\n")
     for pair, run in runs.items():
         content, style, ref, _ = PAIRS[pair]
         refs = {k: Reference.build(net, DATA / content, DATA / style, (384, 512)) for k, net in nets.items()}
@@ -133,6 +146,7 @@ def main() -> None:
         rows.append(("output", run["seconds"], score(run["output"])))
         rows.append(("published", float("nan"), score(DATA / ref)))
         sheet(DATA / content, run["output"], DATA / ref, out / f"sheet_{args.label}_{pair}.png", args.label)
+        strip(DATA / content, run["output"], DATA / ref, out / f"strip_{args.label}_{pair}.jpg")
         print(f"### {pair} (total {run['seconds']:.1f} s = {run['seconds'] / pass_s:.0f} bare passes)\n")
         print("| image | s since launch | passes | max: content | max: gram | max: sw2 | avg: content | avg: gram "
               "| avg: sw2 |\n|---|---|---|---|---|---|---|---|---|")
