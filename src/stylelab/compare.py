@@ -1,6 +1,6 @@
 """Compare style losses: one run per loss with the same settings, and every output measured under every loss.
 
-The table is the cross-evaluation matrix of METHOD.md §6.7: rows are outputs (one per loss optimised),
+The table is the cross-evaluation matrix of docs/method.md §4: rows are outputs (one per loss optimised),
 columns are normalised distances (content image = 1 for every style loss, 0 for the content distance).
 Sits on top of the core (optimize); nothing in the core imports it.
 """

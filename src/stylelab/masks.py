@@ -1,4 +1,4 @@
-"""Spatial control (Gatys et al. 2017, METHOD.md §5.3): masks -> per-position weights at each VGG layer.
+"""Spatial control (Gatys et al. 2017, docs/method.md §9): masks -> per-position weights at each VGG layer.
 
 A region says "style image k, taken from where its style mask is bright, goes where the content mask is bright".
 Each style statistic becomes a weighted one with weights t_i² / Σ t², t = the mask resized to the layer's grid
