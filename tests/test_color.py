@@ -118,7 +118,8 @@ def test_match_colors_gives_content_mean_and_covariance(method):
 def test_sym_is_the_cheapest_linear_transport():
     style = correlated(12, [[0.10, 0.05, 0.0], [0.0, 0.06, 0.03], [0.02, 0.0, 0.07]], [0.3, 0.4, 0.5])
     content = correlated(13, [[0.03, 0.0, 0.06], [0.07, 0.02, 0.0], [0.0, 0.05, 0.02]], [0.5, 0.5, 0.5])
-    cost = {m: float(((color._match(style, content, m) - style.reshape(3, -1)) ** 2).sum()) for m in color.MATCH_METHODS}
+    cost = {m: float(((color._match(style, content, m) - style.reshape(3, -1)) ** 2).sum())
+            for m in color.MATCH_METHODS}
     assert cost["sym"] < cost["pca"] and cost["sym"] < cost["chol"]
 
 

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import torch
 
 from stylelab import Config
@@ -17,10 +18,9 @@ def test_identity_check_agrees_and_subsamples_when_large():
     assert abs(check.gram_distance / check.mmd - 1) < 1e-10 and check.relative_difference < 1e-10
 
 
-def test_explain_report(content_image, style_image, tmp_path, capsys):
-    c, s, o = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "o.png"
-    content_image.save(c)
-    style_image.save(s)
+@pytest.mark.slow
+def test_explain_report(input_files, style_image, tmp_path):
+    (c, s), o = input_files, tmp_path / "o.png"
     style_image.rotate(180).save(o)  # an 'output' that differs from the style
     report = tmp_path / "report"
     code = main(["explain", str(c), str(s), "--output", str(o), "-o", str(report), "--size", "64"])
@@ -37,10 +37,9 @@ def test_explain_report(content_image, style_image, tmp_path, capsys):
     assert len(diffs) == 5 and max(diffs) < 1e-6
 
 
-def test_explain_without_output_and_bad_report_path(content_image, style_image, tmp_path):
-    c, s = tmp_path / "c.png", tmp_path / "s.png"
-    content_image.save(c)
-    style_image.save(s)
+@pytest.mark.slow
+def test_explain_without_output_and_bad_report_path(input_files, tmp_path):
+    c, s = input_files
     assert main(["explain", str(c), str(s), "-o", str(tmp_path / "r"), "--size", "64"]) == 0
     assert (tmp_path / "r" / "index.html").exists() and not (tmp_path / "r" / "output.png").exists()
     assert main(["explain", str(c), str(s), "-o", str(tmp_path / "missing" / "r")]) == 2

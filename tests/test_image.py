@@ -18,15 +18,16 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import bomb_png, noise_rgb, png_chunk, truncated
 from PIL import Image, ImageCms, JpegImagePlugin, features
 
 from stylelab import image as si
 from stylelab.image import (
     ImageError,
+    Picture,
     check_output_path,
     is_url,
     load_alpha,
-    Picture,
     open_image,
     read_image,
     read_metadata,
@@ -65,29 +66,6 @@ def load(im: Image.Image, tmp_path: Path, name: str, **save_kwargs) -> torch.Ten
     path = tmp_path / name
     im.save(path, **save_kwargs)
     return to_tensor(path)
-
-
-def noise_rgb(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), mode="RGB")
-
-
-def png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def bomb_png(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
-    """A tiny PNG whose IHDR declares `width` x `height` RGB pixels (no real pixel data)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
-    return path
-
-
-def truncated(path: Path, fmt: str) -> Path:
-    noise_rgb().save(path, format=fmt)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 def temp_leftovers(folder: Path) -> list[str]:

@@ -71,7 +71,9 @@ def explain(
 
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, c, ss = prepare(*load_inputs(content, styles), config)
+    content_t, style_ts = load_inputs(content, styles)
+    assert content_t is not None  # a content was given
+    model, c, ss = prepare(content_t, style_ts, config)
     device = c.device
     images = {"style": ss[0], "content": c}
     if output is not None:

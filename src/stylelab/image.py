@@ -18,10 +18,10 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
 import cv2
 import numpy as np
@@ -34,6 +34,7 @@ from PIL import (
     ImageCms,
     ImageOps,
     PngImagePlugin,
+    TiffImagePlugin,
     UnidentifiedImageError,
 )
 from torch import Tensor
@@ -81,7 +82,7 @@ ImageLike = str | os.PathLike | Image.Image | Tensor | Picture
 # ------------------------------------------------------------------------------------------------- reading
 
 
-def is_url(source: object) -> bool:
+def is_url(source: object) -> TypeGuard[str]:
     """True for a string starting with http:// or https:// (any case): an input to download, not a path."""
     return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
@@ -112,7 +113,7 @@ def read_metadata(path: str | os.PathLike, what: str = "image") -> dict[str, str
     """The text chunks (tEXt, zTXt, iTXt) of a PNG file or URL as {keyword: text}; {} for other formats or none."""
     source, name = _fetch(path, what)
     with _opened(source, name, what) as im:
-        return {str(k): str(v) for k, v in im.text.items()} if im.format == "PNG" else {}
+        return {str(k): str(v) for k, v in im.text.items()} if isinstance(im, PngImagePlugin.PngImageFile) else {}
 
 
 def _fetch(path: object, what: str) -> tuple[Path | io.BytesIO, str | Path]:
@@ -216,8 +217,8 @@ def _decode16(im: Image.Image, source: Path | io.BytesIO) -> np.ndarray | None:
     if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[:2] != (im.height, im.width):
         raise OSError("OpenCV cannot decode its 16-bit pixels")
     pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]  # OpenCV's BGR(A) -> RGB(A); grey+alpha comes as BGRA
-    if im.format == "TIFF" and pixels.shape[2] == 4:
-        extra = tuple(im.tag_v2.get(338, (0,)) or (0,))[0]  # ExtraSamples: 0 unspecified, 1 associated, 2 straight
+    if isinstance(im, TiffImagePlugin.TiffImageFile) and pixels.shape[2] == 4:
+        extra = _seq(im.tag_v2.get(338, 0))[0]  # ExtraSamples: 0 unspecified, 1 associated, 2 straight
         if extra == 0:  # an unspecified 4th sample is not alpha
             return pixels[..., :3]
         if extra == 1:  # associated (premultiplied) alpha -> straight
@@ -233,7 +234,7 @@ def _is_16bit_rgb(im: Image.Image, source: Path | io.BytesIO) -> bool:
     if im.format == "PNG":
         head = _read(source, 29)
         return head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
-    if im.format == "TIFF":
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
         tags = im.tag_v2
         c = tags.get(277, 1)  # SamplesPerPixel
         return (c in (3, 4) and tuple(_seq(tags.get(258, 1))) == (16,) * c and tags.get(262) == 2  # BitsPerSample, RGB
@@ -284,6 +285,8 @@ def _to_srgb(im: Image.Image) -> Image.Image:
         # relative colorimetric; LUT profiles (CMYK, some wide-gamut RGB) map out-of-gamut colours smoothly.
         out = ImageCms.profileToProfile(colour, profile, _srgb_profile(), outputMode="RGB")
     except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return im
+    if out is None:  # only with inPlace=True
         return im
     if alpha is not None:
         out.putalpha(alpha)
@@ -410,7 +413,7 @@ def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
 # ---------------------------------------------------------------------------------------- resize / convert
 
 
-def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+def resize(image: Tensor, hw: Sequence[int]) -> Tensor:
     """(B, C, H, W) -> (B, C, *hw), antialiased bicubic (not clamped: bicubic may overshoot [0,1] slightly)."""
     if tuple(image.shape[-2:]) == tuple(hw):
         return image
@@ -462,8 +465,8 @@ def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
 
 def save_image(image: Image.Image | Tensor | Picture, path: str | os.PathLike, *, bit_depth: int = 8,
                alpha: Tensor | None = None, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a (1, 3, H, W) tensor in [0,1], a PIL image or a `Picture` atomically (a temporary file beside `path`, renamed
-    over it: a failed or interrupted save never leaves a partial image). Format from the suffix; JPEG and WebP
+    """Write a (1, 3, H, W) tensor in [0,1], a PIL image or a `Picture` atomically (a temporary file beside `path`,
+    renamed over it: a failed or interrupted save never leaves a partial image). Format from the suffix; JPEG and WebP
     at quality 95. `alpha` (1, 1, h, w) in [0,1] is resized (bilinear, antialiased) to H x W and stored by PNG,
     WebP and TIFF; JPEG and BMP get the image composited over white. `bit_depth` 16: PNG and TIFF only.
     `metadata` {keyword: text} becomes PNG iTXt chunks (UTF-8); other formats do not store it."""
@@ -528,8 +531,8 @@ def _resized_alpha(alpha: Tensor, size: tuple[int, int]) -> np.ndarray:
 
 def _image8(image: Image.Image | Tensor | Picture, alpha: Tensor | None, fmt: str) -> Image.Image:
     """The 8-bit PIL image to save: a PIL image as given where the format takes it, else RGB or RGBA."""
-    pil = isinstance(image, Image.Image) and alpha is None
-    if pil and (fmt in ALPHA_FORMATS or image.mode in ("RGB", "L") and not _has_alpha(image)):
+    if (isinstance(image, Image.Image) and alpha is None
+            and (fmt in ALPHA_FORMATS or (image.mode in ("RGB", "L") and not _has_alpha(image)))):
         return image  # as given: its own mode, alpha and ICC profile
     rgb, a = _output_arrays(image, alpha)
     if a is not None and fmt not in ALPHA_FORMATS:
@@ -559,8 +562,8 @@ def _encode16(image: Image.Image | Tensor | Picture, alpha: Tensor | None, fmt: 
     pixels = np.round(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
     if fmt == "TIFF":
         buffer = io.BytesIO()
-        extra = {"extrasamples": ("unassalpha",)} if a is not None else {}
-        tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib", **extra)
+        tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if a is not None else None)
         return buffer.getvalue()
     with _quiet_opencv():
         ok, encoded = cv2.imencode(".png", pixels[..., [2, 1, 0, 3][: pixels.shape[2]]],  # RGB(A) -> BGR(A)

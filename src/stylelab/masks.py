@@ -33,7 +33,8 @@ def load_regions(regions: Sequence[Region], n_styles: int) -> list[LoadedRegion]
     loaded = []
     for r in regions:
         if r.style >= n_styles:
-            raise ConfigError(f"mask {r.content_mask} names style {r.style + 1}, but only {n_styles} style image(s) given")
+            raise ConfigError(
+                f"mask {r.content_mask} names style {r.style + 1}, but only {n_styles} style image(s) given")
         content = _grey(r.content_mask, "content mask")
         style = None if r.style_mask is None else _grey(r.style_mask, "style mask")
         loaded.append(LoadedRegion(content, r.style, style))
