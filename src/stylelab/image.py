@@ -13,7 +13,6 @@ import functools
 import http.client
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -40,6 +39,7 @@ from PIL import (
 from torch import Tensor
 
 from .errors import StylelabError
+from .files import WriteError, write_atomic
 
 MAX_PIXELS = 100_000_000  # refuse larger inputs: a decompression bomb, or more than this tool can use
 MAX_DOWNLOAD_BYTES = 200 * 2**20  # a URL may send no more than this
@@ -582,28 +582,12 @@ def _png_chunk(tag: bytes, body: bytes) -> bytes:
 
 
 def _write_atomic(p: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Run `write` on a temporary file beside `p`, then rename it over `p`; on any failure remove it."""
+    """files.write_atomic, its errors and those of Pillow's encoders worded as ImageErrors."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the output normal permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
-        if isinstance(exc, (ValueError, KeyError)) and not isinstance(exc, ImageError):  # Pillow's encoders
-            raise ImageError(f"cannot write {p}: {_one_line(exc)}") from None
+        write_atomic(p, write)
+    except ImageError:
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    except WriteError as exc:
+        raise ImageError(str(exc)) from None
+    except (ValueError, KeyError) as exc:  # Pillow's encoders
+        raise ImageError(f"cannot write {p}: {_one_line(exc)}") from None
