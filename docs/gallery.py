@@ -1,6 +1,6 @@
-"""Make the pictures of docs/gallery.md from ../shared/data (only stylelab's outputs are committed).
+"""Make the pictures of docs/gallery.md from the sample images (only stylelab's outputs are committed).
 
-    .venv/bin/python docs/gallery.py [--data ../shared/data] [--out docs/images/gallery] [--size 256] [--steps 150]
+    .venv/bin/python docs/gallery.py --data DATA [--out docs/images/gallery] [--size 256] [--steps 150]
 
 Pictures: one per colour mode (Tübingen x Starry Night), a two-style image with masks (sky: Starry Night,
 the rest: The Great Wave; the sky mask is drawn from the photo's colours by this script) and a tileable texture
@@ -46,7 +46,8 @@ def tiled(image: Image.Image, n: int = 3) -> Image.Image:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", required=True,
+                   help="folder with content/tubingen.jpg, styles/starry_night.jpg, styles/wave_crop.jpg")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "images" / "gallery"))
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=150)

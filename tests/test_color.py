@@ -105,7 +105,7 @@ def test_match_colors_gives_content_mean_and_covariance(method):
     assert out.shape == style.shape and out.dtype == F64
     mu_o, cov_o = mean_cov(out)
     assert torch.allclose(mu_o, mu_c, atol=1e-12)
-    # Σ += εI on both sides (METHOD.md §5.1): A(Σ_s+εI)Aᵀ = Σ_c+εI exactly, so cov(out) = Σ_c + ε(I − AAᵀ)
+    # Σ += εI on both sides (docs/method.md §7): A(Σ_s+εI)Aᵀ = Σ_c+εI exactly, so cov(out) = Σ_c + ε(I − AAᵀ)
     eps_eye = 1e-5 * torch.eye(3, dtype=F64)
     assert torch.allclose(cov_o + 1e-5 * a @ a.T, cov_c_raw + eps_eye, atol=1e-12)
     assert torch.allclose(cov_o, cov_c_raw, atol=1e-4)
@@ -118,7 +118,8 @@ def test_match_colors_gives_content_mean_and_covariance(method):
 def test_sym_is_the_cheapest_linear_transport():
     style = correlated(12, [[0.10, 0.05, 0.0], [0.0, 0.06, 0.03], [0.02, 0.0, 0.07]], [0.3, 0.4, 0.5])
     content = correlated(13, [[0.03, 0.0, 0.06], [0.07, 0.02, 0.0], [0.0, 0.05, 0.02]], [0.5, 0.5, 0.5])
-    cost = {m: float(((color._match(style, content, m) - style.reshape(3, -1)) ** 2).sum()) for m in color.MATCH_METHODS}
+    cost = {m: float(((color._match(style, content, m) - style.reshape(3, -1)) ** 2).sum())
+            for m in color.MATCH_METHODS}
     assert cost["sym"] < cost["pca"] and cost["sym"] < cost["chol"]
 
 

@@ -19,6 +19,7 @@ def test_split_specs():
         split_specs("gram,nope")
 
 
+@pytest.mark.slow
 def test_compare_cross_evaluation(content_image, style_image):
     rows = compare(content_image, style_image, ["gram", "mmd-linear"], Config(size=64, steps=15))
     assert [r.loss for r in rows] == ["content image", "gram", "mmd-linear"]
@@ -34,16 +35,16 @@ def test_compare_cross_evaluation(content_image, style_image):
     assert sheet.size == (2 * 64, 2 * (43 + 16))
 
 
-def test_compare_cli_writes_grid_and_csv(content_image, style_image, tmp_path, capsys):
-    c, s = tmp_path / "c.png", tmp_path / "s.png"
-    content_image.save(c)
-    style_image.save(s)
+@pytest.mark.slow
+def test_compare_cli_writes_grid_and_csv(input_files, tmp_path, capsys):
+    c, s = input_files
     out, table_path = tmp_path / "grid.png", tmp_path / "t.csv"
     code = main(["compare", str(c), str(s), "--losses", "gram,bn", "-o", str(out), "--csv", str(table_path),
                  "--size", "64", "--steps", "3", "-q"])
     assert code == 0 and out.exists()
     rows = list(csv.reader(table_path.open()))
-    assert rows[0][:4] == ["output", "content", "gram", "bn"] and [r[0] for r in rows[1:]] == ["content image", "gram", "bn"]
+    assert rows[0][:4] == ["output", "content", "gram", "bn"]
+    assert [r[0] for r in rows[1:]] == ["content image", "gram", "bn"]
     assert "content image" in capsys.readouterr().out
 
 

@@ -39,7 +39,8 @@ def test_layer_names():
 
 def test_shapes(weights):
     net = VGG19(weights)
-    out = net(torch.rand(1, 3, 48, 64), ["conv1_1", "relu1_1", "pool1", "relu2_1", "relu3_1", "relu4_2", "relu5_1", "pool5"])
+    layers = ["conv1_1", "relu1_1", "pool1", "relu2_1", "relu3_1", "relu4_2", "relu5_1", "pool5"]
+    out = net(torch.rand(1, 3, 48, 64), layers)
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         "conv1_1": (1, 64, 48, 64), "relu1_1": (1, 64, 48, 64), "pool1": (1, 64, 24, 32),
         "relu2_1": (1, 128, 24, 32), "relu3_1": (1, 256, 12, 16), "relu4_2": (1, 512, 6, 8),
@@ -195,7 +196,8 @@ def test_l2_pooling_is_the_power_mean_between_avg_and_max():
     torch.testing.assert_close(l2, ((windows**2).mean(-1) + L2_POOL_EPS).sqrt())
     assert bool((avg <= l2 + 1e-12).all()) and bool((l2 <= mx + 1e-4).all())  # power means are ordered
     ones = torch.ones(1, 1, 2, 2, dtype=torch.float64)
-    torch.testing.assert_close(pool(ones, "l2"), torch.full((1, 1, 1, 1), (1 + L2_POOL_EPS) ** 0.5, dtype=torch.float64))
+    expected = torch.full((1, 1, 1, 1), (1 + L2_POOL_EPS) ** 0.5, dtype=torch.float64)
+    torch.testing.assert_close(pool(ones, "l2"), expected)
     zeros = torch.zeros(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
     pool(zeros, "l2").sum().backward()
     assert torch.isfinite(zeros.grad).all()  # a dead window has a gradient, not NaN

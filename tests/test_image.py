@@ -16,17 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
+from conftest import bomb_png, noise_rgb, png_chunk, truncated
 from PIL import Image, ImageCms, JpegImagePlugin, features
 
-from stylelab import codecs16
 from stylelab import image as si
 from stylelab.image import (
     ImageError,
+    Picture,
     check_output_path,
     is_url,
     load_alpha,
     open_image,
+    read_image,
     read_metadata,
     resize_long_edge,
     save_image,
@@ -63,29 +66,6 @@ def load(im: Image.Image, tmp_path: Path, name: str, **save_kwargs) -> torch.Ten
     path = tmp_path / name
     im.save(path, **save_kwargs)
     return to_tensor(path)
-
-
-def noise_rgb(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), mode="RGB")
-
-
-def png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def bomb_png(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
-    """A tiny PNG whose IHDR declares `width` x `height` RGB pixels (no real pixel data)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
-    return path
-
-
-def truncated(path: Path, fmt: str) -> Path:
-    noise_rgb().save(path, format=fmt)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 def temp_leftovers(folder: Path) -> list[str]:
@@ -404,7 +384,7 @@ ERROR_CASES = {
     "decompression-bomb": (_bomb, "too large"),
     "truncated-png16": (_truncated_png16, "truncated"),
     "truncated-tiff16": (_truncated_tiff16, "truncated"),
-    "png16-bad-crc": (_png16_bad_crc, "CRC"),
+    "png16-bad-crc": (_png16_bad_crc, "corrupt"),
 }
 
 
@@ -1157,21 +1137,26 @@ def test_16bit_rgba_round_trip(tmp_path, ext):
             assert out.read_bytes()[24:26] == bytes([16, 6])
 
 
-def test_16bit_pil_image_saved_at_16_bits(tmp_path):
+def test_read_image_keeps_16_bits_and_saves_them(tmp_path):
     pixels = gradient16(32, 64)
-    first = save_image(from16(pixels), tmp_path / "a.png", bit_depth=16)
-    im = open_image(first)  # 8-bit to Pillow, carrying its 16-bit pixels
-    second = save_image(im, tmp_path / "b.tif", bit_depth=16)
-    assert (to_tensor(second) - from16(pixels)).abs().max() < MAX16
-    assert (to_tensor(im) - from16(pixels)).abs().max() < MAX16
+    alpha = from16(gradient16(32, 64)[..., 2:3])
+    first = save_image(from16(pixels), tmp_path / "a.png", bit_depth=16, alpha=alpha)
+    picture = read_image(first)
+    assert isinstance(picture, Picture) and picture.size == (64, 32)
+    second = save_image(picture, tmp_path / "b.tif", bit_depth=16)  # colour and alpha, both at 16 bits
+    assert (load_alpha(second) - alpha).abs().max() < MAX16
+    assert (load_alpha(picture) - alpha).abs().max() < MAX16
+    rgb = from16(pixels) * alpha + 1 - alpha
+    assert (to_tensor(second) - rgb).abs().max() < 2 * MAX16
+    assert (to_tensor(picture) - rgb).abs().max() < 2 * MAX16
 
 
-def test_16bit_edited_pil_image_falls_back_to_its_8bit_pixels(tmp_path):
+def test_open_image_is_pillows_8bit_reading(tmp_path):
     pixels = gradient16(32, 64)
     im = open_image(save_image(from16(pixels), tmp_path / "a.png", bit_depth=16))
-    flipped = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # Pillow copies info, so the 16-bit pixels go along
-    t = to_tensor(flipped)
-    assert (t - from16(pixels[:, ::-1].copy())).abs().max() <= 0.5 / 255 + 1e-6  # the flip, not stale pixels
+    assert isinstance(im, Image.Image) and im.mode == "RGB"
+    err = (to_tensor(im) - from16(pixels)).abs().max()
+    assert 0.5 / 255 - 1e-6 < err <= TOL  # the high bytes (Pillow's 8 bits), not the 16-bit pixels
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".webp", ".bmp"])
@@ -1236,16 +1221,6 @@ def test_16bit_png_all_filters(tmp_path, ctype, channels):
     assert (t - rgb).abs().max() < 2 * MAX16
 
 
-def test_16bit_png_from_pillows_encoder():
-    """Pillow's own 16-bit grey PNGs use adaptive (mostly Paeth) filters: the decoder undoes them exactly."""
-    rng = np.random.default_rng(3)
-    grey = np.cumsum(np.cumsum(rng.integers(0, 40, (40, 50)), 0), 1).astype(np.uint16)
-    data = png_bytes(Image.fromarray(grey))
-    idat = zlib.decompress(b"".join(body for tag, body in codecs16._png_chunks(data) if tag == b"IDAT"))
-    assert len(set(np.frombuffer(idat, np.uint8).reshape(40, -1)[:, 0].tolist()) - {0}) >= 1  # filtered rows
-    assert np.array_equal(codecs16.decode_png(data)[..., 0], grey)
-
-
 def test_16bit_png_colour_key_is_alpha(tmp_path):
     pixels = np.array([[[1, 2, 3], [4, 5, 6], [1, 2, 3]]], dtype=np.uint16)
     trns = png_chunk(b"tRNS", struct.pack(">3H", 1, 2, 3))
@@ -1286,8 +1261,8 @@ def test_16bit_png_with_icc_profile_converted(tmp_path):
     assert_px(to_tensor(path), 0, 0, [srgb_encode(128 / 255)] * 3, tol=1.5 / 255)  # colour first, at 8 bits
 
 
-def test_16bit_interlaced_png_left_to_pillow(tmp_path):
-    """Adam7 16-bit PNGs are rare: codecs16 leaves them to Pillow, which reads them at 8 bits."""
+def test_16bit_interlaced_png_keeps_precision(tmp_path):
+    """An Adam7 (interlaced) 16-bit PNG, which Pillow reads at 8 bits, keeps its 16."""
     pixels = np.array([[[0, 1000, 65535], [300, 40000, 2]], [[65535, 0, 0], [12345, 54321, 32768]]], np.uint16)
     be = pixels.astype(">u2")
     # 2 x 2 in Adam7: pass 1 has pixel (0,0), pass 6 pixel (1,0), pass 7 row 1; each reduced row has a filter byte
@@ -1296,39 +1271,46 @@ def test_16bit_interlaced_png_left_to_pillow(tmp_path):
     path = tmp_path / "adam7.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw))
                      + png_chunk(b"IEND", b""))
-    assert not codecs16.is_png16(path.read_bytes())
-    assert codecs16.decode_png(path.read_bytes()) is None
-    assert (to_tensor(path) - from16(pixels)).abs().max() <= TOL
-
-
-def test_16bit_tiff_written_by_hand_is_baseline(tmp_path):
-    pixels = gradient16(4, 6)
-    data = codecs16.encode_tiff(pixels)
-    assert data[:4] == b"II*\0"
-    im = Image.open(io.BytesIO(data))
-    tags = im.tag_v2
-    assert (tags[256], tags[257], tags[259], tags[262], tags[277], tags[284]) == (6, 4, 1, 2, 3, 1)
-    assert codecs16.is_tiff16(tags)
-    assert np.array_equal(codecs16.decode_tiff(data, tags), pixels)
-
-
-def test_16bit_big_endian_tiff(tmp_path):
-    """A big-endian ("MM") TIFF, as some tools write: ours with every field byte-swapped."""
-    pixels = gradient16(3, 5)
-    le = codecs16.encode_tiff(pixels)
-    n = struct.unpack_from("<H", le, 8)[0]
-    be = b"MM\0*" + struct.pack(">IH", 8, n)
-    for i in range(n):
-        tag, typ, count = struct.unpack_from("<HHI", le, 10 + 12 * i)
-        short = typ == 3 and count == 1  # a SHORT value sits in the first 2 of the 4 value bytes
-        value = struct.unpack_from("<H" if short else "<I", le, 18 + 12 * i)[0]
-        be += struct.pack(">HHIH2x" if short else ">HHII", tag, typ, count, value)
-    values = struct.unpack_from("<3H4I", le, 14 + 12 * n)  # BitsPerSample, X/YResolution
-    be += struct.pack(">I3H4I", 0, *values) + pixels.astype(">u2").tobytes()
-    assert len(be) == len(le)
-    path = tmp_path / "be.tif"
-    path.write_bytes(be)
     assert (to_tensor(path) - from16(pixels)).abs().max() < MAX16
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"], ids=["II", "MM"])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_16bit_tiff_from_another_writer(tmp_path, byteorder, compression):
+    """TIFFs as other tools write them: either byte order (big-endian "MM" too), compressed or not."""
+    pixels = gradient16(3, 5)
+    path = tmp_path / "other.tif"
+    tifffile.imwrite(path, pixels, photometric="rgb", byteorder=byteorder, compression=compression)
+    assert path.read_bytes()[:2] == (b"II" if byteorder == "<" else b"MM")
+    assert (to_tensor(path) - from16(pixels)).abs().max() < MAX16
+
+
+@pytest.mark.parametrize("extra, straight", [("unassalpha", True), ("assocalpha", False), ("unspecified", None)])
+def test_16bit_tiff_extra_samples(tmp_path, extra, straight):
+    """A 4th sample is straight alpha, premultiplied alpha (divided out) or, unspecified, no alpha at all."""
+    rgb = gradient16(4, 6)
+    a = np.full((4, 6, 1), 32768, np.uint16)
+    stored = rgb if straight is not False else np.round(rgb * (32768 / 65535)).astype(np.uint16)
+    path = tmp_path / "extra.tif"
+    tifffile.imwrite(path, np.dstack([stored, a]), photometric="rgb", extrasamples=(extra,))
+    alpha = load_alpha(path)
+    if straight is None:
+        assert alpha is None
+        assert (to_tensor(path) - from16(rgb)).abs().max() < MAX16
+        return
+    assert (alpha - 32768 / 65535).abs().max() < MAX16
+    x, w = from16(rgb), 32768 / 65535
+    tol = MAX16 if straight else 2.5 / 65535  # premultiplied: one rounding of the stored value, doubled by 1/a
+    assert (to_tensor(path) - (x * w + 1 - w)).abs().max() < tol + MAX16
+
+
+def test_corrupt_16bit_files_print_nothing(tmp_path, capfd):
+    """OpenCV logs decoder errors to stderr; the library must not print, only raise."""
+    for path in (_truncated_png16(tmp_path), _truncated_tiff16(tmp_path), _png16_bad_crc(tmp_path)):
+        with pytest.raises(ImageError):
+            to_tensor(path)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
 
 
 # ----------------------------------------------------------------------------------------------- metadata

@@ -32,7 +32,7 @@ def test_gram_is_second_moment():
 
 
 def test_gram_distance_equals_quadratic_kernel_mmd_constant_one():
-    # METHOD.md §6.1: ||XXᵀ/Mx − YYᵀ/My||²_F == MMD_b² with k(x,y) = (xᵀy)², also for Mx != My.
+    # docs/method.md §3.2, §4: ||XXᵀ/Mx − YYᵀ/My||²_F == MMD_b² with k(x,y) = (xᵀy)², also for Mx != My.
     for c, mx, my in ((3, 7, 7), (16, 50, 50), (64, 400, 400), (16, 300, 517)):
         x, y = features(c, mx, 1), features(c, my, 2)
         mmd = mmd2_biased(x, y, lambda k: k**2)
@@ -96,7 +96,7 @@ def test_registry_entries_are_stats_loss_pairs_zero_at_target():
 
 
 def test_linear_blend_is_the_mixture_gram():
-    # The Gram of a pooled sample set with multiplicities ∝ π equals Σ π_k G_k (METHOD.md §5.2).
+    # The Gram of a pooled sample set with multiplicities ∝ π equals Σ π_k G_k (docs/method.md §8).
     a, b = features(5, 40, 12), features(5, 40, 13)
     pooled = torch.cat([a, a, a, b], dim=1)  # π = (3/4, 1/4)
     torch.testing.assert_close(linear_blend([gram(a), gram(b)], [0.75, 0.25]), gram(pooled), rtol=1e-12, atol=1e-14)
@@ -124,7 +124,7 @@ from stylelab.losses import BN_EPS, bn_distance, bn_stats, channel_mean, mean_di
 
 
 def test_linear_mmd_identity_constant_one():
-    # METHOD.md §6.2: MMD_b²[xᵀy] == ||μ_X − μ_Y||², equal and unequal sizes.
+    # docs/method.md §3.4, §4: MMD_b²[xᵀy] == ||μ_X − μ_Y||², equal and unequal sizes.
     for c, mx, my in ((8, 40, 40), (16, 300, 517)):
         x, y = features(c, mx, 20), features(c, my, 21)
         mmd = mmd2_biased(x, y, lambda k: k)
@@ -146,7 +146,7 @@ def test_bn_distance_closed_form():
 
 
 def test_bn_blend_is_mixture_moments():
-    # Blending (μ, E[f²]) linearly gives the mean and std of the pooled mixture (METHOD.md §5.2).
+    # Blending (μ, E[f²]) linearly gives the mean and std of the pooled mixture (docs/method.md §8).
     a, b = features(4, 60, 25), features(4, 60, 26) * 3
     pooled = torch.cat([a, b, b, b], dim=1)  # π = (1/4, 3/4)
     blended = style_loss("bn").blend([bn_stats(a), bn_stats(b)], [0.25, 0.75])
@@ -189,7 +189,7 @@ def test_unknown_style_loss_lists_choices():
 
 
 def test_poly_mmd_identity():
-    # METHOD.md §6.2: MMD_b²[(xᵀy + c)²] == ||ΔG||² + 2c||Δμ||², also for unequal sizes.
+    # docs/method.md §3.3, §4: MMD_b²[(xᵀy + c)²] == ||ΔG||² + 2c||Δμ||², also for unequal sizes.
     for c in (0.0, 1.0, 10.0):
         x, y = features(8, 60, 40), features(8, 90, 41)
         mmd = mmd2_biased(x, y, lambda k: (k + c) ** 2)
@@ -364,7 +364,7 @@ def test_poly_mmd_other_degrees_match_explicit_pairwise(degree):
 
 
 def test_gram_and_pairwise_poly_mmd_same_values_and_gradients_through_conv_relu():
-    """METHOD.md §6.3: a Gram implementation and an explicit pairwise (xᵀy)² MMD give identical values and
+    """docs/method.md §4 (check 3): a Gram implementation and an explicit pairwise (xᵀy)² MMD give identical values and
     gradients w.r.t. the input image, through a conv+ReLU layer, with Mx != My."""
     g = torch.Generator().manual_seed(7)
     conv = torch.nn.Conv2d(3, 6, 3, padding=1).double()
@@ -421,7 +421,7 @@ def test_every_registry_loss_takes_weights_and_the_default_is_unweighted():
 
 
 def test_guided_gram_is_the_masked_gram():
-    # METHOD.md §5.3: G_r = (F ∘ T)(F ∘ T)ᵀ / Σ t² with weights t².
+    # docs/method.md §9: G_r = (F ∘ T)(F ∘ T)ᵀ / Σ t² with weights t².
     x, t = features(5, 40, 80), torch.rand(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(gram(x, t**2), (x * t) @ (x * t).T / (t**2).sum(), rtol=1e-12, atol=0)
 
@@ -514,7 +514,7 @@ def test_invalid_weights_raise(name, params):
 
 @pytest.mark.parametrize("name, params", [(n, p) for n, p in WEIGHTED if (n, p) not in MOMENTS])
 def test_blending_weighted_samples_is_the_exact_mixture(name, params):
-    # Σ_k π_k Q_k of weighted samples = one sample holding every position with weight π_k w_k / Σ w_k (METHOD.md §5.2).
+    # Σ_k π_k Q_k of weighted samples = one sample holding every position with weight π_k w_k / Σ w_k (docs/method.md §8).
     a, b, x = features(5, 40, 92), features(5, 30, 93) + 0.5, features(5, 50, 94)
     wa, wb = _weights(40, 10), _weights(30, 11)
     loss = style_loss(name, **params)

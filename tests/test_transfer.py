@@ -29,7 +29,7 @@ def test_gram_transfer_lowers_style_loss_and_changes_image(content_image, style_
     assert [s.i for s in steps] == list(range(1, 41)) and all(s.n == 40 for s in steps)
     assert [(s.i, s.final) for s in reports[40:]] == [(40, True)]  # then one report of the output itself
     first, last = steps[0].terms, steps[-1].terms
-    # content init: every normalised style layer starts at exactly 1 (METHOD.md §2.11)
+    # content init: every normalised style layer starts at exactly 1 (docs/method.md §3.1)
     for layer in FAST.style_layers:
         assert first[f"style/{layer}"] == pytest.approx(1.0, rel=1e-5)
     assert first["content"] == pytest.approx(0.0, abs=1e-6)
@@ -141,7 +141,7 @@ ALL_LOSSES = ["gram", "mmd-poly(c=1)", "mmd-poly(degree=3)", "mmd-linear", "bn",
 
 @pytest.mark.parametrize("name", [*ALL_LOSSES, "gram:0.3,bn:0.7"])
 def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content_image, style_image):
-    """METHOD.md §6.5, on real VGG19 features (same size for content and style)."""
+    """docs/method.md §4 (check 4), on real VGG19 features (same size for content and style)."""
     config = Config(size=96, style_loss=name)
     model = build_model(None, "avg", torch.device("cpu"))
     c = to_tensor(content_image.resize((96, 64)))
@@ -153,7 +153,7 @@ def test_normalised_style_loss_is_one_at_content_and_zero_at_style(name, content
         at_style = objective(model, s, targets, config, loss)[1]
     for layer in config.style_layers:
         assert at_content[f"style/{layer}"].item() == pytest.approx(1.0, rel=1e-5)
-        # the sampled estimator draws different positions of X and Y: small estimator noise (METHOD.md §6.5)
+        # the sampled estimator draws different positions of X and Y: small estimator noise (docs/method.md §4)
         tolerance = 0.02 if "sampled" in name or "degree=3" in name else 1e-4
         assert at_style[f"style/{layer}"].item() == pytest.approx(0.0, abs=tolerance)
 

@@ -1,4 +1,4 @@
-"""Colour control (METHOD.md §5.1): YUV, luminance-only transfer, colour restoration, colour matching, palettes.
+"""Colour control (docs/method.md §7): YUV, luminance-only transfer, colour restoration, colour matching, palettes.
 
 Pure tensor functions on images of shape (1, 3, H, W), RGB in [0,1]; the result keeps the input's dtype and device.
 Statistics are computed in float64. Bad shapes raise `ColorError` (a `ValueError`).
@@ -20,12 +20,12 @@ COLOR_MODES = (
 )
 MATCH_METHODS = ("chol", "pca", "sym")
 
-# Y, U, V rows as in METHOD.md §5.1. The inverse is the exact one, not the rounded 1.139/0.395/... table,
+# Y, U, V rows of BT.601 (docs/method.md §7). The inverse is the exact one, not the rounded 1.139/0.395/... table,
 # so rgb -> yuv -> rgb is the identity to float precision.
 _RGB2YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.147, -0.288, 0.436], [0.615, -0.515, -0.100]],
                         dtype=torch.float64)
 _YUV2RGB = torch.linalg.inv(_RGB2YUV)
-_EPS = 1e-5  # added to colour covariances (METHOD.md §5.1); also the std below which a luminance counts as flat
+_EPS = 1e-5  # added to colour covariances (docs/method.md §7); also the std below which a luminance counts as flat
 _NODES = 256  # quantile nodes per axis in palette_only
 _MAX_SLOPE = 2.0  # steepest colour stretch palette_only may apply along an axis, per pass (see _quantile_map)
 _SAMPLE = 1 << 14  # pixels used to estimate those quantiles
@@ -46,7 +46,7 @@ def _apply(m: Tensor, x: Tensor) -> Tensor:
 
 
 def rgb_to_yuv(x: Tensor) -> Tensor:
-    """[Y, U, V] = M_yuv [R, G, B] per pixel (METHOD.md §5.1). (1, 3, H, W) -> (1, 3, H, W)."""
+    """[Y, U, V] = M_yuv [R, G, B] per pixel (docs/method.md §7). (1, 3, H, W) -> (1, 3, H, W)."""
     _check(x, "image")
     return _apply(_RGB2YUV, x)
 
@@ -125,7 +125,7 @@ def _match(source: Tensor, target: Tensor, method: str) -> Tensor:
 
 
 def match_colors(style: Tensor, content: Tensor, method: str = "pca") -> Tensor:
-    """clip(A (x − μ_s) + μ_c, 0, 1) per style pixel x, with A Σ_s Aᵀ = Σ_c (METHOD.md §5.1; method chol, pca
+    """clip(A (x − μ_s) + μ_c, 0, 1) per style pixel x, with A Σ_s Aᵀ = Σ_c (docs/method.md §7; method chol, pca
     or sym). (1, 3, Hs, Ws), (1, 3, Hc, Wc) -> (1, 3, Hs, Ws)."""
     _check(style, "style")
     _check(content, "content")

@@ -1,6 +1,6 @@
 """Compare style losses: one run per loss with the same settings, and every output measured under every loss.
 
-The table is the cross-evaluation matrix of METHOD.md §6.7: rows are outputs (one per loss optimised),
+The table is the cross-evaluation matrix of docs/method.md §4: rows are outputs (one per loss optimised),
 columns are normalised distances (content image = 1 for every style loss, 0 for the content distance).
 Sits on top of the core (optimize); nothing in the core imports it.
 """
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from .config import Config
-from .image import ImageLike, resize_long_edge, tensor_to_pil
+from .image import ImageLike, resize, resize_long_edge, tensor_to_pil
 from .losses import STYLE_LOSSES, parse_style_losses
 from .optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
 
@@ -53,7 +53,7 @@ def evaluator(content: Tensor, styles: Sequence[Tensor], config: Config, specs: 
 
     @torch.no_grad()
     def distances(image: Tensor) -> dict[str, float]:
-        x = torch.nn.functional.interpolate(image.to(content.device), size=content.shape[-2:], mode="bicubic", antialias=True)
+        x = resize(image.to(content.device), tuple(content.shape[-2:]))
         _, terms = objective(model, x.clamp(0, 1), targets, eval_config, losses)
         out = {"content": float(terms["content"])}
         for label in losses:
@@ -69,6 +69,7 @@ def compare(
 ) -> list[Row]:
     """Run `config` once per loss spec and measure each output under every spec (plus the content image)."""
     content_t, style_ts = load_inputs(content, styles)
+    assert content_t is not None  # a content was given
     distances = evaluator(content_t, style_ts, config, specs)
     rows = []
     for spec in specs:

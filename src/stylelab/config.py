@@ -25,7 +25,7 @@ PRECISIONS = ("auto", "float32")
 # per step, paints the big structures; the fine scales only refine (docs/benchmarks.md, "Quality").
 AUTO_MULTISCALE_ABOVE = 256
 FINE_STEPS_FRACTION = 4  # each finer scale of the automatic schedule runs steps // 4
-# Learning rates in [0,1] pixel units. Adam: 4/255 per step (METHOD.md §4.4); L-BFGS: 1 (it rescales itself).
+# Learning rates in [0,1] pixel units. Adam: 4/255 per step (docs/method.md §5.3); L-BFGS: 1 (it rescales itself).
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
 
 
@@ -48,7 +48,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting of one style-transfer run. Weights are in normalised units (METHOD.md §2.11)."""
+    """Every setting of one style-transfer run. Weights are in normalised units (docs/method.md §3.1)."""
 
     size: int = 512  # long edge of the output, px
     style_size: int | None = None  # long edge of each style image, px; None = same as `size`

@@ -2,15 +2,18 @@
 
 For each style layer: the Gram matrices of style / content / output as heatmaps, per-channel mean and std,
 and the distance of content and output to the style under every loss. It also checks the Gram = MMD identity
-on these very images: ‖G_x − G_y‖²_F from Gram matrices next to MMD²_b with k(x,y) = (xᵀy)² from the feature
-vectors themselves (pairwise sums, on a subsample of positions when the full sum is too large).
-Sits on top of the core; nothing in the core imports it.
+(docs/method.md §3.2) on these very images: ‖G_x − G_y‖²_F from Gram matrices next to MMD²_b with
+k(x,y) = (xᵀy)² from the feature vectors themselves (pairwise sums, on a subsample of positions when the full sum
+is too large). Sits on top of the core; nothing in the core imports it.
+
+Three parts: `analyse` (the maths, here), explain_figures (matplotlib) and explain_html (the page); `explain`
+runs them and writes every file atomically.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,8 @@ from torch import Tensor
 
 from .compare import ALL_LOSSES
 from .config import Config
-from .image import ImageLike, save_image, to_tensor
+from .files import write_atomic, write_text_atomic
+from .image import ImageLike, resize, save_image, to_tensor
 from .losses import biased_mmd, flatten, gram
 from .optimize import build_style_losses, compute_targets, load_inputs, prepare
 
@@ -43,6 +47,26 @@ class IdentityCheck:
         return abs(self.gram_distance - self.mmd) / scale if scale > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class LayerView:
+    """What one style layer shows, per image name ('style', 'content' and maybe 'output'); tensors on the CPU."""
+
+    layer: str
+    grams: dict[str, Tensor]  # name -> (C, C) G = F Fᵀ / M
+    means: dict[str, Tensor]  # name -> (C,) per-channel mean over positions
+    stds: dict[str, Tensor]  # name -> (C,) per-channel population std
+    distances: dict[str, dict[str, float]]  # name (not the style) -> loss label -> normalised distance to the style
+    check: IdentityCheck  # on the compared image (output, else content) against the style
+
+
+@dataclass(frozen=True)
+class Analysis:
+    images: dict[str, Tensor]  # name -> (1, 3, H, W) on the CPU, the images the features were taken from
+    losses: tuple[str, ...]  # loss labels, in table order
+    compared: str  # 'output' if one was given, else 'content'
+    layers: tuple[LayerView, ...]
+
+
 def identity_check(x: Tensor, y: Tensor, layer: str, seed: int = 0) -> IdentityCheck:
     """x (C, Mx), y (C, My) -> both sides of the identity in float64."""
     g = torch.Generator().manual_seed(seed)
@@ -59,101 +83,53 @@ def identity_check(x: Tensor, y: Tensor, layer: str, seed: int = 0) -> IdentityC
     return IdentityCheck(layer, (xs.shape[1], ys.shape[1]), subsampled, gram_side, mmd)
 
 
+@torch.no_grad()
+def analyse(content: ImageLike, styles: ImageLike | Sequence[ImageLike], output: ImageLike | None = None,
+            config: Config = Config()) -> Analysis:
+    """The numbers of the report: features of style, content (and output, resized to the content) at each style
+    layer, their Grams and moments, every registry loss's normalised distance, and the identity check."""
+    content_t, style_ts = load_inputs(content, styles)
+    assert content_t is not None  # a content was given
+    model, c, ss = prepare(content_t, style_ts, config)
+    images = {"style": ss[0], "content": c}
+    if output is not None:
+        images["output"] = resize(to_tensor(output, "output image"), tuple(c.shape[-2:])).clamp(0, 1).to(c.device)
+    feats = {name: {k: flatten(v) for k, v in model(im, config.style_layers).items()} for name, im in images.items()}
+    eval_config = dataclasses.replace(config, style_loss=",".join(ALL_LOSSES), optimizer="lbfgs")
+    losses = build_style_losses(eval_config)
+    whole = compute_targets(model, c, ss, eval_config, losses).regions[0]  # no masks: one region, the whole image
+    compared = "output" if "output" in feats else "content"
+    views = []
+    for layer in config.style_layers:
+        f = {name: per_layer[layer] for name, per_layer in feats.items()}
+        distances = {name: {label: float(loss.loss(x, whole.stats[label][layer]) / whole.ref[label][layer])
+                            for label, (loss, _) in losses.items()}
+                     for name, x in f.items() if name != "style"}
+        views.append(LayerView(
+            layer,
+            grams={name: gram(x).cpu() for name, x in f.items()},
+            means={name: x.mean(dim=1).cpu() for name, x in f.items()},
+            stds={name: x.std(dim=1, unbiased=False).cpu() for name, x in f.items()},
+            distances=distances,
+            check=identity_check(f[compared], f["style"], layer, config.seed),
+        ))
+    return Analysis({k: v.cpu() for k, v in images.items()}, tuple(losses), compared, tuple(views))
+
+
 def explain(
     content: ImageLike, styles: ImageLike | Sequence[ImageLike], report_dir: str | Path,
     output: ImageLike | None = None, config: Config = Config(),
 ) -> Path:
     """Write report_dir/index.html and its figures; returns the HTML path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    from .explain_figures import gram_figure, moments_figure  # matplotlib: imported only for a report
+    from .explain_html import page
 
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, c, ss = prepare(*load_inputs(content, styles), config)
-    device = c.device
-    images = {"style": ss[0], "content": c}
-    if output is not None:
-        o = to_tensor(output, "output image")
-        images["output"] = torch.nn.functional.interpolate(o, size=c.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1).to(device)
-    for name, im in images.items():
-        save_image(im.cpu(), out_dir / f"{name}.png")
-
-    layers = config.style_layers
-    with torch.no_grad():
-        feats = {name: {k: flatten(v) for k, v in model(im, layers).items()} for name, im in images.items()}
-    eval_config = dataclasses.replace(config, style_loss=",".join(ALL_LOSSES), optimizer="lbfgs")
-    losses = build_style_losses(eval_config)
-    targets = compute_targets(model, c, ss, eval_config, losses)
-
-    sections, checks = [], []
-    for layer in layers:
-        grams = {name: gram(f[layer]).cpu() for name, f in feats.items()}
-        fig, axes = plt.subplots(1, len(grams), figsize=(4 * len(grams), 3.6))
-        vmax = float(grams["style"].abs().max())
-        for ax, (name, g) in zip(axes, grams.items()):
-            im = ax.imshow((g.sign() * g.abs().sqrt()).numpy(), cmap="magma", vmin=0, vmax=vmax**0.5)
-            ax.set_title(f"{name}: Gram (√ scale)")
-            ax.set_xlabel("channel")
-            fig.colorbar(im, ax=ax, fraction=0.046)
-        fig.suptitle(f"{layer}: G = F Fᵀ / M  ({grams['style'].shape[0]} channels)")
-        fig.tight_layout()
-        fig.savefig(out_dir / f"gram_{layer}.png", dpi=80)
-        plt.close(fig)
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-        order = feats["style"][layer].mean(dim=1).argsort(descending=True).cpu()
-        for name, f in feats.items():
-            axes[0].plot(f[layer].mean(dim=1).cpu()[order].numpy(), label=name, lw=1)
-            axes[1].plot(f[layer].std(dim=1, unbiased=False).cpu()[order].numpy(), label=name, lw=1)
-        axes[0].set_title(f"{layer}: per-channel mean (channels by style mean)")
-        axes[1].set_title(f"{layer}: per-channel std")
-        axes[0].legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / f"moments_{layer}.png", dpi=80)
-        plt.close(fig)
-
-        rows = []
-        for name in feats:
-            if name == "style":
-                continue
-            cells = []
-            for label, (loss, _) in losses.items():
-                with torch.no_grad():
-                    whole = targets.regions[0]  # explain has no masks: one region, the whole image
-                    value = loss.loss(feats[name][layer], whole.stats[label][layer]) / whole.ref[label][layer]
-                cells.append(f"<td>{float(value):.3f}</td>")
-            rows.append(f"<tr><th>{name}</th>{''.join(cells)}</tr>")
-        head = "".join(f"<th>{html.escape(label)}</th>" for label in losses)
-        sections.append(
-            f"<h2>{layer}</h2><img src='gram_{layer}.png'><img src='moments_{layer}.png'>"
-            f"<p>Distance to the style, normalised so the content image scores 1:</p>"
-            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>")
-        other = "output" if "output" in feats else "content"
-        checks.append(identity_check(feats[other][layer], feats["style"][layer], layer, config.seed))
-
-    check_rows = "".join(
-        f"<tr><td>{k.layer}</td><td>{k.positions[0]} × {k.positions[1]}{' (subsampled)' if k.subsampled else ''}</td>"
-        f"<td>{k.gram_distance:.6e}</td><td>{k.mmd:.6e}</td><td>{k.relative_difference:.1e}</td></tr>"
-        for k in checks)
-    which = "output" if "output" in feats else "content"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>stylelab explain</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
-<h1>What the style losses see</h1>
-<p>{" ".join(f"<img src='{n}.png' height=160 title='{n}'>" for n in images)}<br>
-Images: {", ".join(images)} ({c.shape[-1]}×{c.shape[-2]} px). Each VGG19 layer turns an image into a cloud of
-feature vectors, one per position. A style loss compares the {which} image's cloud with the style's.</p>
-<h2>Gram matching is MMD with k(x, y) = (xᵀy)²</h2>
-<p>Left: ‖G<sub>x</sub> − G<sub>y</sub>‖²<sub>F</sub> with G = F Fᵀ / M computed from Gram matrices. Right: the
-biased MMD² computed from the feature vectors, as a sum of (x<sub>i</sub>ᵀx<sub>j</sub>)² over all pairs. x = the
-{which} image, y = the style. Where an image has more than {MAX_PAIRWISE} positions both sides use the same random
-subsample of {MAX_PAIRWISE} positions (the pairwise sum is quadratic in positions), so they must still agree.</p>
-<table><tr><th>layer</th><th>positions (x × y)</th><th>‖ΔG‖²<sub>F</sub></th><th>MMD²</th><th>relative difference</th></tr>
-{check_rows}</table>
-{''.join(sections)}
-</body></html>"""
-    path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    analysis = analyse(content, styles, output, config)
+    for name, im in analysis.images.items():
+        save_image(im, out_dir / f"{name}.png")
+    for view in analysis.layers:
+        for kind, draw in (("gram", gram_figure), ("moments", moments_figure)):
+            write_atomic(out_dir / f"{kind}_{view.layer}.png", functools.partial(draw, view))
+    return write_text_atomic(out_dir / "index.html", page(analysis))

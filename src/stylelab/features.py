@@ -167,6 +167,9 @@ def load_weights(path: str | Path | None = None) -> Weights:
 class VGG19(nn.Module):
     """VGG19 conv stack; forward(image in [0,1] RGB, names) -> {name: activation}, truncated at the deepest."""
 
+    _scale: Tensor  # buffers of the preprocessing's affine map, (1, 3, 1, 1)
+    _shift: Tensor
+
     def __init__(self, weights: Weights, pooling: str = "avg", padding: str = "zeros") -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -180,7 +183,8 @@ class VGG19(nn.Module):
         self.convs = nn.ModuleDict()
         for name, (w, b) in weights.convs.items():
             # 'circular' wraps the image around (a torus), so an optimised texture tiles without seams.
-            conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=3, padding=1, padding_mode=padding, device="meta")
+            conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=3, padding=1, device="meta",
+                             padding_mode="circular" if padding == "circular" else "zeros")
             # Share the loaded tensors instead of copying them: one copy of VGG19 in memory, not two.
             conv.weight = nn.Parameter(w, requires_grad=False)
             conv.bias = nn.Parameter(b, requires_grad=False)

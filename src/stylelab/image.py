@@ -1,7 +1,9 @@
 """Loading, converting, resizing and saving images. Tensors are RGB, float32 in [0,1], shape (1, 3, H, W).
 
-Inputs are files or http(s) URLs; colours tagged with an ICC profile are converted to sRGB; 16-bit RGB(A) PNG and
-TIFF keep all 16 bits. Every failure raises `ImageError` with a one-line message naming the file and the problem.
+Inputs are files or http(s) URLs; colours tagged with an ICC profile are converted to sRGB. Pillow decodes and
+encodes everything except 16-bit RGB(A) PNG and TIFF, which it reads at 8 bits and cannot write: those are decoded
+by OpenCV (`read_image`, `to_tensor`, `load_alpha` keep all 16 bits) and written by OpenCV (PNG) and tifffile
+(TIFF). Every failure raises `ImageError` with a one-line message naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ import functools
 import http.client
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
+import cv2
 import numpy as np
+import tifffile
 import torch
 import torch.nn.functional as F
 from PIL import (
@@ -28,14 +33,13 @@ from PIL import (
     ImageCms,
     ImageOps,
     PngImagePlugin,
+    TiffImagePlugin,
     UnidentifiedImageError,
 )
 from torch import Tensor
 
-from . import codecs16
 from .errors import StylelabError
-
-ImageLike = str | os.PathLike | Image.Image | Tensor
+from .files import WriteError, write_atomic
 
 MAX_PIXELS = 100_000_000  # refuse larger inputs: a decompression bomb, or more than this tool can use
 MAX_DOWNLOAD_BYTES = 200 * 2**20  # a URL may send no more than this
@@ -48,38 +52,68 @@ FORMATS_16BIT = ("PNG", "TIFF")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ICC_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK")  # what LittleCMS can take from Pillow
-_PIXELS16 = "stylelab.pixels16"  # info key: the (H, W, C) uint16 pixels of a 16-bit image, see _pixels16
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,  # as ImageOps.exif_transpose
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-              7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# EXIF orientation -> the numpy operation on (H, W, C) pixels that ImageOps.exif_transpose does to a PIL image
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
 
 
 class ImageError(StylelabError, ValueError):
     """An input or output image problem, with a one-line message."""
 
 
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image at its full precision (`read_image`): sRGB colour `rgb` (H, W, 3) and straight alpha
+    `alpha` (H, W) or None, float32 in [0,1]. `to_tensor`, `load_alpha` and `save_image` take it like a PIL image."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL's."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+ImageLike = str | os.PathLike | Image.Image | Tensor | Picture
+
+
 # ------------------------------------------------------------------------------------------------- reading
 
 
-def is_url(source: object) -> bool:
+def is_url(source: object) -> TypeGuard[str]:
     """True for a string starting with http:// or https:// (any case): an input to download, not a path."""
     return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open a file or http(s) URL, decode it fully, apply its EXIF orientation and convert an ICC-tagged image to
-    sRGB. Returns a PIL image in its own mode (RGB/RGBA after an ICC conversion); a 16-bit RGB(A) PNG or TIFF is
-    8-bit RGB(A) to Pillow but carries its 16-bit pixels for `pil_to_tensor` and `load_alpha`."""
+    sRGB. Returns a PIL image in its own mode (RGB/RGBA after an ICC conversion); Pillow reads 16-bit RGB(A) at 8
+    bits: `read_image` keeps all 16."""
     source, name = _fetch(path, what)
     with _opened(source, name, what) as im:
-        return _to_srgb(_orient(_decode(im, source)))
+        return _to_srgb(ImageOps.exif_transpose(_loaded(im)))
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> Picture:
+    """Like `open_image`, at full precision: 16-bit RGB(A) PNG and TIFF keep all 16 bits (16-bit greys, float
+    images and 8-bit ones have theirs through Pillow). The source is read (or downloaded) once."""
+    source, name = _fetch(path, what)
+    with _opened(source, name, what) as im:
+        pixels = _decode16(im, source)
+        if pixels is None:
+            return Picture(*_arrays(ImageOps.exif_transpose(_loaded(im))))  # _arrays converts to sRGB
+        x = np.ascontiguousarray(_ORIENT.get(_orientation(im), lambda a: a)(pixels)).astype(np.float32) / 65535.0
+        rgb = x[..., :3] if x.shape[2] >= 3 else np.repeat(x[..., :1], 3, axis=2)
+        return Picture(rgb, x[..., -1] if x.shape[2] in (2, 4) else None)
 
 
 def read_metadata(path: str | os.PathLike, what: str = "image") -> dict[str, str]:
     """The text chunks (tEXt, zTXt, iTXt) of a PNG file or URL as {keyword: text}; {} for other formats or none."""
     source, name = _fetch(path, what)
     with _opened(source, name, what) as im:
-        return {str(k): str(v) for k, v in im.text.items()} if im.format == "PNG" else {}
+        return {str(k): str(v) for k, v in im.text.items()} if isinstance(im, PngImagePlugin.PngImageFile) else {}
 
 
 def _fetch(path: object, what: str) -> tuple[Path | io.BytesIO, str | Path]:
@@ -163,17 +197,72 @@ def _check_pixels(im: Image.Image, name: str | Path, what: str) -> None:
         raise ImageError(f"{what} has no pixels: {name}")
 
 
-def _decode(im: Image.Image, source: Path | io.BytesIO) -> Image.Image:
-    """Load the pixels: 16-bit RGB(A) PNG and TIFF through codecs16 (Pillow keeps only 8 bits), the rest by Pillow."""
-    pixels = None
-    if im.format == "PNG" and codecs16.is_png16(_read(source, 29)):
-        pixels = codecs16.decode_png(_read(source))
-    elif im.format == "TIFF" and codecs16.is_tiff16(im.tag_v2):
-        pixels = codecs16.decode_tiff(_read(source), im.tag_v2)
-    if pixels is None:
+def _loaded(im: Image.Image) -> Image.Image:
+    im.load()
+    return im
+
+
+def _decode16(im: Image.Image, source: Path | io.BytesIO) -> np.ndarray | None:
+    """The (H, W, C) uint16 RGB(A) pixels of a 16-bit RGB(A) PNG or TIFF, decoded by OpenCV; None for any other
+    image (Pillow's) and for one whose ICC profile is to be converted (LittleCMS converts RGB at 8 bits in Pillow).
+    Damaged data raises OSError (which `_opened` words)."""
+    if not _is_16bit_rgb(im, source) or _profile_to_convert(im) is not None:
+        return None
+    if im.format == "PNG":
+        # Pillow decodes it first (at 8 bits) to check it: it reports damaged data in one line, where the libpng
+        # inside OpenCV prints its errors to stderr, past OpenCV's log level.
         im.load()
-        return im
-    return _with_pixels16(pixels, im.info)
+    with _quiet_opencv():
+        pixels = cv2.imdecode(np.frombuffer(_read(source), np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF rotation
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[:2] != (im.height, im.width):
+        raise OSError("OpenCV cannot decode its 16-bit pixels")
+    pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]  # OpenCV's BGR(A) -> RGB(A); grey+alpha comes as BGRA
+    if isinstance(im, TiffImagePlugin.TiffImageFile) and pixels.shape[2] == 4:
+        extra = _seq(im.tag_v2.get(338, 0))[0]  # ExtraSamples: 0 unspecified, 1 associated, 2 straight
+        if extra == 0:  # an unspecified 4th sample is not alpha
+            return pixels[..., :3]
+        if extra == 1:  # associated (premultiplied) alpha -> straight
+            a = pixels[..., 3:].astype(np.float64)
+            rgb = np.where(a > 0, pixels[..., :3] * 65535.0 / np.maximum(a, 1), 0)
+            pixels = np.dstack([np.clip(np.round(rgb), 0, 65535).astype(np.uint16), pixels[..., 3:]])
+    return pixels
+
+
+def _is_16bit_rgb(im: Image.Image, source: Path | io.BytesIO) -> bool:
+    """What Pillow reads at 8 bits: a PNG of 16-bit RGB, RGBA or grey+alpha (its IHDR's bit depth and colour type;
+    16-bit greys Pillow reads in full), or a TIFF of 16-bit unsigned RGB(A) samples."""
+    if im.format == "PNG":
+        head = _read(source, 29)
+        return head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        tags = im.tag_v2
+        c = tags.get(277, 1)  # SamplesPerPixel
+        return (c in (3, 4) and tuple(_seq(tags.get(258, 1))) == (16,) * c and tags.get(262) == 2  # BitsPerSample, RGB
+                and set(_seq(tags.get(339, 1))) == {1})  # SampleFormat: unsigned integers
+    return False
+
+
+def _seq(value: object) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs decoder warnings and errors to stderr; the library never prints, it raises or falls back."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened, not yet decoded image. A PNG's eXIf chunk is looked for before the
+    pixels only (where libpng writes it): Pillow would decode the whole image to search past them."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return int(im.getexif().get(ExifTags.Base.Orientation, 1))
 
 
 def _read(source: Path | io.BytesIO, n: int = -1) -> bytes:
@@ -183,64 +272,39 @@ def _read(source: Path | io.BytesIO, n: int = -1) -> bytes:
         return f.read(n)
 
 
-def _with_pixels16(pixels: np.ndarray, info: dict) -> Image.Image:
-    """An 8-bit PIL image of (H, W, 2|3|4) uint16 `pixels` (rounded) that carries them in its info."""
-    im = Image.fromarray(_round_to_8bit(pixels))  # LA, RGB or RGBA
-    im.info = {**{k: v for k, v in info.items() if k != "transparency"}, _PIXELS16: pixels}
-    return im
-
-
-def _round_to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8, round(v / 257), through a table: no full-size temporaries for a large image."""
-    return _table_16_to_8()[pixels]
-
-
-@functools.cache
-def _table_16_to_8() -> np.ndarray:
-    return np.round(np.arange(65536) / 257.0).astype(np.uint8)
-
-
-def _pixels16(im: Image.Image) -> np.ndarray | None:
-    """The 16-bit pixels `im` carries, if they are still its pixels: Pillow copies `info` through transposes,
-    crops and in-place edits, so they count only where they round to exactly the 8-bit pixels `im` holds."""
-    pixels = im.info.get(_PIXELS16)
-    if not isinstance(pixels, np.ndarray) or pixels.shape != (im.height, im.width, len(im.getbands())):
-        return None
-    return pixels if np.array_equal(_round_to_8bit(pixels), np.asarray(im)) else None
-
-
-def _orient(im: Image.Image) -> Image.Image:
-    """ImageOps.exif_transpose, applied to the 16-bit pixels too."""
-    out = ImageOps.exif_transpose(im)
-    method = _TRANSPOSE.get(im.getexif().get(ExifTags.Base.Orientation, 1))
-    pixels = _pixels16(im)
-    if pixels is not None and method is not None:
-        channels = [Image.fromarray(np.ascontiguousarray(pixels[..., i])) for i in range(pixels.shape[2])]
-        out.info[_PIXELS16] = np.dstack([np.asarray(ch.transpose(method)) for ch in channels])  # I;16 each
-    return out
-
-
 def _to_srgb(im: Image.Image) -> Image.Image:
     """Convert the colours of an image tagged with a non-sRGB ICC profile to sRGB (perceptual intent), keeping
     alpha. A profile that cannot be read, or does not fit the image, is ignored: the pixels are taken as sRGB, as
     web browsers do. 16-bit images are converted at 8 bits (Pillow's LittleCMS transforms are 8-bit for RGB)."""
-    icc = im.info.get("icc_profile")
-    if not icc or im.mode not in _ICC_MODES:
+    profile = _profile_to_convert(im)
+    if profile is None:
         return im
     try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if _is_srgb(profile):
-            return im
         colour, alpha = _split_alpha(im)
         # profileToProfile's default intent, perceptual: for matrix profiles (most RGB ones) it is the same as
         # relative colorimetric; LUT profiles (CMYK, some wide-gamut RGB) map out-of-gamut colours smoothly.
         out = ImageCms.profileToProfile(colour, profile, _srgb_profile(), outputMode="RGB")
     except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
         return im
+    if out is None:  # only with inPlace=True
+        return im
     if alpha is not None:
         out.putalpha(alpha)
-    out.info = {k: v for k, v in im.info.items() if k not in ("icc_profile", _PIXELS16, "transparency")}
+    out.info = {k: v for k, v in im.info.items() if k not in ("icc_profile", "transparency")}
     return out
+
+
+def _profile_to_convert(im: Image.Image) -> ImageCms.ImageCmsProfile | None:
+    """The ICC profile of `im` if its colours are to be converted to sRGB: readable, not sRGB, a mode LittleCMS
+    takes. None for untagged images, sRGB ones and unusable profiles (the pixels are then taken as sRGB)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in _ICC_MODES:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return None if _is_srgb(profile) else profile
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return None
 
 
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
@@ -269,13 +333,8 @@ def _has_alpha(im: Image.Image) -> bool:
 
 def _arrays(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Any PIL mode -> (H, W, 3) sRGB colour and (H, W) straight alpha (None without alpha), float32 in [0,1].
-    16-bit and float greys and carried 16-bit pixels keep their precision; CMYK goes through Pillow."""
+    16-bit and float greys keep their precision; CMYK goes through Pillow."""
     im = _to_srgb(im)
-    pixels = _pixels16(im)
-    if pixels is not None:
-        x = pixels.astype(np.float32) / 65535.0
-        rgb = x[..., :3] if x.shape[2] >= 3 else np.repeat(x[..., :1], 3, axis=2)
-        return rgb, (x[..., -1] if x.shape[2] in (2, 4) else None)
     if im.mode in _INT_MODES:
         # 'I' holds 16-bit PNG greys (0..65535) in Pillow; treat anything larger as 16-bit overflow and clip.
         grey = np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)
@@ -299,15 +358,19 @@ def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def pil_to_tensor(im: Image.Image) -> Tensor:
     """Any PIL mode -> (1, 3, H, W) float32 sRGB in [0,1], transparency composited over white. 16-bit and float
     images keep their precision; ICC-tagged colours are converted to sRGB; CMYK and palettes go through Pillow."""
-    rgb, alpha = _arrays(im)
+    return _composited(*_arrays(im))
+
+
+def _composited(rgb: np.ndarray, alpha: np.ndarray | None) -> Tensor:
+    """(H, W, 3) colour and (H, W) alpha or None -> (1, 3, H, W) float32, over white where there is alpha."""
     if alpha is not None:
         rgb = _over_white(rgb, alpha)
-    t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))
     return t.unsqueeze(0)  # (1, 3, H, W)
 
 
 def to_tensor(image: ImageLike, what: str = "image") -> Tensor:
-    """A path, http(s) URL, PIL image or tensor -> (1, 3, H, W) float32 RGB in [0,1]."""
+    """A path, http(s) URL, PIL image, `Picture` or tensor -> (1, 3, H, W) float32 RGB in [0,1]."""
     if isinstance(image, Tensor):
         t = image.detach()
         if t.dim() == 3:
@@ -321,23 +384,27 @@ def to_tensor(image: ImageLike, what: str = "image") -> Tensor:
         return t.expand(1, 3, *t.shape[2:]).float().clamp(0, 1).cpu().contiguous()
     if isinstance(image, Image.Image):
         return pil_to_tensor(ImageOps.exif_transpose(image))
+    if isinstance(image, Picture):
+        return _composited(image.rgb, image.alpha)
     if isinstance(image, (str, os.PathLike)):
-        return pil_to_tensor(open_image(image, what))
+        return to_tensor(read_image(image, what))
     raise ImageError(f"{what} must be a path, a URL, a PIL image or a tensor, got {type(image).__name__}")
 
 
 def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
-    """The alpha of a path, URL or PIL image as (1, 1, H, W) float32 in [0,1] (oriented like `to_tensor`); None if
-    it has none or it is fully opaque. Tensors are RGB by contract (`to_tensor`), so a tensor gives None."""
+    """The alpha of a path, URL, PIL image or `Picture` as (1, 1, H, W) float32 in [0,1] (oriented like
+    `to_tensor`); None if it has none or it is fully opaque. Tensors are RGB by contract (`to_tensor`), so a tensor
+    gives None."""
     if isinstance(source, Tensor):
         return None
     if isinstance(source, Image.Image):
-        im = ImageOps.exif_transpose(source)
+        _, alpha = _arrays(ImageOps.exif_transpose(source))
+    elif isinstance(source, Picture):
+        alpha = source.alpha
     elif isinstance(source, (str, os.PathLike)):
-        im = open_image(source, what)
+        alpha = read_image(source, what).alpha
     else:
         raise ImageError(f"{what} must be a path, a URL, a PIL image or a tensor, got {type(source).__name__}")
-    _, alpha = _arrays(im)
     if alpha is None or alpha.min() >= 1.0:
         return None
     return torch.from_numpy(np.ascontiguousarray(alpha))[None, None]  # (1, 1, H, W)
@@ -346,7 +413,7 @@ def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
 # ---------------------------------------------------------------------------------------- resize / convert
 
 
-def resize(image: Tensor, hw: tuple[int, int]) -> Tensor:
+def resize(image: Tensor, hw: Sequence[int]) -> Tensor:
     """(B, C, H, W) -> (B, C, *hw), antialiased bicubic (not clamped: bicubic may overshoot [0,1] slightly)."""
     if tuple(image.shape[-2:]) == tuple(hw):
         return image
@@ -396,10 +463,10 @@ def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
     return p
 
 
-def save_image(image: Image.Image | Tensor, path: str | os.PathLike, *, bit_depth: int = 8,
+def save_image(image: Image.Image | Tensor | Picture, path: str | os.PathLike, *, bit_depth: int = 8,
                alpha: Tensor | None = None, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a (1, 3, H, W) tensor in [0,1] or a PIL image atomically (a temporary file beside `path`, renamed
-    over it: a failed or interrupted save never leaves a partial image). Format from the suffix; JPEG and WebP
+    """Write a (1, 3, H, W) tensor in [0,1], a PIL image or a `Picture` atomically (a temporary file beside `path`,
+    renamed over it: a failed or interrupted save never leaves a partial image). Format from the suffix; JPEG and WebP
     at quality 95. `alpha` (1, 1, h, w) in [0,1] is resized (bilinear, antialiased) to H x W and stored by PNG,
     WebP and TIFF; JPEG and BMP get the image composited over white. `bit_depth` 16: PNG and TIFF only.
     `metadata` {keyword: text} becomes PNG iTXt chunks (UTF-8); other formats do not store it."""
@@ -433,13 +500,16 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return dict(metadata)
 
 
-def _output_arrays(image: Image.Image | Tensor, alpha: Tensor | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _output_arrays(image: Image.Image | Tensor | Picture, alpha: Tensor | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """The image to write as (H, W, 3) colour and (H, W) alpha or None, floats in [0,1]; `alpha` replaces any
-    alpha of a PIL image."""
+    alpha of a PIL image or a Picture."""
     if isinstance(image, Tensor):
         rgb, own = to_tensor(image, "output image")[0].permute(1, 2, 0).numpy(), None
     elif isinstance(image, Image.Image):
         rgb, own = _arrays(image)
+    elif isinstance(image, Picture):
+        rgb, own = image.rgb, image.alpha
     else:
         raise ImageError(f"output image must be a tensor or a PIL image, got {type(image).__name__}")
     return rgb, own if alpha is None else _resized_alpha(alpha, rgb.shape[:2])
@@ -459,10 +529,10 @@ def _resized_alpha(alpha: Tensor, size: tuple[int, int]) -> np.ndarray:
     return a.clamp(0, 1)[0, 0].numpy()
 
 
-def _image8(image: Image.Image | Tensor, alpha: Tensor | None, fmt: str) -> Image.Image:
+def _image8(image: Image.Image | Tensor | Picture, alpha: Tensor | None, fmt: str) -> Image.Image:
     """The 8-bit PIL image to save: a PIL image as given where the format takes it, else RGB or RGBA."""
-    pil = isinstance(image, Image.Image) and alpha is None
-    if pil and (fmt in ALPHA_FORMATS or image.mode in ("RGB", "L") and not _has_alpha(image)):
+    if (isinstance(image, Image.Image) and alpha is None
+            and (fmt in ALPHA_FORMATS or (image.mode in ("RGB", "L") and not _has_alpha(image)))):
         return image  # as given: its own mode, alpha and ICC profile
     rgb, a = _output_arrays(image, alpha)
     if a is not None and fmt not in ALPHA_FORMATS:
@@ -484,36 +554,40 @@ def _save_options(fmt: str, text: dict[str, str]) -> dict:
     return {}
 
 
-def _encode16(image: Image.Image | Tensor, alpha: Tensor | None, fmt: str, text: dict[str, str]) -> bytes:
+def _encode16(image: Image.Image | Tensor | Picture, alpha: Tensor | None, fmt: str, text: dict[str, str]) -> bytes:
+    """16 bits per channel RGB(A): PNG by OpenCV (zlib level 6, `text` as iTXt chunks), TIFF by tifffile (Deflate,
+    alpha marked unassociated)."""
     rgb, a = _output_arrays(image, alpha)
     x = rgb if a is None else np.dstack([rgb, a])
     pixels = np.round(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    return codecs16.encode_png(pixels, text) if fmt == "PNG" else codecs16.encode_tiff(pixels)
+    if fmt == "TIFF":
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if a is not None else None)
+        return buffer.getvalue()
+    with _quiet_opencv():
+        ok, encoded = cv2.imencode(".png", pixels[..., [2, 1, 0, 3][: pixels.shape[2]]],  # RGB(A) -> BGR(A)
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise ImageError("OpenCV could not encode the 16-bit PNG")
+    data = encoded.tobytes()
+    # OpenCV writes no text chunks: add them right after IHDR (8-byte signature + 25-byte IHDR chunk). iTXt:
+    # keyword NUL, not compressed (0, 0), empty language tag NUL, empty translated keyword NUL, UTF-8 text.
+    chunks = [_png_chunk(b"iTXt", k.encode("latin-1") + b"\0\0\0\0\0" + v.encode("utf-8")) for k, v in text.items()]
+    return data[:33] + b"".join(chunks) + data[33:]
+
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + tag + body + zlib.crc32(tag + body).to_bytes(4, "big")
 
 
 def _write_atomic(p: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Run `write` on a temporary file beside `p`, then rename it over `p`; on any failure remove it."""
+    """files.write_atomic, its errors and those of Pillow's encoders worded as ImageErrors."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the output normal permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ImageError(f"cannot write {p}: {_one_line(exc.strerror or exc)}") from None
-        if isinstance(exc, (ValueError, KeyError)) and not isinstance(exc, ImageError):  # Pillow's encoders
-            raise ImageError(f"cannot write {p}: {_one_line(exc)}") from None
+        write_atomic(p, write)
+    except ImageError:
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    except WriteError as exc:
+        raise ImageError(str(exc)) from None
+    except (ValueError, KeyError) as exc:  # Pillow's encoders
+        raise ImageError(f"cannot write {p}: {_one_line(exc)}") from None

@@ -1,13 +1,13 @@
 """Content loss, total variation, and the registry of style losses.
 
-A style loss is a pair of pure functions (STYLE.md habit 1):
+A style loss is a pair of pure functions (docs/method.md §3):
     stats(X) -> S          X: (C, M) features of one image at one layer (M = H*W positions), run once per target
     loss(X, S) -> scalar   run every step; the value returned is the value differentiated
-plus `blend(stats_list, weights) -> S`, which mixes several style images' statistics (METHOD.md §5.2); a target
+plus `blend(stats_list, weights) -> S`, which mixes several style images' statistics (docs/method.md §8); a target
 is always `blend([stats(Y_1), ...], weights)`, even for one style, so a loss can finish its target there (e.g.
 the Gaussian MMD fixes its bandwidth from the blended style).
 
-Spatial control (METHOD.md §5.3): an entry with `weighted=True` also takes per-position weights w (M,) >= 0,
+Spatial control (docs/method.md §9): an entry with `weighted=True` also takes per-position weights w (M,) >= 0,
     stats(X, weights=w), loss(X, S, weights=w)
 normalised to Σw = 1 inside; every statistic becomes a w-weighted average over positions (the guided Gram of
 Gatys et al. 2017 is the weighted second moment with w_i = t_i²), so 0/1 weights give exactly the statistics of the
@@ -16,9 +16,9 @@ pool them exactly.
 
 Conventions: features are per-image *distributions* of M column vectors, so every statistic averages over
 positions (never sums), which lets the style and output images differ in size. Statistics are computed in
-float32 whatever the dtype of the features (half-precision Gram matrices are useless, METHOD.md §7.4).
+float32 whatever the dtype of the features (half-precision Gram matrices are useless, docs/method.md §5.5).
 Raw values differ by orders of magnitude between losses and layers; the optimizer divides each layer's value
-by its value between the content and style images (METHOD.md §2.11), so these raw functions carry no constants.
+by its value between the content and style images (docs/method.md §3.1), so these raw functions carry no constants.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class StyleLoss:
     stats: Callable[..., Stats]  # stats(X) -> S, and stats(X, weights=w) if `weighted`
     loss: Callable[..., Tensor]  # loss(X, S) -> scalar, and loss(X, S, weights=w) if `weighted`
     blend: Callable[[Sequence[Stats], Sequence[float]], Stats] = linear_blend
-    weighted: bool = False  # stats/loss take per-position weights (spatial control with masks, METHOD.md §5.3)
+    weighted: bool = False  # stats/loss take per-position weights (spatial control with masks, docs/method.md §9)
 
 
 # ---------------------------------------------------------------------------------------------- Gram / poly-MMD
@@ -148,7 +148,7 @@ def mean_distance(x: Tensor, target_mean: Tensor, weights: Tensor | None = None)
     return ((channel_mean(x, weights) - target_mean) ** 2).sum()
 
 
-BN_EPS = 1e-5  # inside the square root: a channel that is all zero after ReLU has σ = 0 (METHOD.md §7.7)
+BN_EPS = 1e-5  # inside the square root: a channel that is all zero after ReLU has σ = 0 (docs/method.md §3.5)
 
 
 def bn_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -174,7 +174,7 @@ def poly_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor
 def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0, resample: bool = False) -> StyleLoss:
     """MMD²_b with k(x,y) = (xᵀy + c)^d.
 
-    d = 2: exact and cheap, ‖ΔG‖²_F + 2c‖Δμ‖² (the c² terms cancel; METHOD.md §2.2).
+    d = 2: exact and cheap, ‖ΔG‖²_F + 2c‖Δμ‖² (the c² terms cancel; docs/method.md §3.3).
     d ≠ 2: no closed form through a few moments (d = 3 would need the C³ third-moment tensor), so the biased MMD²
     is computed on `samples` seeded random positions of each image, O(n²C), like the sampled Gaussian MMD.
     Inner products are divided by s² = mean ‖y‖² of the style so (xᵀy/s² + c)^d stays in float32 range;
@@ -228,7 +228,7 @@ def w2_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor, 
 
 
 def w2_blend(stats: Sequence[tuple[Tensor, Tensor, Tensor]], weights: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
-    """Blend μ and E[ffᵀ] = Σ + μμᵀ (the mixture's moments), then refit the Gaussian (METHOD.md §5.2)."""
+    """Blend μ and E[ffᵀ] = Σ + μμᵀ (the mixture's moments), then refit the Gaussian (docs/method.md §8)."""
     mu = sum(w * m for w, (m, _, _) in zip(weights, stats))
     second = sum(w * (c + torch.outer(m, m)) for w, (m, c, _) in zip(weights, stats))
     cov = second - torch.outer(mu, mu)
@@ -449,7 +449,7 @@ def mmd_gaussian(
     """MMD² with k(x,y) = exp(−γ‖x−y‖²) (summed over bandwidths), per layer γ from the style.
 
     estimator='rff': random Fourier features φ(x) = √(2/D) cos(Wx + b), W ~ N(0, 2γI), b ~ U[0, 2π];
-      MMD² ≈ ‖mean φ(X) − mean φ(Y)‖². Deterministic with fixed W, linear in M (METHOD.md §2.4c).
+      MMD² ≈ ‖mean φ(X) − mean φ(Y)‖². Deterministic with fixed W, linear in M (docs/method.md §3.9).
     estimator='sampled': the biased MMD² on `samples` random positions of X and of Y, O(n²C) (§2.4b).
     With weights: kernel means Σ_i w_i φ(x_i), or pairs weighted by w_i w_j among the positions with w > 0.
     """

@@ -1,4 +1,4 @@
-"""Spatial control (Gatys et al. 2017, METHOD.md §5.3): masks -> per-position weights at each VGG layer.
+"""Spatial control (Gatys et al. 2017, docs/method.md §9): masks -> per-position weights at each VGG layer.
 
 A region says "style image k, taken from where its style mask is bright, goes where the content mask is bright".
 Each style statistic becomes a weighted one with weights t_i² / Σ t², t = the mask resized to the layer's grid
@@ -33,7 +33,8 @@ def load_regions(regions: Sequence[Region], n_styles: int) -> list[LoadedRegion]
     loaded = []
     for r in regions:
         if r.style >= n_styles:
-            raise ConfigError(f"mask {r.content_mask} names style {r.style + 1}, but only {n_styles} style image(s) given")
+            raise ConfigError(
+                f"mask {r.content_mask} names style {r.style + 1}, but only {n_styles} style image(s) given")
         content = _grey(r.content_mask, "content mask")
         style = None if r.style_mask is None else _grey(r.style_mask, "style mask")
         loaded.append(LoadedRegion(content, r.style, style))

@@ -5,7 +5,7 @@
         (the previous scale's result, upsampled) -> optimise, reporting each `Step` -> colour control
 
 The objective is  α·L̂_content + β·Σ_l w_l L̂_style,l + λ·L_tv  where every style layer is divided by its value
-between the content and style images (METHOD.md §2.11): at the content image each layer's L̂ is exactly 1, so
+between the content and style images (docs/method.md §3.1): at the content image each layer's L̂ is exactly 1, so
 one β means the same for any image size, layer and style loss.
 """
 
@@ -217,7 +217,7 @@ def transfer(
 
 
 def color_inputs(mode: str, content: Tensor | None, styles: Sequence[Tensor]) -> tuple[Tensor | None, list[Tensor]]:
-    """Colour control before optimising (METHOD.md §5.1): grey images for luminance-only transfer, or style
+    """Colour control before optimising (docs/method.md §7): grey images for luminance-only transfer, or style
     colours matched to the content's mean and covariance."""
     if content is None or mode in ("none", "transfer", "palette-only"):
         return content, list(styles)
@@ -452,7 +452,7 @@ def objective(
 def conv_precision(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
     """bfloat16 autocast for the VGG convolutions on CUDA (precision 'auto'). Only the network runs in it: every
     statistic is computed from features cast to float32 (`flatten`), because half-precision Gram matrices are
-    useless (METHOD.md §7.4); bfloat16 rather than float16 because activations exceed float16's range."""
+    useless (docs/method.md §5.5); bfloat16 rather than float16 because activations exceed float16's range."""
     enabled = config.precision == "auto" and device.type == "cuda"
     return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 

@@ -1,0 +1,63 @@
+"""Atomic file writes: a temporary file beside the target, flushed to disk, then renamed over it.
+
+A failed, interrupted or killed write never leaves a partial file under the target's name, and an existing file
+stays as it was until the new one is complete. Used for images (image.save_image) and reports (explain); any
+writer of results should use it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import StylelabError
+
+
+class WriteError(StylelabError, OSError):
+    """A file could not be written: `cannot write PATH: reason`, one line."""
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Run `write(f)` on a temporary binary file beside `path`, then rename it over `path`; returns the path.
+
+    Any OSError (disk full, no permission, file size limit ...) becomes a WriteError; any other exception,
+    KeyboardInterrupt included, propagates unchanged. In every failure the temporary file is removed. The file
+    gets the permissions of a plainly created one (0666 less the umask), not mkstemp's 0600.
+    """
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {p}: {_reason(exc)}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, StylelabError):
+            raise WriteError(f"cannot write {p}: {_reason(exc)}") from None
+        raise
+    return p
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """`write_atomic` of UTF-8 text."""
+    data = text.encode("utf-8")
+    return write_atomic(path, lambda f: f.write(data))
+
+
+def _reason(exc: OSError) -> str:
+    return " ".join(str(exc.strerror or exc).split())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
