@@ -199,6 +199,8 @@ BAD_SETTINGS = {
     "bit-depth-16-jpeg": (["--bit-depth", "16", "-o", "{d}/out.jpg"], ".png or .tif"),
     "resume-without-checkpoint": (["--resume"], "--checkpoint"),
     "resume-nothing-saved": (["--resume", "--checkpoint", "{d}/ckpt"], "nothing to resume"),
+    "checkpoint-is-a-file": (["--checkpoint", "{s}"], "is a file"),
+    "checkpoint-under-a-file": (["--checkpoint", "{s}/ckpt"], "is a file"),
     "content-url-offline": (["--init", "content"], None),
     # issue 12: loss parameters out of range (the message gives the range), seeds past 64 bits, sizes past the cap
     "sw-directions-negative": (["--style-loss", "sliced-wasserstein(directions=-5)"], "directions must be in [0, 4096]"),
@@ -527,6 +529,35 @@ def test_ctrl_c_while_parsing_is_exit_130(capsys, monkeypatch):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_checkpoint_write_failure_is_exit_1_and_keeps_the_previous_checkpoint(capsys, images, tmp_path, monkeypatch):
+    """A disk that fills up mid-run: a clean exit-1 line, the last good checkpoint intact, no temporary file."""
+    import errno
+
+    import stylelab.checkpoint as ckpt_module
+
+    content, style, out = images
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    ckpt = tmp_path / "ckpt"
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "3",
+                 "--checkpoint", str(ckpt), "--checkpoint-every", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("stylelab: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert "No space left on device" in err and "previous checkpoint is kept" in err
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.pt"]
+    assert torch.load(ckpt / "state.pt", weights_only=True)["step"] == 1
+    assert not out.exists()
+
+
 def test_texture_command(capsys, images, tmp_path):
     _, style, _ = images
     out = tmp_path / "tex.png"
@@ -625,6 +656,31 @@ def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 130, r.stderr
     assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+
+
+def test_checkpoint_past_the_file_size_limit_is_exit_1_then_resume_finishes(tmp_path):
+    """RLIMIT_FSIZE lets the first checkpoints through and stops a later, larger one (L-BFGS history grows)."""
+    import resource
+
+    content = noise_png(tmp_path / "content.png", 48, 40, seed=0)
+    style = noise_png(tmp_path / "style.png", 40, 48, seed=1)
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.png"
+    argv = [sys.executable, "-m", "stylelab", "run", str(content), str(style), "-o", str(out), "--size", "32",
+            "--steps", "4", "--checkpoint", str(ckpt), "--checkpoint-every", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert "File too large" in r.stderr
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.pt"] and not out.exists()
+    r = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
 
 
 def test_sigkill_mid_run_then_resume_finishes(tmp_path):

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, CheckpointWriteError
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
     AUTO_MULTISCALE_ABOVE,
@@ -338,6 +338,10 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume) if args.checkpoint else None
+    if checkpoint is not None and checkpoint.resume and not checkpoint.path.is_file():
+        raise ConfigError(f"nothing to resume: no checkpoint in {checkpoint.folder}")
+    if checkpoint is not None:
+        checkpoint.check_writable()  # before any work, not at the first save
     total = sum(steps for _, steps in config.schedule())
     bars: list[tqdm] = []  # created at the first step, so errors in the inputs never show a bar
     seconds: list[float] = []
@@ -531,8 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
                     "explain": run_explain}
         return commands[args.command](args)
-    except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
-        msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
+    except (OptimizationError, CheckpointWriteError, torch.OutOfMemoryError, MemoryError) as exc:
+        failed = (OptimizationError, CheckpointWriteError)
+        msg = str(exc).splitlines()[0] if isinstance(exc, failed) else "out of memory; try a smaller --size"
         print(f"stylelab: error: {msg}", file=sys.stderr)
         return 1
     except StylelabError as exc:
