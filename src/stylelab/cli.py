@@ -13,15 +13,17 @@ import json
 import sys
 import time
 import urllib.parse
+import warnings
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, memory
 from .checkpoint import Checkpoint, CheckpointWriteError
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
@@ -41,7 +43,7 @@ from .config import (
 from .errors import StylelabError
 from .image import check_output_path, is_url, load_alpha, open_image, read_metadata, save_image
 from .losses import STYLE_LOSSES
-from .optimize import OptimizationError, Step, stylize, synthesize, weights_checksum
+from .optimize import OptimizationError, Step, pick_device, stylize, synthesize, weights_checksum
 
 _DEFAULTS = {f.name: f.default for f in fields(Config)}
 PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
@@ -369,10 +371,13 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         if job["command"] == "texture":
-            image = synthesize(job["styles"], tuple(job["size"]), config, on_step, checkpoint)
+            w, h = job["size"]
+            need = check_memory(config, None, job["styles"], shape=(h, w))
+            image = synthesize(job["styles"], (w, h), config, on_step, checkpoint)
             alpha = None
         else:
             content = open_image(job["content"], "content image")  # read (or downloaded) once for both uses
+            need = check_memory(config, content.size[::-1], job["styles"])
             image = stylize(content, job["styles"], config, on_step, checkpoint)
             alpha = load_alpha(content)
     finally:
@@ -383,8 +388,36 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     if not args.quiet:
         per_step = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
         print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
-              f"{len(seconds)} steps, median {per_step:.3f} s/step", file=sys.stderr)
+              f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
     return 0
+
+
+def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
+                 shape: tuple[int, int] | None = None) -> memory.Estimate:
+    """The run's peak-memory estimate; a ConfigError with advice when it exceeds what the device has free."""
+    device = pick_device(config.device).type
+    est = memory.estimate(config, content_hw, [_image_hw(s) for s in styles], shape=shape, device=device)
+    free = memory.available(device)
+    if free is not None and est.bytes > free:
+        h, w = est.hw
+        where = "free on the GPU" if device == "cuda" else "available"
+        tips = memory.advice(config, est, free)
+        raise ConfigError(f"this run needs about {est} at {w}x{h} px but only {memory.format_bytes(free)} is "
+                          f"{where}; try {tips or 'a smaller --size'}")
+    return est
+
+
+def _image_hw(source: str) -> tuple[int, int] | None:
+    """(H, W) from a local image's header (no decoding), None for URLs or unreadable files (read properly later)."""
+    if is_url(source):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
+            with Image.open(source) as im:
+                return im.size[1], im.size[0]
+    except Exception:  # noqa: BLE001 - any problem is reported when the image is really read
+        return None
 
 
 def output_path(path: str | Path) -> Path:
@@ -535,14 +568,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
                     "explain": run_explain}
         return commands[args.command](args)
-    except (OptimizationError, CheckpointWriteError, torch.OutOfMemoryError, MemoryError) as exc:
-        failed = (OptimizationError, CheckpointWriteError)
-        msg = str(exc).splitlines()[0] if isinstance(exc, failed) else "out of memory; try a smaller --size"
-        print(f"stylelab: error: {msg}", file=sys.stderr)
+    except (OptimizationError, CheckpointWriteError) as exc:
+        print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except StylelabError as exc:
         print(f"stylelab: error: {exc}", file=sys.stderr)
         return 2
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not memory.is_out_of_memory(exc):
+            raise
+        print("stylelab: error: out of memory; try a smaller --size, --low-memory or --scales", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130
