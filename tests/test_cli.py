@@ -199,7 +199,29 @@ BAD_SETTINGS = {
     "bit-depth-16-jpeg": (["--bit-depth", "16", "-o", "{d}/out.jpg"], ".png or .tif"),
     "resume-without-checkpoint": (["--resume"], "--checkpoint"),
     "resume-nothing-saved": (["--resume", "--checkpoint", "{d}/ckpt"], "nothing to resume"),
+    "checkpoint-is-a-file": (["--checkpoint", "{s}"], "is a file"),
+    "checkpoint-under-a-file": (["--checkpoint", "{s}/ckpt"], "is a file"),
     "content-url-offline": (["--init", "content"], None),
+    # issue 12: loss parameters out of range (the message gives the range), seeds past 64 bits, sizes past the cap
+    "sw-directions-negative": (["--style-loss", "sliced-wasserstein(directions=-5)"], "directions must be in [0, 4096]"),
+    "sw-directions-huge": (["--style-loss", "sliced-wasserstein(directions=1e9)"], "directions must be in [0, 4096]"),
+    "rff-features-huge": (["--style-loss", "mmd-gaussian(features=1e8)"], "features must be in [1, 8192]"),
+    "poly-samples-zero": (["--style-loss", "mmd-poly(degree=3,samples=0)"], "samples must be in [2, 8192]"),
+    "poly-degree-huge": (["--style-loss", "mmd-poly(degree=50)"], "degree must be in [1, 10]"),
+    "gaussian-scales-two": (["--style-loss", "gram:1,mmd-gaussian(scales=2)"], "scales must be 1 or 3"),
+    "seed-65-bits": (["--seed", str(2**64)], "64 bits"),
+    "seed-negative": (["--seed", "-1"], "seed must be an integer in [0,"),
+    "size-huge": (["--size", "100000"], "size must be an integer in [16, 8192]"),
+    "style-size-huge": (["--style-size", "9000"], "style_size must be an integer in [16, 8192]"),
+    "scales-huge": (["--scales", "64:2,100000:1", "--size", "100000"], "in [16, 8192]"),
+    # issue 12: the output must not replace an input; -o an existing folder says so
+    "output-is-content": (["-o", "{c}"], "also the content image"),
+    "output-is-style": (["-o", "{s}"], "also the style image"),
+    "output-is-content-other-name": (["-o", "{d}/./content.png"], "also the content image"),
+    "output-is-init": (["--init", "{d}/init.png", "-o", "{d}/init.png"], "also the init image"),
+    "output-existing-folder": (["-o", "{d}"], "existing directory"),
+    "init-file-url-missing": (["--init", "file:///no/such/folder/init.png"], "not found"),
+    "file-url-other-host": (["--init", "file://elsewhere/init.png"], "another host"),
 }
 
 
@@ -207,7 +229,9 @@ BAD_SETTINGS = {
 def test_bad_settings(capsys, images, tmp_path, fail_if_optimising, case):
     content, style, out = images
     extra, phrase = BAD_SETTINGS[case]
-    extra = [a.format(s=style, d=tmp_path) for a in extra]
+    extra = [a.format(s=style, d=tmp_path, c=content) for a in extra]
+    if case == "output-is-init":
+        noise_png(tmp_path / "init.png", seed=3)
     if phrase is None:  # an unreachable URL: nothing listens on port 1
         content, phrase = "http://127.0.0.1:1/content.png", "download"
     expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--size", "64", "--steps", "3", *extra], phrase)
@@ -404,6 +428,136 @@ def test_failed_save_is_exit_2_without_output(capsys, images, tmp_path, monkeypa
     expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--quiet"], "No space left on device")
 
 
+def test_output_may_replace_an_input_with_overwrite(capsys, images, tmp_path):
+    content, style, _ = images
+    before = content.read_bytes()
+    code = main(["run", str(content), str(style), "-o", str(content), "--size", "64", "--steps", "1", "--overwrite",
+                 "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert content.read_bytes() != before and "stylelab" in read_metadata(content)
+
+
+def test_texture_size_past_the_cap_is_exit_2(capsys, images, tmp_path, fail_if_optimising):
+    _, style, _ = images
+    expect_error(capsys, tmp_path, ["texture", style, "--size", "100000x64", "-o", tmp_path / "t.png"], "8192")
+
+
+def test_one_pixel_content_and_init_images_run(capsys, images, tmp_path):
+    """A 1x1 image comes out of the resize channels-last strided; L-BFGS needs contiguous pixels (issue 12)."""
+    content, style, out = images
+    one = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 10, 30)).save(one)
+    assert main(["run", str(one), str(style), "-o", str(out), "--size", "32", "--steps", "2", "-q"]) == 0, \
+        capsys.readouterr().err
+    assert main(["run", str(content), str(style), "--init", str(one), "-o", str(tmp_path / "o2.png"), "--size", "32",
+                 "--steps", "2", "-q"]) == 0, capsys.readouterr().err
+    with Image.open(out) as im:
+        assert im.size == (32, 32)
+
+
+def test_file_url_inputs_are_local_files(capsys, images, tmp_path):
+    content, style, out = images
+    url = content.absolute().as_uri()  # file:///.../content.png
+    assert cli._source(url) == str(content.absolute())
+    assert main(["run", url, style.absolute().as_uri(), "-o", str(out), "--size", "32", "--steps", "1", "-q"]) == 0, \
+        capsys.readouterr().err
+    record = json.loads(read_metadata(out)["stylelab"])
+    assert record["content"] == str(content.absolute())  # replayable as a plain path
+
+
+def _stylelab_png(path: Path, **job) -> Path:
+    """A PNG carrying a provenance record: a valid texture job, with `job` replacing (None: deleting) fields."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from stylelab.config import Config, config_to_dict
+
+    record = {"command": "texture", "size": [32, 32], "styles": [str(path.with_name("style.png"))],
+              "config": config_to_dict(Config(init="noise", size=32, steps=1))}
+    record.update(job)
+    record = {k: v for k, v in record.items() if v is not None}
+    info = PngInfo()
+    info.add_itxt("stylelab", json.dumps(record))
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("job, phrase", [
+    ({"size": "abc"}, "'size'"),
+    ({"size": [0, 64]}, "'size'"),
+    ({"size": [64]}, "'size'"),
+    ({"size": [64, 1e9]}, "'size'"),
+    ({"size": [True, 64]}, "'size'"),
+    ({"size": [64, 100000]}, "'size'"),
+    ({"styles": None}, "'styles'"),
+    ({"styles": [3]}, "'styles'"),
+    ({"command": "run"}, "'content'"),
+    ({"command": "paint"}, "'command'"),
+    ({"config": None}, "'config'"),
+    ({"config": {"seed": -1}}, "seed"),
+    ({"config": {"bogus": 1}}, "bogus"),
+    ({"config": {"masks": [5]}}, "'config'"),
+    ({"bit_depth": 12}, "'bit_depth'"),
+], ids=["size-text", "size-zero", "size-one-side", "size-float", "size-bool", "size-huge", "styles-missing",
+        "styles-not-text", "content-missing", "command-unknown", "config-missing", "config-bad-seed",
+        "config-unknown-field", "config-bad-masks", "bit-depth-12"])
+def test_replay_of_a_damaged_record_names_the_field(capsys, images, tmp_path, fail_if_optimising, job, phrase):
+    png = _stylelab_png(tmp_path / "made.png", **job)
+    err = expect_error(capsys, tmp_path, ["replay", png, "-o", tmp_path / "again.png"], "damaged")
+    assert phrase in err
+
+
+def test_replay_of_a_record_that_is_not_json(capsys, images, tmp_path, fail_if_optimising):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_itxt("stylelab", "{not json")
+    Image.new("RGB", (8, 8)).save(tmp_path / "made.png", pnginfo=info)
+    expect_error(capsys, tmp_path, ["replay", tmp_path / "made.png", "-o", tmp_path / "again.png"], "not valid JSON")
+
+
+def test_replay_refuses_to_overwrite_the_replayed_image(capsys, images, tmp_path, fail_if_optimising):
+    png = _stylelab_png(tmp_path / "made.png")
+    expect_error(capsys, tmp_path, ["replay", png, "-o", png], "also the replayed image")
+
+
+def test_ctrl_c_while_parsing_is_exit_130(capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["--version"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_checkpoint_write_failure_is_exit_1_and_keeps_the_previous_checkpoint(capsys, images, tmp_path, monkeypatch):
+    """A disk that fills up mid-run: a clean exit-1 line, the last good checkpoint intact, no temporary file."""
+    import errno
+
+    import stylelab.checkpoint as ckpt_module
+
+    content, style, out = images
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    ckpt = tmp_path / "ckpt"
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "3",
+                 "--checkpoint", str(ckpt), "--checkpoint-every", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("stylelab: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert "No space left on device" in err and "previous checkpoint is kept" in err
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.pt"]
+    assert torch.load(ckpt / "state.pt", weights_only=True)["step"] == 1
+    assert not out.exists()
+
+
 def test_texture_command(capsys, images, tmp_path):
     _, style, _ = images
     out = tmp_path / "tex.png"
@@ -482,6 +636,51 @@ def test_module_help_and_console_script_version(tmp_path):
     assert "Traceback" not in r.stderr and r.stderr.startswith("stylelab: error:")
     assert r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
+    """Ctrl-C during start-up (importing torch takes seconds): the entry point catches it, exit 130."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from stylelab.__main__ import entry\n"
+        "sys.exit(entry())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+
+
+def test_checkpoint_past_the_file_size_limit_is_exit_1_then_resume_finishes(tmp_path):
+    """RLIMIT_FSIZE lets the first checkpoints through and stops a later, larger one (L-BFGS history grows)."""
+    import resource
+
+    content = noise_png(tmp_path / "content.png", 48, 40, seed=0)
+    style = noise_png(tmp_path / "style.png", 40, 48, seed=1)
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.png"
+    argv = [sys.executable, "-m", "stylelab", "run", str(content), str(style), "-o", str(out), "--size", "32",
+            "--steps", "4", "--checkpoint", str(ckpt), "--checkpoint-every", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert "File too large" in r.stderr
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.pt"] and not out.exists()
+    r = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
 
 
 def test_sigkill_mid_run_then_resume_finishes(tmp_path):

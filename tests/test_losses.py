@@ -200,8 +200,10 @@ def test_poly_mmd_identity():
 def test_parse_style_losses():
     import pytest
 
-    from stylelab.losses import parse_style_losses
+    from stylelab import losses
+    from stylelab.lossspec import parse_style_losses
 
+    assert losses.parse_style_losses is parse_style_losses  # the old import path still works
     terms = parse_style_losses("gram:1, mmd-poly(c=2.5):3")
     assert [(t.label, t.weight) for t in terms] == [("gram", 0.25), ("mmd-poly(c=2.5)", 0.75)]
     assert terms[1].build().loss is not None
@@ -273,7 +275,7 @@ def test_unequal_sizes_by_interpolation():
 
 def test_rff_error_shrinks_with_more_features():
     x, y = features(8, 300, 60), features(8, 300, 61) * 1.5 + 0.2
-    exact_gamma = style_loss("mmd-gaussian", estimator="sampled", samples=10_000)
+    exact_gamma = style_loss("mmd-gaussian", estimator="sampled", samples=8192)  # >= M = 300: every position
     target = exact_gamma.blend([y], [1.0])
     exact = float(exact_gamma.loss(x, target))
     assert exact == pytest.approx(float(_gaussian_mmd(x, y, target[0][0])), rel=1e-12)
@@ -544,3 +546,41 @@ def test_weighted_quantiles_closed_form():
     p = (torch.arange(17, dtype=torch.float64) + 0.5) / 17
     torch.testing.assert_close(quantiles(rows, p, torch.full_like(rows, 1 / 11)), resample_sorted(rows, 17))
     torch.testing.assert_close(quantiles(rows, p), resample_sorted(rows, 17))
+
+
+# ------------------------------------------------------------------------------ parameter ranges (issue 12)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("sliced-wasserstein(directions=-5)", "directions must be in [0, 4096]"),
+    ("sliced-wasserstein(directions=1e9)", "directions must be in [0, 4096]"),
+    ("mmd-gaussian(features=1e8)", "features must be in [1, 8192]"),
+    ("mmd-gaussian(features=0)", "features must be in [1, 8192]"),
+    ("mmd-gaussian(estimator=sampled,samples=1)", "samples must be in [2, 8192]"),
+    ("mmd-gaussian(scales=2)", "scales must be 1 or 3"),
+    ("mmd-gaussian(estimator=exact)", "estimator must be rff or sampled"),
+    ("mmd-poly(degree=3,samples=0)", "samples must be in [2, 8192]"),
+    ("mmd-poly(degree=11)", "degree must be in [1, 10]"),
+    ("mmd-poly(c=1e6)", "c must be in [0, 1000]"),
+])
+def test_loss_parameters_out_of_range_name_the_range(spec, message):
+    from stylelab.lossspec import parse_style_losses
+
+    with pytest.raises(ValueError) as info:
+        parse_style_losses(spec)
+    assert message in str(info.value) and spec.split("(")[0] in str(info.value)
+
+
+def test_sampled_poly_mmd_at_the_smallest_sample_count_is_finite():
+    x, y = torch.randn(4, 30, dtype=torch.float64), torch.randn(4, 40, dtype=torch.float64)
+    loss = style_loss("mmd-poly", degree=3, samples=2)
+    assert torch.isfinite(loss.loss(x, loss.blend([loss.stats(y)], [1.0])))
+
+
+@pytest.mark.parametrize("name", ["sliced-wasserstein", "mmd-gaussian"])
+def test_seeds_wider_than_64_bits_draw(name):
+    """The optimiser passes Config.seed (up to 2**64 - 1) into the draws, which mix it with a per-key offset."""
+    x, y = torch.randn(4, 30), torch.randn(4, 40)
+    for seed in (2**64 - 1, 2**70):
+        loss = style_loss(name, seed=seed)
+        assert torch.isfinite(loss.loss(x, loss.blend([loss.stats(y)], [1.0])))

@@ -1,10 +1,27 @@
-"""stylelab: neural style transfer where style is a distribution of deep features."""
+"""stylelab: neural style transfer where style is a distribution of deep features.
 
-from .checkpoint import Checkpoint
-from .config import Config, ConfigError, Region
-from .errors import StylelabError
-from .optimize import Step, stylize, synthesize
+The public names are imported on first use (PEP 562), so `import stylelab` and the command line's start-up do
+not load torch before they need it (a Ctrl-C while torch loads is then the CLI's to handle: exit 130).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.2.0"
-__all__ = ["Checkpoint", "Config", "ConfigError", "Region", "Step", "StylelabError", "stylize", "synthesize",
-           "__version__"]
+_PUBLIC = {
+    "Checkpoint": "checkpoint", "Config": "config", "ConfigError": "config", "Region": "config",
+    "StylelabError": "errors", "Step": "optimize", "stylize": "optimize", "synthesize": "optimize",
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

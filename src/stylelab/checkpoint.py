@@ -29,6 +29,10 @@ class CheckpointError(StylelabError, RuntimeError):
     """A checkpoint folder that cannot be written, read or resumed."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """Saving failed mid-run (disk full, file-size limit, I/O error); the previous checkpoint is intact."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where and how often to save; `resume` continues from the saved state instead of starting over."""
@@ -41,23 +45,46 @@ class Checkpoint:
     def path(self) -> Path:
         return Path(self.folder) / STATE_FILE
 
+    def check_writable(self) -> None:
+        """Before the first step: a CheckpointError unless the folder, or the nearest existing folder above it
+        (where it will be made), takes a file. Probes with a temporary file and leaves nothing behind."""
+        folder = Path(self.folder).absolute()
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            what = "checkpoint folder is a file" if existing == folder else f"{existing} is a file, so it cannot hold"
+            raise CheckpointError(f"{what}: {self.folder}" if existing == folder else f"{what} {self.folder}")
+        try:
+            with tempfile.TemporaryFile(dir=existing, prefix=".stylelab-probe-") as f:
+                f.write(b"stylelab")
+                f.flush()
+        except OSError as exc:
+            raise CheckpointError(f"cannot write checkpoints to {self.folder}: {exc.strerror or exc}") from None
+
     def save(self, state: dict[str, Any]) -> None:
-        """torch.save to a temporary file in the same folder, then an atomic rename: never a torn file."""
+        """torch.save to a temporary file in the same folder, then an atomic rename: never a torn file. A failed
+        write (disk full, file-size limit) removes the temporary file, keeps the previous checkpoint and raises
+        CheckpointWriteError."""
         folder = Path(self.folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".state-", suffix=".tmp")
         except OSError as exc:
-            raise CheckpointError(f"cannot write checkpoints to {folder}: {exc.strerror}") from None
+            raise CheckpointWriteError(f"cannot write checkpoints to {folder}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(state, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise
+            reason = _os_reason(exc)
+            if reason is None:
+                raise
+            kept = "; the previous checkpoint is kept" if self.path.is_file() else ""
+            raise CheckpointWriteError(f"cannot save the checkpoint in {folder}: {reason}{kept}") from None
 
     def load(self, fingerprint: str) -> dict[str, Any]:
         """The saved state of this very run (same fingerprint), or a CheckpointError saying why not."""
@@ -83,3 +110,18 @@ def fingerprint(config: Config, images: Sequence[Tensor | None], shape: tuple[in
         if image is not None:
             h.update(image.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The strerror of the OSError behind a failed write: raised directly, or wrapped by torch's zip writer
+    (a RuntimeError whose cause or context is the OSError, or whose message says the write failed)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, RuntimeError) and "fail" in str(exc).lower() and "writ" in str(exc).lower():
+        return str(exc).splitlines()[0]
+    return None

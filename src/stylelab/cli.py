@@ -12,15 +12,19 @@ import dataclasses
 import json
 import sys
 import time
+import urllib.parse
+import warnings
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
-from . import __version__
-from .checkpoint import Checkpoint
+from . import __version__, memory
+from .checkpoint import Checkpoint, CheckpointWriteError
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
     AUTO_MULTISCALE_ABOVE,
@@ -29,6 +33,7 @@ from .config import (
     DEFAULT_LR,
     INITS,
     LAYER_NAMES,
+    MAX_SIZE,
     Config,
     ConfigError,
     Region,
@@ -38,7 +43,7 @@ from .config import (
 from .errors import StylelabError
 from .image import check_output_path, is_url, load_alpha, open_image, read_metadata, save_image
 from .losses import STYLE_LOSSES
-from .optimize import OptimizationError, Step, stylize, synthesize, weights_checksum
+from .optimize import OptimizationError, Step, pick_device, stylize, synthesize, weights_checksum
 
 _DEFAULTS = {f.name: f.default for f in fields(Config)}
 PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
@@ -84,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("image", help="a PNG written by stylelab run/texture")
     rep.add_argument("-o", "--output", required=True, help="where to write the new image")
     rep.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, cuda:N, mps)")
+    rep.add_argument("--overwrite", action="store_true", help="allow the output to replace an input (IMAGE too)")
     rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
     cmp = sub.add_parser(
@@ -97,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("-o", "--output", required=True, help="grid image of the outputs")
     cmp.add_argument("--csv", default=None, help="also write the table as CSV")
     add_settings(cmp)
+    cmp.add_argument("--overwrite", action="store_true", help="allow the grid to replace one of the input files")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     exp = sub.add_parser(
@@ -126,6 +133,7 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
                    help="save the optimisation state in DIR (atomically) so --resume can continue a killed run")
     p.add_argument("--checkpoint-every", type=int, default=20, metavar="N", help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the state saved in --checkpoint DIR")
+    p.add_argument("--overwrite", action="store_true", help="allow the output to replace one of the input files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -236,12 +244,27 @@ def parse_texture_size(text: str) -> tuple[int, int]:
     size = (_int(w, "--size width"), _int(h if sep else w, "--size height"))
     if min(size) < 16:
         raise ConfigError(f"--size must be at least 16x16 px, got {text}")
+    if max(size) > MAX_SIZE:
+        raise ConfigError(f"--size sides must be at most {MAX_SIZE} px, got {text}")
     return size
 
 
 def _source(path: str) -> str:
-    """An input as stored in provenance: URLs as they are, files as absolute paths (replay from anywhere)."""
-    return path if is_url(path) else str(Path(path).absolute())
+    """An input as stored in provenance: URLs as they are, files as absolute paths (replay from anywhere);
+    a file:// URL is the local file it names."""
+    if is_url(path):
+        return path
+    return str(Path(_local_path(path)).absolute())
+
+
+def _local_path(path: str) -> str:
+    """'file:///tmp/a%20b.png' -> '/tmp/a b.png' (host empty or localhost); other text unchanged."""
+    if not path[:7].lower() == "file://":
+        return path
+    url = urllib.parse.urlsplit(path)
+    if url.netloc not in ("", "localhost"):
+        raise ConfigError(f"cannot read {path}: file:// URLs on another host ({url.netloc}) are not supported")
+    return urllib.request.url2pathname(url.path)
 
 
 def _int(text: str, what: str) -> int:
@@ -292,8 +315,11 @@ def run_replay(args: argparse.Namespace) -> int:
     job, config = read_provenance(args.image)
     if args.device is not None:
         config = dataclasses.replace(config, device=args.device)
+    if not args.overwrite:
+        check_not_an_input(args.output, {"replayed image": _source(args.image)})
     args = argparse.Namespace(output=args.output, quiet=args.quiet, bit_depth=job.get("bit_depth", 8),
-                              save_every=0, checkpoint=None, checkpoint_every=20, resume=False)
+                              save_every=0, checkpoint=None, checkpoint_every=20, resume=False,
+                              overwrite=args.overwrite)
     if not args.quiet and (job.get("stylelab") != __version__ or job.get("torch") != torch.__version__):
         print(f"stylelab: note: made with stylelab {job.get('stylelab')} / torch {job.get('torch')}, replaying "
               f"with {__version__} / {torch.__version__}: pixels may differ", file=sys.stderr)
@@ -302,7 +328,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
-    output = check_output_path(args.output)
+    output = output_path(args.output)
+    if not args.overwrite:
+        check_not_an_input(output, job_inputs(job, config))
     if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
         raise ConfigError("--bit-depth 16 needs a .png or .tif output")
     if args.save_every and args.save_every < 0:
@@ -312,6 +340,10 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume) if args.checkpoint else None
+    if checkpoint is not None and checkpoint.resume and not checkpoint.path.is_file():
+        raise ConfigError(f"nothing to resume: no checkpoint in {checkpoint.folder}")
+    if checkpoint is not None:
+        checkpoint.check_writable()  # before any work, not at the first save
     total = sum(steps for _, steps in config.schedule())
     bars: list[tqdm] = []  # created at the first step, so errors in the inputs never show a bar
     seconds: list[float] = []
@@ -339,10 +371,13 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         if job["command"] == "texture":
-            image = synthesize(job["styles"], tuple(job["size"]), config, on_step, checkpoint)
+            w, h = job["size"]
+            need = check_memory(config, None, job["styles"], shape=(h, w))
+            image = synthesize(job["styles"], (w, h), config, on_step, checkpoint)
             alpha = None
         else:
             content = open_image(job["content"], "content image")  # read (or downloaded) once for both uses
+            need = check_memory(config, content.size[::-1], job["styles"])
             image = stylize(content, job["styles"], config, on_step, checkpoint)
             alpha = load_alpha(content)
     finally:
@@ -353,8 +388,68 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     if not args.quiet:
         per_step = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
         print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
-              f"{len(seconds)} steps, median {per_step:.3f} s/step", file=sys.stderr)
+              f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
     return 0
+
+
+def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
+                 shape: tuple[int, int] | None = None) -> memory.Estimate:
+    """The run's peak-memory estimate; a ConfigError with advice when it exceeds what the device has free."""
+    device = pick_device(config.device).type
+    est = memory.estimate(config, content_hw, [_image_hw(s) for s in styles], shape=shape, device=device)
+    free = memory.available(device)
+    if free is not None and est.bytes > free:
+        h, w = est.hw
+        where = "free on the GPU" if device == "cuda" else "available"
+        tips = memory.advice(config, est, free)
+        raise ConfigError(f"this run needs about {est} at {w}x{h} px but only {memory.format_bytes(free)} is "
+                          f"{where}; try {tips or 'a smaller --size'}")
+    return est
+
+
+def _image_hw(source: str) -> tuple[int, int] | None:
+    """(H, W) from a local image's header (no decoding), None for URLs or unreadable files (read properly later)."""
+    if is_url(source):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
+            with Image.open(source) as im:
+                return im.size[1], im.size[0]
+    except Exception:  # noqa: BLE001 - any problem is reported when the image is really read
+        return None
+
+
+def output_path(path: str | Path) -> Path:
+    """`check_output_path`, after a clearer word for an existing folder given as -o."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"-o {p} is an existing directory; give a file name in it, e.g. {p / 'out.png'}")
+    return check_output_path(p)
+
+
+def job_inputs(job: dict, config: Config) -> dict[str, str]:
+    """The local files a job reads, by role: content, styles, init image, masks (URLs left out)."""
+    inputs = {"content image": job.get("content")}
+    styles = job.get("styles", [])
+    inputs.update({("style image" if len(styles) == 1 else f"style image {k + 1}"): s for k, s in enumerate(styles)})
+    if config.init not in INITS:
+        inputs["init image"] = config.init
+    for k, r in enumerate(config.masks):
+        inputs[f"mask {k + 1}"], inputs[f"style mask {k + 1}"] = r.content_mask, r.style_mask
+    return {role: str(p) for role, p in inputs.items() if isinstance(p, str) and not is_url(p)}
+
+
+def check_not_an_input(output: str | Path, inputs: dict[str, str]) -> None:
+    """Refuse an output that would replace one of the inputs (same path, or the same file by another name)."""
+    out = Path(output)
+    for role, path in inputs.items():
+        p = Path(path)
+        same = out.absolute() == p.absolute() or out.resolve() == p.resolve()
+        if not same and out.exists() and p.exists():
+            same = out.samefile(p)
+        if same:
+            raise ConfigError(f"output {out} is also the {role}; choose another -o, or add --overwrite to replace it")
 
 
 def provenance(job: dict, config: Config) -> dict[str, str]:
@@ -365,17 +460,46 @@ def provenance(job: dict, config: Config) -> dict[str, str]:
 
 
 def read_provenance(path: str) -> tuple[dict, Config]:
-    text = read_metadata(path).get(PROVENANCE_KEY)
+    """The job and Config stored in a stylelab PNG; a damaged record is a ConfigError naming the bad field."""
+    text = read_metadata(_local_path(path)).get(PROVENANCE_KEY)
     if text is None:
         raise ConfigError(f"{path} holds no stylelab settings (only PNGs written by stylelab run/texture do)")
     try:
         job = json.loads(text)
-        config = config_from_dict(job.pop("config"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ConfigError(f"the stylelab settings in {path} are damaged") from None
-    if job.get("command") not in ("run", "texture"):
-        raise ConfigError(f"the stylelab settings in {path} are damaged")
-    return job, config
+        problem = check_job(job) if isinstance(job, dict) else "the record is not a JSON object"
+    except ValueError:
+        problem = "the record is not valid JSON"
+    if problem is None:
+        try:
+            return job, config_from_dict(job.pop("config"))
+        except ConfigError as exc:
+            problem = f"'config': {exc}"
+        except (ValueError, TypeError, AttributeError) as exc:
+            problem = f"'config' is malformed ({type(exc).__name__})"
+    raise ConfigError(f"the stylelab settings in {path} are damaged: {problem}")
+
+
+def check_job(job: dict) -> str | None:
+    """What is wrong with the job fields of a provenance record (None: nothing); names the field."""
+    command = job.get("command")
+    if command not in ("run", "texture"):
+        return f"'command' must be run or texture, got {command!r}"
+    if not isinstance(job.get("config"), dict):
+        return "'config' is missing or not an object"
+    styles = job.get("styles")
+    if not isinstance(styles, list) or not styles or not all(isinstance(s, str) and s for s in styles):
+        return f"'styles' must be a non-empty list of paths or URLs, got {styles!r}"
+    if command == "run" and not (isinstance(job.get("content"), str) and job["content"]):
+        return f"'content' must be a path or URL, got {job.get('content')!r}"
+    if command == "texture":
+        size = job.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)):
+            return f"'size' must be [width, height] in px, got {size!r}"
+        if not all(16 <= v <= MAX_SIZE for v in size):
+            return f"'size' sides must be in [16, {MAX_SIZE}] px, got {size!r}"
+    if job.get("bit_depth", 8) not in (8, 16) or isinstance(job.get("bit_depth"), bool):
+        return f"'bit_depth' must be 8 or 16, got {job.get('bit_depth')!r}"
+    return None
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -384,7 +508,10 @@ def run_compare(args: argparse.Namespace) -> int:
         specs = split_specs(args.losses)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    output = check_output_path(args.output)
+    output = output_path(args.output)
+    if not args.overwrite:
+        check_not_an_input(output, job_inputs({"content": _source(args.content),
+                                                "styles": [_source(x) for x in args.styles]}, config))
     csv_path = Path(args.csv) if args.csv else None
     if csv_path is not None and (not csv_path.parent.is_dir() or csv_path.is_dir()):
         raise ConfigError(f"cannot write the CSV table to {csv_path}")
@@ -430,22 +557,28 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("stylelab: interrupted; no output written", file=sys.stderr)
+        return 130
     try:
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
                     "explain": run_explain}
         return commands[args.command](args)
-    except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
-        msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
-        print(f"stylelab: error: {msg}", file=sys.stderr)
+    except (OptimizationError, CheckpointWriteError) as exc:
+        print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except StylelabError as exc:
         print(f"stylelab: error: {exc}", file=sys.stderr)
         return 2
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not memory.is_out_of_memory(exc):
+            raise
+        print("stylelab: error: out of memory; try a smaller --size, --low-memory or --scales", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from typing import Any
 from .color import COLOR_MODES
 from .errors import StylelabError
 from .features import LAYER_NAMES, POOLINGS
-from .losses import LossTerm, parse_style_losses
+from .lossspec import LossTerm, parse_style_losses
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -21,6 +21,10 @@ OPTIMIZERS = ("lbfgs", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("content", "noise", "fast")  # or a path to an image; fast: a feed-forward stylisation (stylelab[fast])
 PRECISIONS = ("auto", "float32")
+MAX_SEED = 2**64 - 1
+# px: the largest long edge of an output, a style image or a scale. 8192² px needs ~40 GiB of features at
+# relu1_1 alone; larger runs would not fit any machine stylelab runs on (stylelab.memory estimates each run).
+MAX_SIZE = 8192  # torch's generators take 64-bit seeds
 # px: outputs larger than this start here and double (coarse to fine): the coarse scale, at a quarter of the cost
 # per step, paints the big structures; the fine scales only refine (docs/benchmarks.md, "Quality").
 AUTO_MULTISCALE_ABOVE = 256
@@ -84,9 +88,9 @@ class Config:
     low_memory: bool = False  # recompute VGG activations in the backward pass: ~1/3 more time, far less memory
 
     def __post_init__(self) -> None:
-        _check_int("size", self.size, minimum=16)
+        _check_int("size", self.size, minimum=16, maximum=MAX_SIZE)
         if self.style_size is not None:
-            _check_int("style_size", self.style_size, minimum=16)
+            _check_int("style_size", self.style_size, minimum=16, maximum=MAX_SIZE)
         _check_int("steps", self.steps, minimum=1)
         _check_int("lbfgs_history", self.lbfgs_history, minimum=1)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -103,8 +107,8 @@ class Config:
                 raise ConfigError("lr must be > 0")
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}] (64 bits), got {self.seed!r}")
         _check_layers("style_layers", self.style_layers, self.style_layer_weights)
         _check_layers("content_layers", self.content_layers, self.content_layer_weights)
         if self.style_blend is not None:
@@ -193,7 +197,7 @@ def _check_scales(scales: object, size: int) -> None:
     for item in scales:
         if not isinstance(item, tuple) or len(item) != 2:
             raise ConfigError(f"each scale must be a (long edge, steps) pair, got {item!r}")
-        _check_int("scale size", item[0], minimum=16)
+        _check_int("scale size", item[0], minimum=16, maximum=MAX_SIZE)
         _check_int("scale steps", item[1], minimum=1)
     if scales[-1][0] != size:
         raise ConfigError(f"the last scale ({scales[-1][0]} px) must equal size ({size} px)")
@@ -206,9 +210,12 @@ def _normalised(names: tuple[str, ...], weights: tuple[float, ...] | None) -> di
     return {n: w / total for n, w in zip(names, weights) if w > 0}
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    if maximum is None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    elif not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}] px, got {value!r}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

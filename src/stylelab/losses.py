@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +94,24 @@ class StyleLoss:
     loss: Callable[..., Tensor]  # loss(X, S) -> scalar, and loss(X, S, weights=w) if `weighted`
     blend: Callable[[Sequence[Stats], Sequence[float]], Stats] = linear_blend
     weighted: bool = False  # stats/loss take per-position weights (spatial control with masks, docs/method.md §9)
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+# Valid ranges of the loss parameters. The upper bounds keep one layer's working set in memory: K projections,
+# D random features or n² kernel entries per layer, each the size of (part of) a feature map.
+
+MAX_DIRECTIONS = 4096  # sliced-wasserstein: K x M projected values per layer
+MAX_FEATURES = 8192  # mmd-gaussian rff: D x M cosines per layer
+MAX_SAMPLES = 8192  # sampled MMDs: n x n kernel matrices (8192² float32 = 256 MiB)
+MAX_POLY_DEGREE = 10  # (xᵀy/s² + c)^d stays finite in float32
+MAX_POLY_C = 1000.0
+
+
+def check_param(loss: str, key: str, value: float, low: float, high: float, note: str = "") -> None:
+    """A ValueError naming the loss, the parameter and its valid range [low, high] unless value lies in it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        extra = f" ({note})" if note else ""
+        raise ValueError(f"style loss {loss!r}: {key} must be in [{low:g}, {high:g}]{extra}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------- Gram / poly-MMD
@@ -180,10 +197,9 @@ def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0
     Inner products are divided by s² = mean ‖y‖² of the style so (xᵀy/s² + c)^d stays in float32 range;
     for d ≠ 2, c is therefore relative to that scale.
     """
-    if degree < 1:
-        raise ValueError(f"mmd-poly needs degree >= 1, got {degree}")
-    if c < 0:
-        raise ValueError(f"mmd-poly needs c >= 0, got {c}")
+    check_param("mmd-poly", "c", c, 0, MAX_POLY_C)
+    check_param("mmd-poly", "degree", degree, 1, MAX_POLY_DEGREE)
+    check_param("mmd-poly", "samples", samples, 2, MAX_SAMPLES, "positions per image, for degree != 2")
     if degree == 2:
         def loss2(x: Tensor, target: tuple[Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
             g_s, mu_s = target
@@ -261,14 +277,14 @@ class Draws:
 
     def __init__(self, seed: int, resample: bool) -> None:
         self.seed, self.resample = seed, resample
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed % 2**64)  # any integer seed: torch takes 64 bits
         self.cache: dict[tuple, Tensor] = {}
 
     def get(self, key: tuple, make: Callable[[torch.Generator], Tensor]) -> Tensor:
         if self.resample:
             return make(self.generator)
         if key not in self.cache:
-            self.cache[key] = make(torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(key).encode())))
+            self.cache[key] = make(torch.Generator().manual_seed((self.seed * 1_000_003 + zlib.crc32(repr(key).encode())) % 2**64))
         return self.cache[key]
 
     def positions(self, sample: Sample, tag: str, n: int) -> Sample:
@@ -398,6 +414,7 @@ def histogram_distance(x: Tensor, target_sorted: Tensor | tuple, weights: Tensor
 def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss:
     """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
     directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call."""
+    check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS, "0 = one per channel")
     draws = Draws(seed, resample)
 
     def project(c: int, like: Tensor) -> Tensor:
@@ -454,9 +471,11 @@ def mmd_gaussian(
     With weights: kernel means Σ_i w_i φ(x_i), or pairs weighted by w_i w_j among the positions with w > 0.
     """
     if estimator not in ("rff", "sampled"):
-        raise ValueError(f"mmd-gaussian estimator must be rff or sampled, got {estimator!r}")
-    if features < 1 or samples < 2 or scales not in (1, 3):
-        raise ValueError("mmd-gaussian needs features >= 1, samples >= 2 and scales 1 or 3")
+        raise ValueError(f"style loss 'mmd-gaussian': estimator must be rff or sampled, got {estimator!r}")
+    check_param("mmd-gaussian", "features", features, 1, MAX_FEATURES, "random Fourier features")
+    check_param("mmd-gaussian", "samples", samples, 2, MAX_SAMPLES, "positions per image")
+    if scales not in (1, 3):
+        raise ValueError(f"style loss 'mmd-gaussian': scales must be 1 or 3 (bandwidths), got {scales!r}")
     draws = Draws(seed, resample)
 
     def rff(c: int, gamma: float, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -528,6 +547,15 @@ STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
 
 
+def __getattr__(name: str) -> Any:
+    """`LossTerm` and `parse_style_losses` moved to stylelab.lossspec; the old import path still works."""
+    if name in ("LossTerm", "parse_style_losses"):
+        from . import lossspec
+
+        return getattr(lossspec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) -> StyleLoss:
     """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
     try:
@@ -550,76 +578,6 @@ def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) 
             params[key] = int(value)
     context = {k: v for k, v in (("seed", seed), ("resample", resample)) if k in signature}
     return factory(**params, **context)
-
-
-@dataclass(frozen=True)
-class LossTerm:
-    """One member of a style-loss mix: `name(params):weight`."""
-
-    name: str
-    params: tuple[tuple[str, Any], ...]
-    weight: float  # normalised over the mix
-
-    @property
-    def label(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in self.params)
-        return f"{self.name}({args})" if args else self.name
-
-    def build(self, seed: int = 0, resample: bool = False) -> StyleLoss:
-        return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))
-
-
-_TERM = re.compile(r"^\s*([a-z0-9-]+)\s*(?:\(([^()]*)\))?\s*(?::\s*([^:,()]+))?\s*$")
-
-
-def parse_style_losses(spec: str) -> list[LossTerm]:
-    """'gram:0.5,mmd-poly(c=1):0.5' -> LossTerms with weights normalised to sum 1; each is built once to check."""
-    items, depth, start = [], 0, 0
-    for i, ch in enumerate(spec + ","):  # split on commas outside parentheses
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            items.append(spec[start:i])
-            start = i + 1
-    terms = []
-    for item in items:
-        m = _TERM.match(item)
-        if not m:
-            raise ValueError(f"cannot parse style loss {item.strip()!r}; write NAME, NAME(key=value,...) or NAME:WEIGHT")
-        name, args, weight = m.group(1), m.group(2), m.group(3)
-        params = tuple(_parse_param(a) for a in args.split(",") if a.strip()) if args else ()
-        w = _number(weight, f"weight of {name}") if weight else 1.0
-        if not (w >= 0 and w != float("inf")):
-            raise ValueError(f"weight of style loss {name} must be a finite number >= 0, got {weight}")
-        terms.append(LossTerm(name, params, w))
-    total = sum(t.weight for t in terms)
-    if not terms or total <= 0:
-        raise ValueError(f"style loss {spec!r} needs at least one loss with weight > 0")
-    terms = [LossTerm(t.name, t.params, t.weight / total) for t in terms if t.weight > 0]
-    if len({t.label for t in terms}) != len(terms):
-        raise ValueError(f"style loss {spec!r} names the same loss twice")
-    for t in terms:
-        t.build()
-    return terms
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    key, eq, value = text.partition("=")
-    if not eq or not key.strip() or not value.strip():
-        raise ValueError(f"style loss parameter {text.strip()!r} must be key=value")
-    value = value.strip()
-    for kind in (int, float):
-        try:
-            return key.strip(), kind(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
-def _number(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what} must be a number, got {text!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------- content and TV

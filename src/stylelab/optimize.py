@@ -508,7 +508,8 @@ def optimize(
     """Optimiser steps `start+1 .. steps` (default config.steps) on the pixels of `x`, each one forward + backward.
     Returns the image and the optimiser state (to resume, or to warm-start the next scale)."""
     steps = config.steps if steps is None else steps
-    x = x.detach().clone().requires_grad_(True)
+    # Contiguous: a resized 1x1 input comes out channels-last strided, and L-BFGS flattens its gradient with view().
+    x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     lr = config.learning_rate
     if config.optimizer == "lbfgs":
         # max_iter=1: one closure evaluation per step() (no line search), history kept across calls.
