@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, batchcli
 from .checkpoint import Checkpoint
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
     exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
     add_settings(exp)
+
+    batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
     return parser
 
 
@@ -437,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
-                    "explain": run_explain}
+                    "explain": run_explain, "batch": batchcli.run}
         return commands[args.command](args)
     except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"

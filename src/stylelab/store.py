@@ -126,6 +126,14 @@ class Store:
                 run.append(key)
         return run, skip
 
+    def reject(self, key: str, seq: int, spec: dict, error: str) -> None:
+        """Record a job that could not even be built (a bad manifest row): failed, permanent, with its error."""
+        with self._tx():
+            self.db.execute(
+                "INSERT OR REPLACE INTO jobs (key, seq, spec, digest, state, attempts, error, permanent, finished) "
+                "VALUES (?, ?, ?, '', 'failed', 1, ?, 1, ?)",
+                (key, seq, json.dumps(spec, sort_keys=True, default=str), error, time.time()))
+
     # -------------------------------------------------------------------------------------------- updates
 
     def start(self, key: str, worker: str = "") -> None:
