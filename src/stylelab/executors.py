@@ -347,6 +347,8 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
                         continue
                     executor.submit(spec, inputs)
                     in_flight += 1
+                if not in_flight:  # every job taken this round failed before it could be submitted
+                    continue
                 result = executor.wait()
                 in_flight -= 1
                 again = not result.ok and not result.permanent and tries[result.key] <= retries
