@@ -18,6 +18,7 @@ import os
 import queue as queue_mod
 import socket
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -159,10 +160,11 @@ def _ray():
 class RayActors:
     """Ray actors each holding a Worker (VGG19 and its style cache). `address`: None starts a local Ray (or uses
     the one this process already joined), 'auto' joins RAY_ADDRESS / the running cluster, else a cluster address.
-    `actors`: how many (default: the cluster's CPUs // `cpus`); each takes `cpus` CPUs and as many torch threads."""
+    `actors`: how many (default: the cluster's CPUs // `cpus`); each takes `cpus` CPUs and as many torch threads.
+    `job_timeout`: seconds after which a job's actor is killed and the job fails (retried); None: no limit."""
 
     def __init__(self, address: str | None = None, actors: int | None = None, cpus: int = 1,
-                 init_kwargs: dict | None = None) -> None:
+                 init_kwargs: dict | None = None, job_timeout: float | None = None) -> None:
         ray = self.ray = _ray()
         if not ray.is_initialized():
             try:
@@ -170,7 +172,7 @@ class RayActors:
             except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
                 raise StylelabError(f"cannot start or join Ray at {address or 'a new local cluster'}: "
                                     + " ".join(str(exc).split())) from None
-        self.cpus = cpus
+        self.cpus, self.job_timeout = cpus, job_timeout
         total = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = actors or max(1, total // cpus)
         self.actor_class = ray.remote(num_cpus=cpus, max_restarts=0)(_Actor)
@@ -183,13 +185,18 @@ class RayActors:
     def _new_actor(self):
         return self.actor_class.remote(self.cpus, self.sink)
 
+    def _replace(self):
+        actor = self._new_actor()
+        self.actors.append(actor)
+        return actor
+
     def pids(self) -> list[int]:
-        """Process ids of the live actors (tests kill one)."""
+        """Process ids of the actors (tests kill one). A busy actor answers after its current job."""
         return self.ray.get([a.pid.remote() for a in self.actors])
 
     def submit(self, spec: JobSpec, inputs: JobInputs) -> None:
         actor = self.idle.pop()
-        self.running[actor.run.remote(spec, inputs)] = (spec, actor)
+        self.running[actor.run.remote(spec, inputs)] = (spec, actor, time.monotonic())
 
     def _drain(self) -> None:
         for key, worker, fields in self.ray.get(self.sink.drain.remote()):
@@ -202,14 +209,21 @@ class RayActors:
             self._drain()
             if ready:
                 break
+            if self.job_timeout is not None:
+                late = [ref for ref, (_, _, t0) in self.running.items() if time.monotonic() - t0 > self.job_timeout]
+                if late:
+                    spec, actor, _ = self.running.pop(late[0])
+                    ray.kill(actor)
+                    self.actors.remove(actor)
+                    self.idle.append(self._replace())
+                    return JobResult(spec.key, error=f"timed out after {self.job_timeout:g} s", permanent=False)
         ref = ready[0]
-        spec, actor = self.running.pop(ref)
+        spec, actor, _ = self.running.pop(ref)
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as exc:  # the actor's process died: replace it, retry the job
             self.actors.remove(actor)
-            actor = self._new_actor()
-            self.actors.append(actor)
+            actor = self._replace()
             result = JobResult(spec.key, error="the Ray worker died: " + " ".join(str(exc).split())[:200],
                                permanent=False)
         except ray.exceptions.RayError as exc:
