@@ -8,7 +8,7 @@ Overhead = everything but the optimiser steps (start-up, weights, decoding, styl
 Scaling: the same jobs on a ray.cluster_utils.Cluster of 2 nodes x 1 CPU against 1 node x 1 CPU (1 actor per
 CPU, torch 1 thread each): throughput = jobs / wall time of the batch.
 
-    PYTHONPATH=src python bench/batch.py --jobs 24 --loop-jobs 8 --size 256 --steps 2
+    PYTHONPATH=src python bench/batch.py --jobs 24 --loop-jobs 6 --size 256 --steps 2 --skip ray
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def store_overhead(out: Path, wall: float) -> dict[str, float]:
     return {
         "jobs": n, "wall_s": wall,
         "overhead_per_job_s": statistics.mean(per_job),  # in the driver, per job
+        "overhead_median_s": statistics.median(per_job),  # without the first job's one-off costs
         "startup_s": wall - sum(job_time) if n else float("nan"),  # for a sequential run: process, weights, Ray
         "load_s": statistics.mean(r.seconds["load"] for r in rows),
         "targets_s": statistics.mean(r.seconds["targets"] for r in rows),
@@ -83,6 +84,25 @@ def bench_shell_loop(contents: list[Path], style: Path, out: Path, args) -> dict
         walls.append(wall)
         overhead.append(wall - steps)
     return {"jobs": len(contents), "wall_s": sum(walls), "overhead_per_job_s": statistics.mean(overhead)}
+
+
+def bench_local(specs: list[JobSpec], out: Path, threads: int) -> dict[str, float]:
+    """The in-process executor through the same driver as Ray, with `threads` torch threads (1: like an actor)."""
+    import torch
+
+    import stylelab
+
+    before = torch.get_num_threads()
+    try:
+        executor = stylelab.InProcess(threads=threads)
+        executor.worker.warm()
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        assert stylelab.batch(specs, out, executor=executor).ok
+        wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
+    return store_overhead(out, wall)
 
 
 def bench_ray(specs: list[JobSpec], out: Path, nodes: int, cpus_per_node: int) -> dict[str, float]:
@@ -119,7 +139,7 @@ def main() -> None:
     ap.add_argument("--loop-jobs", type=int, default=24, help="contents for the shell loop (each is a process)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: loop,batch,ray,scaling")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: loop,batch,local1,ray,scaling")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     with tempfile.TemporaryDirectory(prefix="stylelab-bench-batch-") as tmp:
@@ -133,6 +153,8 @@ def main() -> None:
         if "loop" not in skip:
             print("shell loop of run", bench_shell_loop(contents[: args.loop_jobs], style, tmp / "loop", args),
                   flush=True)
+        if "local1" not in skip:
+            print("in-process API, 1 thread", bench_local(specs, tmp / "local1", 1), flush=True)
         if "ray" not in skip:
             print("ray 1 node x 2 CPU", bench_ray(specs, tmp / "ray2", 1, 2), flush=True)
         if "scaling" not in skip:
