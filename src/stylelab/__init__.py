@@ -13,6 +13,8 @@ __version__ = "0.2.0"
 _PUBLIC = {
     "Checkpoint": "checkpoint", "Config": "config", "ConfigError": "config", "Region": "config",
     "StylelabError": "errors", "Step": "optimize", "stylize": "optimize", "synthesize": "optimize",
+    "BatchEvent": "executors", "BatchReport": "executors", "InProcess": "executors", "LocalProcesses": "executors",
+    "RayActors": "executors", "batch": "executors", "JobResult": "jobs", "JobSpec": "jobs", "run_job": "jobs",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__, memory
+from . import __version__, batchcli, memory
 from .checkpoint import Checkpoint, CheckpointWriteError
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
     exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
     add_settings(exp)
+
+    batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
     return parser
 
 
@@ -566,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     try:
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
-                    "explain": run_explain}
+                    "explain": run_explain, "batch": batchcli.run}
         return commands[args.command](args)
     except (OptimizationError, CheckpointWriteError) as exc:
         print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)

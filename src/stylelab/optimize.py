@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,8 @@ class Step:
 
 
 Callback = Callable[[Step], None]
+# Blended style statistics shared between runs (stylelab.jobs.StyleCache): key -> {loss label: {layer: Stats}}.
+StyleCache = MutableMapping[tuple, dict]
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,16 @@ def stylize(
     config: Config = Config(),
     callback: Callback | None = None,
     checkpoint: Checkpoint | None = None,
+    style_cache: StyleCache | None = None,
 ) -> Image.Image:
-    """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1])."""
+    """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1]).
+    `style_cache`: a mapping kept between calls (stylelab.jobs.StyleCache) so the style side of the targets is
+    computed once per (style pixels at each scale, settings); same pixels as without it."""
     content_t, style_ts = load_inputs(content, styles)
     config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
     init = None if config.init in INITS else to_tensor(config.init, "init image")
-    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint))
+    return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint,
+                                  style_cache=style_cache))
 
 
 def synthesize(
@@ -170,6 +177,7 @@ def transfer(
     init_image: Tensor | None = None,
     checkpoint: Checkpoint | None = None,
     shape: tuple[int, int] | None = None,
+    style_cache: StyleCache | None = None,
 ) -> Tensor:
     """Tensor-level core of `stylize` (and of `synthesize`, with content None and an output `shape` (H, W)):
     colour handling, then each scale of the schedule: resize, targets, optimise. Output (1, 3, H, W) on the CPU."""
@@ -198,7 +206,8 @@ def transfer(
         s_k = [resize_long_edge(s, style_edge(config, size)).to(device) for s in styles]
         _check_sizes(c_k, s_k, hw, config)
         reference = c_k if c_k is not None else _noise(hw, config.seed, device)
-        targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference)
+        targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
+                                  style_cache=style_cache)
         start = 0
         if saved is not None and k == saved["scale"]:
             x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
@@ -371,21 +380,26 @@ def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) 
 @torch.no_grad()
 def compute_targets(
     model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config, losses: StyleLosses,
-    regions: Sequence[LoadedRegion] = (), reference: Tensor | None = None,
+    regions: Sequence[LoadedRegion] = (), reference: Tensor | None = None, style_cache: StyleCache | None = None,
 ) -> Targets:
     """Style statistics per region and loss, their normalisers (each loss at `reference`, default the content
-    image: there every style layer's L̂ is 1), and the content targets (none when `content` is None)."""
+    image: there every style layer's L̂ is 1), and the content targets (none when `content` is None).
+    With a `style_cache` (and no masks) the blended style statistics are looked up, or computed and stored."""
     reference = content if reference is None else reference
     style_layers = config.style_layers
     content_layers = config.content_layers if content is not None else ()
+    key = None if style_cache is None or regions else _style_key(styles, config, reference.device)
+    cached = None if key is None else style_cache.get(key)
     with conv_precision(config, reference.device):
         ref_acts = model(reference, {*content_layers, *style_layers})
-        style_acts = [model(s, style_layers) for s in styles]
+        style_acts = [] if cached is not None else [model(s, style_layers) for s in styles]
     if regions:
         parts = [([style_acts[r.style]], [1.0], r.style_mask, r.content, 1.0 / len(regions)) for r in regions]
     else:
         parts = [(style_acts, config.blend_weights(len(styles)), None, None, 1.0)]
-    region_targets = [_region_targets(losses, style_layers, ref_acts, *part) for part in parts]
+    region_targets = [_region_targets(losses, style_layers, ref_acts, *part, stats=cached) for part in parts]
+    if key is not None and cached is None:
+        style_cache[key] = region_targets[0].stats
     content_t = {layer: at_least_float32(ref_acts[layer]) for layer in content_layers}
     power = {layer: (t**2).mean().clamp_min(1e-12) for layer, t in content_t.items()}
     return Targets(content_t, power, region_targets)
@@ -394,20 +408,35 @@ def compute_targets(
 def _region_targets(
     losses: StyleLosses, layers: Sequence[str], ref_acts: dict[str, Tensor], style_acts: Sequence[dict[str, Tensor]],
     blend_w: Sequence[float], style_mask: Tensor | None, content_mask: Tensor | None, share: float,
+    stats: dict[str, dict[str, Stats]] | None = None,
 ) -> RegionTargets:
+    """`stats`: the blended style statistics when already known (a style cache), else computed from `style_acts`."""
     out_w = {layer: position_weights(content_mask, ref_acts[layer]) for layer in layers}
-    stats: dict[str, dict[str, Stats]] = {}
+    known = stats is not None
+    stats = stats if known else {}
     ref: dict[str, dict[str, Tensor]] = {}
     for label, (loss, _) in losses.items():
-        stats[label], ref[label] = {}, {}
+        ref[label] = {}
+        if not known:
+            stats[label] = {}
         for layer in layers:
-            per_style = [loss.stats(flatten(a[layer]), **_weights(position_weights(style_mask, a[layer])))
-                         for a in style_acts]
-            stats[label][layer] = loss.blend(per_style, blend_w)
+            if not known:
+                per_style = [loss.stats(flatten(a[layer]), **_weights(position_weights(style_mask, a[layer])))
+                             for a in style_acts]
+                stats[label][layer] = loss.blend(per_style, blend_w)
             # Guard against a style identical to the reference, where the loss is 0 and any output is perfect.
             raw = loss.loss(flatten(ref_acts[layer]), stats[label][layer], **_weights(out_w[layer]))
             ref[label][layer] = raw.clamp_min(1e-12)
     return RegionTargets(stats, ref, None if content_mask is None else out_w, share)
+
+
+def _style_key(styles: Sequence[Tensor], config: Config, device: torch.device) -> tuple:
+    """What the blended style statistics depend on: the style pixels as resized for this scale (so the image and
+    the scale), the blend and every setting that changes the network or the losses' statistics."""
+    digests = tuple(hashlib.sha256(s.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+                    + f"{tuple(s.shape)}" for s in styles)
+    return (digests, tuple(config.blend_weights(len(styles))), config.weights, config.pooling, config.style_layers,
+            config.style_loss, config.seed, config.optimizer, config.tileable, config.precision, str(device))
 
 
 def _weights(w: Tensor | None) -> dict[str, Tensor]:
