@@ -179,3 +179,147 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_frames(frames(), tmp_path / "pngs")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------- stylize_video and CLI
+
+import torch  # noqa: E402
+
+import stylelab.video as video  # noqa: E402
+import stylelab.videocli as videocli  # noqa: E402
+from stylelab import Config  # noqa: E402
+from stylelab.cli import main  # noqa: E402
+from stylelab.flow import FlowEstimator, warping_error  # noqa: E402
+from stylelab.image import to_tensor  # noqa: E402
+from stylelab.optimize import build_style_losses, compute_targets, objective, prepare  # noqa: E402
+from stylelab.samples import swirls  # noqa: E402
+
+FAST = ["--size", "64", "--steps", "3", "--frame-steps", "2", "-q"]
+
+
+@pytest.fixture()
+def style_png(tmp_path):
+    path = tmp_path / "style.png"
+    swirls(64, 64, seed=1).save(path)
+    return path
+
+
+def test_objective_adds_the_extra_loss(content_image, style_image):
+    config = Config(size=48, steps=1)
+    model, c, s = prepare(to_tensor(content_image), [to_tensor(style_image)], config)
+    losses = build_style_losses(config)
+    targets = compute_targets(model, c, s, config, losses)
+    x = c.clone().requires_grad_(True)
+    base, _ = objective(model, x, targets, config, losses)
+    total, terms = objective(model, x, targets, config, losses, lambda y: 3.0 * (y**2).mean())
+    assert torch.allclose(total, base + 3.0 * (c**2).mean()) and torch.allclose(terms["extra"], 3.0 * (c**2).mean())
+
+
+def test_temporal_loss_cuts_the_flicker_and_reuses_the_style_targets(monkeypatch):
+    frames = moving_frames(4, 64, 48)
+    calls = []
+    real = video.compute_targets
+    monkeypatch.setattr(video, "compute_targets", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = Config(size=64, steps=4)
+
+    def run(weight: float) -> list[torch.Tensor]:
+        return [f.image for f in video.stylize_video(frames, [swirls(64, 64, seed=1)], config,
+                                                      temporal_weight=weight, frame_steps=3)]
+
+    steady, free = run(1000.0), run(0.0)
+    assert len(calls) == 2  # once per clip, not per frame
+    est = FlowEstimator()
+    # weight 0 still starts each frame from the warped previous one; the temporal term holds it there
+    assert warping_error(steady, frames, est) < 0.5 * warping_error(free, frames, est)
+    assert all(f.shape == (1, 3, 48, 64) for f in steady)
+
+
+def test_long_term_weights_never_count_a_pixel_twice():
+    est = FlowEstimator()
+    frames = moving_frames(5, 32, 32)
+    outputs = {k: torch.rand(1, 3, 32, 32) for k in range(4)}
+    warped, weights = video._temporal_terms(est, frames, outputs, 4, (1, 2, 4), torch.device("cpu"))
+    assert len(warped) == 3
+    total = sum(weights)
+    assert total.max() <= 1 and total.min() >= 0 and weights[0].mean() > 0.5
+
+
+def test_done_frames_are_yielded_not_recomputed(monkeypatch):
+    frames = moving_frames(3, 64, 48)
+    kept = torch.full((1, 3, 48, 64), 0.5)
+    calls = []
+    real = video.transfer
+    monkeypatch.setattr(video, "transfer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = list(video.stylize_video(frames, [swirls(64, 64, seed=1)], Config(size=64, steps=2), frame_steps=2,
+                                   done=lambda t: kept if t == 0 else None))
+    assert out[0].resumed and torch.equal(out[0].image, kept) and not out[1].resumed
+    assert calls == []  # frame 1 was warped from the kept frame 0, not restarted
+
+
+def test_cli_round_trip_keeps_count_size_fps_and_audio(tmp_path, style_png):
+    src = make_clip(tmp_path / "in.mp4", n=3, w=64, h=48, fps=12)
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 0
+    back = read_video(out)
+    assert len(back.frames) == 3 and back.fps == 12 and back.frames[0].shape == (48, 64, 3) and back.has_audio
+    assert streams(out)["audio"][0] == "aac"
+    assert not (tmp_path / "out.mp4.frames").exists()  # the work folder goes once the output is written
+    # stylised: not the input frames
+    assert np.abs(back.frames[1].astype(int) - read_video(src).frames[1]).mean() > 10
+
+
+def test_cli_frames_to_png_folder_with_range(tmp_path, style_png):
+    src = make_clip(tmp_path / "in.mp4", n=8, audio=False)
+    out = tmp_path / "pngs"
+    assert main(["video", str(src), str(style_png), "-o", str(out), "--frames", "2:5", *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_00000{k}.png" for k in (1, 2, 3)]
+
+
+def test_cli_resumes_at_the_next_frame(tmp_path, style_png, monkeypatch):
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    out = tmp_path / "out.mp4"
+    saved = []
+    real = videocli.save_image
+
+    def save_then_die(image, path, **kw):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return real(image, path, **kw)
+
+    monkeypatch.setattr(videocli, "save_image", save_then_die)
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
+    assert not out.exists() and len(list((tmp_path / "out.mp4.frames").glob("frame_*.png"))) == 2
+    monkeypatch.setattr(videocli, "save_image", real)
+    starts = []
+    real_transfer = video.transfer
+    monkeypatch.setattr(video, "transfer", lambda *a, **k: starts.append(1) or real_transfer(*a, **k))
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 0
+    assert starts == [] and len(read_video(out).frames) == 3
+    # other settings with a kept work folder: refused, not mixed
+    (tmp_path / "out.mp4.frames").mkdir()
+    (tmp_path / "out.mp4.frames" / "settings.json").write_text("{}")
+    assert main(["video", str(src), str(style_png), "-o", str(tmp_path / "out.mp4"), *FAST]) == 2
+
+
+@pytest.mark.parametrize("kind", ["text", "zero-frames", "bad-output", "bad-frames"])
+def test_cli_bad_input_exit_2_one_line_no_output(tmp_path, style_png, capsys, kind):
+    src = tmp_path / "in.mp4"
+    out = tmp_path / "out.mp4"
+    extra = []
+    if kind == "text":
+        src.write_text("not a video")
+    elif kind == "zero-frames":
+        src = tmp_path / "empty"
+        src.mkdir()
+    elif kind == "bad-output":
+        make_clip(src, n=2)
+        out = tmp_path / "out.avi"
+    else:
+        make_clip(src, n=2)
+        extra = ["--frames", "5:9"]
+    before = set(tmp_path.iterdir())
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stylelab: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert set(tmp_path.iterdir()) == before  # no output, no work folder

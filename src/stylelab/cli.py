@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
     exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
     add_settings(exp)
+    from .videocli import add_video  # `stylelab video` (stylelab.videocli builds on this module's flag builders)
+    add_video(sub)
     return parser
 
 
@@ -436,8 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     try:
+        from .videocli import run_video
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
-                    "explain": run_explain}
+                    "explain": run_explain, "video": run_video}
         return commands[args.command](args)
     except (OptimizationError, torch.OutOfMemoryError, MemoryError) as exc:
         msg = str(exc).splitlines()[0] if isinstance(exc, OptimizationError) else "out of memory; try a smaller --size"
