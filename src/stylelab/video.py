@@ -170,7 +170,7 @@ def _content_frames(source: FrameSource, config: Config) -> list[Tensor]:
 def _frame_tensor(frame: np.ndarray | Image.Image | Tensor, k: int) -> Tensor:
     if isinstance(frame, np.ndarray):
         a = frame if frame.dtype == np.uint8 else (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
-        return (torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float() / 255).contiguous()
+        return (torch.from_numpy(np.array(a[..., :3])).permute(2, 0, 1)[None].float() / 255).contiguous()
     return to_tensor(frame, f"frame {k}")
 
 
