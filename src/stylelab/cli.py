@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(exp)
 
     batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
+    from .videocli import add_video  # `stylelab video` (stylelab.videocli builds on this module's flag builders)
+    add_video(sub)
     return parser
 
 
@@ -567,8 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130
     try:
+        from .videocli import run_video
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
-                    "explain": run_explain, "batch": batchcli.run}
+                    "explain": run_explain, "batch": batchcli.run, "video": run_video}
         return commands[args.command](args)
     except (OptimizationError, CheckpointWriteError) as exc:
         print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -445,9 +445,11 @@ def _weights(w: Tensor | None) -> dict[str, Tensor]:
 
 
 def objective(
-    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses
+    model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses,
+    extra_loss: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and its unweighted terms; the total is exactly what gets differentiated."""
+    """Total loss and its unweighted terms; the total is exactly what gets differentiated. `extra_loss(x)`, when
+    given, is added to the total as it is (already weighted) and reported as the term 'extra'."""
     content_layers = tuple(targets.content)
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})
@@ -475,6 +477,9 @@ def objective(
     if len(losses) > 1:  # each member of a mix on its own, for reporting
         terms.update({f"style:{label}": sum(w * normalised[label][layer] for layer, w in layer_w.items())
                       for label in losses})
+    if extra_loss is not None:  # e.g. the temporal loss of stylelab.video
+        terms["extra"] = extra_loss(x)
+        total = total + terms["extra"]
     return total, terms
 
 
@@ -533,9 +538,11 @@ def optimize(
     model: VGG19, x: Tensor, targets: Targets, config: Config, losses: StyleLosses, steps: int | None = None,
     callback: Callback | None = None, scale: int = 0, *, start: int = 0, state: dict | None = None,
     stop: StopRule | None = None, save: Callable[[int, Tensor, dict], None] | None = None,
+    extra_loss: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, dict]:
-    """Optimiser steps `start+1 .. steps` (default config.steps) on the pixels of `x`, each one forward + backward.
-    Returns the image and the optimiser state (to resume, or to warm-start the next scale)."""
+    """Optimiser steps `start+1 .. steps` (default config.steps) on the pixels of `x`, each one forward + backward;
+    `extra_loss` is added to the objective (see `objective`). Returns the image and the optimiser state (to
+    resume, or to warm-start the next scale)."""
     steps = config.steps if steps is None else steps
     # Contiguous: a resized 1x1 input comes out channels-last strided, and L-BFGS flattens its gradient with view().
     x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
@@ -552,7 +559,7 @@ def optimize(
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
-        total, terms = objective(model, x, targets, config, losses)
+        total, terms = objective(model, x, targets, config, losses, extra_loss)
         total.backward()
         last["total"], last["terms"] = total.detach(), terms
         return total
@@ -583,7 +590,7 @@ def optimize(
     if callback is not None and done is not None:
         t0 = time.perf_counter()
         with torch.no_grad():
-            total, terms = objective(model, x, targets, config, losses)
+            total, terms = objective(model, x, targets, config, losses, extra_loss)
         values = _values(total, terms)
         callback(Step(scale, done, steps, values[0], dict(zip(terms, values[1:])), time.perf_counter() - t0,
                       x.detach(), final=True))

@@ -1,0 +1,134 @@
+"""`stylelab video INPUT STYLE [STYLE...] -o OUTPUT`: the command line of stylelab.video.
+
+Registered by cli.build_parser (`add_video`) and dispatched by cli.main (`run_video`); the run flags are cli's own
+(`add_settings`, `config_from_args`). Finished frames are kept as PNGs in OUTPUT.frames/ (each written
+atomically) next to the output, so a killed run continues at the next frame when started again with the same
+settings; the folder is removed once the output is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .cli import _source, add_settings, config_from_args
+from .config import ConfigError, config_to_dict
+from .flow import PRESETS
+from .image import save_image
+from .optimize import Step, load_inputs
+from .video import DEFAULT_TEMPORAL_WEIGHT, check_video_config, default_frame_steps, stylize_video
+
+WORK_SUFFIX = ".frames"  # OUTPUT.frames/: the frames finished so far
+SETTINGS_FILE = "settings.json"
+
+
+def add_video(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "video", help="stylise a video with temporal consistency (Ruder et al. 2016)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Stylise INPUT frame by frame: the first frame as `stylelab run` does, each next one from the "
+        "previous stylised frame warped by the optical flow, with a temporal loss that keeps consistent pixels as "
+        "they were (no flicker). Needs stylelab[video]. A killed run continues where it stopped when rerun with "
+        "the same settings (finished frames are kept in OUTPUT.frames/).",
+    )
+    p.add_argument("input", help="video file (mp4, mov, webm, gif, ...) or a folder or glob of frames")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path or URL)")
+    p.add_argument("-o", "--output", required=True,
+                   help="an .mp4 or .mov file (H.264, the input's frame rate and audio), or a folder for PNG frames")
+    add_settings(p)
+    p.add_argument("--temporal-weight", type=float, default=DEFAULT_TEMPORAL_WEIGHT,
+                   help="weight of the temporal loss (mean squared change of consistent pixels); 0 = independent")
+    p.add_argument("--frame-steps", type=int, default=None,
+                   help="optimiser steps for each frame after the first (default: --steps // 4)")
+    p.add_argument("--frames", default=None, metavar="A:B", help="only frames A to B-1 of the input, from 0")
+    p.add_argument("--fps", type=float, default=None,
+                   help="resample to this frame rate (a folder of frames: its rate, default 24)")
+    p.add_argument("--long-term", action="store_true", help="also keep consistency with frames t-2 and t-4")
+    p.add_argument("--flow", default="medium", choices=PRESETS, help="DIS optical flow preset")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .videoio import frame_name, output_kind, parse_frames, read_video, write_frames, write_video  # needs av
+
+    config = config_from_args(args)
+    check_video_config(config, args.temporal_weight, args.frame_steps)
+    output = Path(args.output)
+    kind = output_kind(output)
+    frames = parse_frames(args.frames) if args.frames else None
+    _, styles = load_inputs(None, args.styles)  # bad style images fail here, before any file is made
+    config.blend_weights(len(styles))
+    clip = read_video(args.input, frames=frames, fps=args.fps, size=config.size)
+    frame_steps = args.frame_steps or default_frame_steps(config)
+    settings = {"input": _source(args.input), "styles": [_source(s) for s in args.styles],
+                "config": {k: v for k, v in config_to_dict(config).items() if k != "device"},
+                "temporal_weight": args.temporal_weight, "frame_steps": frame_steps, "long_term": args.long_term,
+                "frames": args.frames, "fps": args.fps, "flow": args.flow, "count": len(clip.frames)}
+    work = output.with_name(output.name + WORK_SUFFIX)
+    kept = _work_folder(work, settings)
+
+    def done(t: int) -> str | None:
+        path = work / frame_name(t + 1)
+        return str(path) if path.is_file() else None
+
+    n = len(clip.frames)
+    bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
+    seconds: list[float] = []
+
+    def on_step(t: int, step: Step) -> None:
+        if not step.final:
+            bar.set_postfix_str(f"frame {t + 1} step {step.i}/{step.n} loss {step.loss:.4g}")
+
+    start = time.perf_counter()
+    try:
+        for frame in stylize_video(clip.frames, styles, config, temporal_weight=args.temporal_weight,
+                                   frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
+                                   done=done, flow_preset=args.flow):
+            if frame.resumed:
+                continue
+            save_image(frame.image, work / frame_name(frame.index + 1))
+            seconds.append(frame.seconds)
+            bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
+            bar.update(1)
+    finally:
+        bar.close()
+    arrays = (np.asarray(Image.open(work / frame_name(t + 1)).convert("RGB")) for t in range(n))  # one at a time
+    if kind == "video":
+        write_video(arrays, output, clip.fps, audio=clip)
+    else:
+        write_frames(arrays, output)
+    shutil.rmtree(work, ignore_errors=True)
+    if not args.quiet:
+        per = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
+        print(f"wrote {output} ({n} frames at {float(clip.fps):g} fps{', audio kept' if clip.has_audio and kind == 'video' else ''}) "
+              f"in {time.perf_counter() - start:.1f} s, median {per:.2f} s/frame"
+              + (f", {kept} frames resumed" if kept else ""), file=sys.stderr)
+    return 0
+
+
+def _work_folder(work: Path, settings: dict) -> int:
+    """Create OUTPUT.frames/ with the run's settings, or check a kept one holds frames of the same run; returns
+    how many frames it holds."""
+    record = work / SETTINGS_FILE
+    text = json.dumps(settings, sort_keys=True)
+    if work.exists():
+        try:
+            same = work.is_dir() and json.loads(record.read_text()) == json.loads(text)
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise ConfigError(f"{work} holds frames of a run with other settings; delete it to start over")
+        return sum(1 for p in work.glob("frame_*.png"))
+    work.mkdir()
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(record)
+    return 0
