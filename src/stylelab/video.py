@@ -114,7 +114,7 @@ def stylize_video(
         t0 = time.perf_counter()
         last: dict[str, float] = {}
 
-        def on_step(step: Step, t: int = t) -> None:
+        def on_step(step: Step, t: int = t, last: dict[str, float] = last) -> None:
             if step.final:
                 last["loss"] = step.loss
             if callback is not None:
