@@ -227,3 +227,27 @@ def test_page_and_its_files_are_served_and_load_nothing_from_the_network(client:
         page += r.text
     assert "http://" not in page and "https://" not in page and "@import" not in page
     assert client.get("/static/../runner.py").status_code == 404
+
+
+def test_serve_command_binds_loopback_and_makes_a_token_for_other_hosts(tmp_path: Path, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    started: list[tuple] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.append((app, host, port)))
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--port", "0"]) == 2
+    assert "--port must be in 1..65535" in capsys.readouterr().err
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--port", "8765"]) == 0
+    app, host, port = started.pop()
+    assert (host, port) == ("127.0.0.1", 8765) and "http://localhost:8765/" in capsys.readouterr().err
+    app.state.runner.stop()
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--host", "0.0.0.0", "--port", "8766"]) == 0
+    err = capsys.readouterr().err
+    app, host, _ = started.pop()
+    token = err.split("?token=")[1].split()[0]
+    assert host == "0.0.0.0" and len(token) >= 16
+    with TestClient(app, base_url=BASE) as client:
+        assert client.get("/api/schema").status_code == 401
+        assert client.get(f"/api/schema?token={token}").status_code == 200
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["serve", "--data", str(tmp_path / "file")]) == 2
+    assert "--data is a file" in capsys.readouterr().err
