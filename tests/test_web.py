@@ -13,7 +13,7 @@ from conftest import bomb_png, noise_rgb
 from PIL import Image
 
 pytest.importorskip("fastapi")
-pytest.importorskip("multipart")
+pytest.importorskip("python_multipart")  # python-multipart >= 0.0.13 (FastAPI needs it for uploads)
 from fastapi.testclient import TestClient
 
 from stylelab import cli, samples
