@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/stylelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,fast]"
+	$(BIN)/pip install --quiet -e ".[test,all]"  # all = fast, ray, video, web: the tests cover every extra
 	touch $@
 
 demo: $(BIN)/stylelab

@@ -203,7 +203,8 @@ BAD_SETTINGS = {
     "checkpoint-under-a-file": (["--checkpoint", "{s}/ckpt"], "is a file"),
     "content-url-offline": (["--init", "content"], None),
     # issue 12: loss parameters out of range (the message gives the range), seeds past 64 bits, sizes past the cap
-    "sw-directions-negative": (["--style-loss", "sliced-wasserstein(directions=-5)"], "directions must be in [0, 4096]"),
+    "sw-directions-negative": (["--style-loss", "sliced-wasserstein(directions=-5)"],
+                               "directions must be in [0, 4096]"),
     "sw-directions-huge": (["--style-loss", "sliced-wasserstein(directions=1e9)"], "directions must be in [0, 4096]"),
     "rff-features-huge": (["--style-loss", "mmd-gaussian(features=1e8)"], "features must be in [1, 8192]"),
     "poly-samples-zero": (["--style-loss", "mmd-poly(degree=3,samples=0)"], "samples must be in [2, 8192]"),

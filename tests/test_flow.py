@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("cv2")
 
-from stylelab.flow import FlowEstimator, consistency, warp, warping_error  # noqa: E402
+from stylelab.flow import FlowEstimator, consistency, warp, warping_error
 
 H, W = 96, 128
 CENTRE = np.array([(W - 1) / 2, (H - 1) / 2])
@@ -70,7 +70,7 @@ def test_dis_flow_is_close_to_the_true_flow(flows):
 
 
 def test_forward_flow_is_the_inverse_motion(flows):
-    _, _, truth, _, forward = flows
+    _, _, _, _, forward = flows
     # frame0 -> frame1 moves pixels by -PAN (plus the zoom), the opposite of the backward flow at the centre
     centre = forward[H // 2 - 4:H // 2 + 4, W // 2 - 4:W // 2 + 4].reshape(-1, 2).mean(0)
     assert np.allclose(centre, [-PAN[0] * ZOOM, -PAN[1] * ZOOM], atol=0.2)

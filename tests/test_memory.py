@@ -13,8 +13,8 @@ from PIL import Image
 
 import stylelab.cli as cli
 from stylelab import memory
-from stylelab.config import Config
 from stylelab.cli import main
+from stylelab.config import Config
 
 HW = (384, 512)  # content (H, W)
 STYLE = [(512, 512)]
@@ -102,7 +102,7 @@ def nothing_heavy(monkeypatch):
 
 def _one_line_exit(capsys, code: int, argv, phrase: str) -> str:
     assert main([str(a) for a in argv]) == code
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert err.startswith("stylelab: error:") and err.count("\n") == 1 and "Traceback" not in err, err
     assert phrase in err, err
     return err

@@ -327,7 +327,9 @@ def _row_spec(row: dict, args: argparse.Namespace, parser: _RowParser, columns: 
             argv += [flag, str(value)]
     row_args = parser.parse_args(argv, namespace=copy.deepcopy(args))
     config = config_from_args(row_args)
-    resolve = (lambda s: s if Path(s).is_absolute() else str(base / s))
+    def resolve(s: str) -> str:
+        return s if Path(s).is_absolute() else str(base / s)
+
     styles = tuple(_source(resolve(s)) for s in split_styles(style))
     config.blend_weights(len(styles))
     return JobSpec(_source(resolve(content.strip())), styles, config, key, row_args.bit_depth)
@@ -356,7 +358,7 @@ class _Progress:
                               leave=False)
         elif event.kind == "step" and self.steps is not None:
             step = event.step
-            if event.key != self.current or step.i == 1 and not step.final:
+            if event.key != self.current or (step.i == 1 and not step.final):
                 self.current = event.key
                 self.steps.reset(total=step.n)
                 self.steps.set_description_str(event.key, refresh=False)

@@ -10,6 +10,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import statistics
 import sys
 import time
 import urllib.parse
@@ -41,7 +42,7 @@ from .config import (
     config_to_dict,
 )
 from .errors import StylelabError
-from .image import check_output_path, is_url, load_alpha, open_image, read_metadata, save_image
+from .image import check_output_path, is_url, load_alpha, read_image, read_metadata, save_image
 from .losses import STYLE_LOSSES
 from .optimize import OptimizationError, Step, pick_device, stylize, synthesize, weights_checksum
 
@@ -382,7 +383,7 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
             image = synthesize(job["styles"], (w, h), config, on_step, checkpoint)
             alpha = None
         else:
-            content = open_image(job["content"], "content image")  # read (or downloaded) once for both uses
+            content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
             need = check_memory(config, content.size[::-1], job["styles"])
             image = stylize(content, job["styles"], config, on_step, checkpoint)
             alpha = load_alpha(content)
@@ -392,7 +393,7 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     meta = provenance({**job, "bit_depth": args.bit_depth}, config)
     save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
     if not args.quiet:
-        per_step = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
+        per_step = statistics.median(seconds) if seconds else float("nan")
         print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
               f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
     return 0
@@ -422,7 +423,7 @@ def _image_hw(source: str) -> tuple[int, int] | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
             with Image.open(source) as im:
                 return im.size[1], im.size[0]
-    except Exception:  # noqa: BLE001 - any problem is reported when the image is really read
+    except Exception:
         return None
 
 

@@ -169,7 +169,7 @@ class RayActors:
         if not ray.is_initialized():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
-            except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            except Exception as exc:
                 raise StylelabError(f"cannot start or join Ray at {address or 'a new local cluster'}: "
                                     + " ".join(str(exc).split())) from None
         self.cpus, self.job_timeout = cpus, job_timeout

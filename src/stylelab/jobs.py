@@ -186,7 +186,7 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
         seconds["encode"] = time.perf_counter() - t0
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # noqa: BLE001 - a failed job is a result, the batch goes on
+    except BaseException as exc:
         seconds["total"] = time.perf_counter() - t_start
         return JobResult(spec.key, seconds=seconds, steps=steps[0], error=one_line_error(exc),
                          permanent=isinstance(exc, StylelabError), worker=worker)

@@ -107,7 +107,8 @@ def _scale_bytes(config: Config, hw: tuple[int, int], styles: Sequence[tuple[int
     return OVERHEAD * FLOAT * (per_px * n + kept + 0.5 * targets_pass)
 
 
-def activation_values(deepest: str, pooling: str, low_memory: bool = False, wanted: set[str] = frozenset()) -> float:
+def activation_values(deepest: str, pooling: str, low_memory: bool = False,
+                      wanted: frozenset[str] | set[str] = frozenset()) -> float:
     """float32 values per input pixel that one forward pass keeps for the backward pass, up to `deepest`."""
     total, boundaries, largest_block = 3.0, 3.0, 0.0  # the preprocessed input
     block_values = 0.0
@@ -204,7 +205,7 @@ def available(device: str = "cpu") -> int | None:
     if device != "cpu":
         return None  # mps: unified memory, not reported
     try:
-        import psutil  # type: ignore[import-not-found]
+        import psutil
 
         return int(psutil.virtual_memory().available)
     except ImportError:

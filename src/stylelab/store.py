@@ -88,7 +88,8 @@ class Store:
             # isolation_level=None: autocommit; each change below is one explicit transaction.
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupt
+            # WAL + NORMAL: a power cut may lose the last commits, never corrupt the file
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the job store {self.path}: {exc}") from None

@@ -49,7 +49,7 @@ from .optimize import (
     transfer,
 )
 
-DEFAULT_TEMPORAL_WEIGHT = 100.0  # bench/video.py: flicker at a third of independent frames, style kept
+DEFAULT_TEMPORAL_WEIGHT = 100.0  # not yet tuned: bench/video.py --temporal-weight 100 1000 compares weights
 LONG_TERM = (1, 2, 4)  # frames back the long-term loss looks at (Ruder et al.'s J)
 
 FrameSource = str | os.PathLike | Sequence[np.ndarray | Image.Image | Tensor]
@@ -114,7 +114,7 @@ def stylize_video(
         t0 = time.perf_counter()
         last: dict[str, float] = {}
 
-        def on_step(step: Step, t: int = t) -> None:
+        def on_step(step: Step, t: int = t, last: dict[str, float] = last) -> None:
             if step.final:
                 last["loss"] = step.loss
             if callback is not None:

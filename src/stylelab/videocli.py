@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,8 +108,9 @@ def run_video(args: argparse.Namespace) -> int:
         write_frames(arrays, output)
     shutil.rmtree(work, ignore_errors=True)
     if not args.quiet:
-        per = sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
-        print(f"wrote {output} ({n} frames at {float(clip.fps):g} fps{', audio kept' if clip.has_audio and kind == 'video' else ''}) "
+        per = statistics.median(seconds) if seconds else float("nan")
+        audio = ", audio kept" if clip.has_audio and kind == "video" else ""
+        print(f"wrote {output} ({n} frames at {float(clip.fps):g} fps{audio}) "
               f"in {time.perf_counter() - start:.1f} s, median {per:.2f} s/frame"
               + (f", {kept} frames resumed" if kept else ""), file=sys.stderr)
     return 0

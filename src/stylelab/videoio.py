@@ -68,8 +68,9 @@ def _av():
 
 
 def _one_line(exc: BaseException) -> str:
-    if getattr(exc, "strerror", None):  # FFmpeg errors: the reason without the errno and the path
-        return str(exc.strerror)
+    reason = getattr(exc, "strerror", None)
+    if reason:  # FFmpeg errors: the reason without the errno and the path
+        return str(reason)
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -272,6 +273,7 @@ class _AudioCopy:
     """The audio stream of a clip's source, over the clip's time range, into an output container."""
 
     def __init__(self, av, out, fmt: str, clip: Clip) -> None:
+        assert clip.audio_range is not None  # only made for a clip with audio
         self.av, self.out, self.range = av, out, clip.audio_range
         self.inp = av.open(str(clip.source))
         self.ia = self.inp.streams.audio[0]
