@@ -251,3 +251,17 @@ def test_serve_command_binds_loopback_and_makes_a_token_for_other_hosts(tmp_path
     (tmp_path / "file").write_text("x")
     assert cli.main(["serve", "--data", str(tmp_path / "file")]) == 2
     assert "--data is a file" in capsys.readouterr().err
+
+
+def test_an_unexpected_failure_is_a_json_message_without_a_traceback(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "data")
+
+    def broken() -> list:
+        raise KeyError("secret internals")
+
+    app.state.runner.jobs = broken
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
+        r = client.get("/api/jobs")
+        assert r.status_code == 500 and r.json() == {"error": "internal error (KeyError)"}
+        assert client.get("/api/jobs/999").json() == {"error": "no job 999"}
+        assert client.get("/api/jobs/abc").status_code == 422
