@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -265,3 +266,26 @@ def test_an_unexpected_failure_is_a_json_message_without_a_traceback(tmp_path: P
         assert r.status_code == 500 and r.json() == {"error": "internal error (KeyError)"}
         assert client.get("/api/jobs/999").json() == {"error": "no job 999"}
         assert client.get("/api/jobs/abc").status_code == 422
+
+
+def test_explain_report_of_a_result(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], steps=1)
+    assert client.post(f"/api/jobs/{job}/explain").status_code == 409  # not finished yet, or no result
+    wait(client, job)
+    r = client.post(f"/api/jobs/{job}/explain")
+    assert r.status_code == 200, r.text
+    page = client.get(r.json()["report"])
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    figures = re.findall(r"src=['\"]([\w-]+\.png)['\"]", page.text)
+    assert figures and client.get(f"/api/jobs/{job}/report/{figures[0]}").headers["content-type"] == "image/png"
+    assert client.get(f"/api/jobs/{job}/report/..%2F{job}.png").status_code == 404
+    assert client.get(f"/api/jobs/{job}/report/missing.png").status_code == 404
+
+
+def test_token_cookie_lets_the_pages_relative_links_through(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path / "a", token="s3cret-token"), base_url=BASE) as client:
+        assert client.get("/?token=s3cret-token").status_code == 200
+        assert client.get("/api/schema").status_code == 200  # the cookie set by the first request
+        client.cookies.clear()
+        assert client.get("/api/schema").status_code == 401

@@ -9,9 +9,11 @@
     GET  /api/jobs/{id}/events      server-sent events: state, step (losses, seconds, ETA), preview, end
     GET  /api/jobs/{id}/preview     the latest JPEG preview;  /result: the PNG;  /provenance: its settings
     POST /api/jobs/{id}/cancel | /continue {settings} | /restart {settings}
+    POST /api/jobs/{id}/explain     `stylelab explain` of a result; GET /api/jobs/{id}/report/index.html
 
 Security: the Host header must be loopback (or the explicit --host), so a DNS-rebinding page cannot talk to the
-server; with a token every request must carry it (header X-Stylelab-Token, `Authorization: Bearer`, or ?token=).
+server; with a token every request must carry it (header X-Stylelab-Token, `Authorization: Bearer`, ?token=, or
+the SameSite=Strict cookie a request with the right ?token= sets).
 Errors are JSON {"error": one line}, never a stack trace.
 """
 
@@ -46,6 +48,8 @@ MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_UPLOAD_PIXELS = 50_000_000  # below the CLI's own guard (stylelab.image.MAX_PIXELS), which applies first
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_REPORT_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(html|png)$")
+COOKIE = "stylelab_token"  # set from ?token= so the page's images and the report's relative links carry it
 
 
 class BadRequest(StylelabError):
@@ -80,8 +84,10 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
         if name not in allowed or (port is not None and req_port is not None and req_port != port):
             return _error(421, f"Host {request.headers.get('host', '')!r} is not this server (allowed: "
                           f"{', '.join(sorted(allowed))}); open the URL `stylelab serve` printed")
+        from_query = ""
         if token is not None:
-            given = request.headers.get("x-stylelab-token") or request.query_params.get("token") or ""
+            from_query = request.query_params.get("token") or ""
+            given = request.headers.get("x-stylelab-token") or from_query or request.cookies.get(COOKIE) or ""
             auth = request.headers.get("authorization", "")
             if auth.lower().startswith("bearer "):
                 given = given or auth[7:].strip()
@@ -89,9 +95,12 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
                 return _error(401, "missing or wrong token: open the URL with ?token=... that `stylelab serve` "
                               "printed")
         try:
-            return await call_next(request)
-        except Exception as exc:
+            response = await call_next(request)
+        except Exception as exc:  # never a stack trace to the client
             return _error(500, f"internal error ({type(exc).__name__})")
+        if token is not None and from_query == token and request.cookies.get(COOKIE) != token:
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
 
     @app.exception_handler(StylelabError)
     async def stylelab_error(request: Request, exc: StylelabError):
@@ -225,6 +234,17 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
         path = await run_in_threadpool(runner.result_path, job_id)
         return FileResponse(path, media_type="image/png",
                             filename=f"stylelab-{job_id}.png" if download else None)
+
+    @app.post("/api/jobs/{job_id}/explain")
+    async def explain(job_id: int) -> dict:
+        await run_in_threadpool(runner.explain, job_id)
+        return {"report": f"/api/jobs/{job_id}/report/index.html"}
+
+    @app.get("/api/jobs/{job_id}/report/{name}")
+    async def report(job_id: int, name: str) -> FileResponse:
+        if not _REPORT_FILE.match(name):
+            raise NotFound(f"no report file {name!r}")
+        return FileResponse(await run_in_threadpool(runner.report_file, job_id, name))
 
     @app.get("/api/jobs/{job_id}/provenance")
     async def provenance(job_id: int) -> dict:

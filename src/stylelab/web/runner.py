@@ -7,6 +7,7 @@ its `plan()` re-queues by spec digest, while the web needs numbered jobs (textur
     DATA/stylelab-web.sqlite   uploads (sha256, file, size) and jobs (settings, state, losses, result file)
     DATA/uploads/<sha256>.<format>   every uploaded image under the hash of its bytes (a request never names a path)
     DATA/results/<job id>.png        results, with the PNG provenance `stylelab run` writes (replayable)
+    DATA/reports/<job id>/           `stylelab explain` reports of results, made on request
 
 One job runs at a time. Progress goes to an in-memory `Live` per job (events, the latest JPEG preview, the current
 image); a Cancel sets a flag that the step callback checks, raising `Cancelled` between steps.
@@ -105,6 +106,7 @@ class Runner:
         self.stopping = False
         self.running: int | None = None
         self.cache = StyleCache(8)
+        self.explain_lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name="stylelab-web-worker", daemon=True)
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -252,6 +254,11 @@ class Runner:
                 self._end(job_id, "cancelled")
         if row["result"]:
             (self.data / "results" / row["result"]).unlink(missing_ok=True)
+        report = self.data / "reports" / str(job_id)
+        if report.is_dir():
+            for p in report.iterdir():
+                p.unlink()
+            report.rmdir()
 
     def result_path(self, job_id: int) -> Path:
         row = self.job(job_id)
@@ -262,6 +269,31 @@ class Runner:
     def provenance(self, job_id: int) -> dict:
         job, config = cli.read_provenance(str(self.result_path(job_id)))
         return {**job, "config": cli.config_to_dict(config)}
+
+    def explain(self, job_id: int) -> Path:
+        """`stylelab explain` of a finished run (content, styles, its result, its settings): the report folder,
+        DATA/reports/<job id>/ (made once; later calls return it)."""
+        from ..explain import explain
+
+        row = self.job(job_id)
+        if row["kind"] != "run":
+            raise Conflict("explain needs a content image; this job is a texture")
+        if not row["result"]:
+            raise Conflict(f"job {job_id} has no result to explain ({row['state']})")
+        folder = self.data / "reports" / str(job_id)
+        with self.explain_lock:
+            if not (folder / "index.html").is_file():
+                job, config = cli.read_provenance(str(self.result_path(job_id)))
+                explain(job["content"], job["styles"], folder, str(self.result_path(job_id)), config)
+        return folder
+
+    def report_file(self, job_id: int, name: str) -> Path:
+        """A file of the job's explain report, found by listing its folder (the name is only compared)."""
+        folder = self.data / "reports" / str(job_id)
+        files = {p.name: p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+        if name not in files:
+            raise NotFound(f"no report file {name!r} for job {job_id} (explain it first)")
+        return files[name]
 
     def events(self, job_id: int, since: int) -> tuple[list[dict], bool]:
         with self.lock:
@@ -351,6 +383,7 @@ class Runner:
         last = next((e for e in reversed(live.events) if e["type"] == "step"), None)
         losses = {"loss": last["loss"], **last["terms"]} if last else {}
         self._finish(job_id, "done", None, done[0], result=result, losses=losses)
+        live.image = None  # the result file is the image to continue from
 
     def _finish(self, job_id: int, state: str, error: str | None, steps: int, result: str | None = None,
                 losses: dict | None = None) -> None:

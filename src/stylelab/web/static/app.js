@@ -387,6 +387,13 @@ function renderGallery(jobs) {
         $("details").showModal();
       }), "the settings embedded in the PNG (what `stylelab replay` reads)"));
     }
+    if (j.result && j.kind === "run") {
+      actions.appendChild(button("Explain", () => guarded(async () => {
+        $("status").textContent = `explaining job ${j.id}...`;
+        const r = await api(`/api/jobs/${j.id}/explain`, { method: "POST" });
+        window.open(url(r.report), "_blank");
+      }), "stylelab explain: Gram matrices, moments and distances of this result"));
+    }
     actions.appendChild(button("Run again with changes", () => guarded(async () => {
       applySettings(j.settings);
       const uploads = await api("/api/uploads");
