@@ -289,3 +289,16 @@ def test_token_cookie_lets_the_pages_relative_links_through(tmp_path: Path) -> N
         assert client.get("/api/schema").status_code == 200  # the cookie set by the first request
         client.cookies.clear()
         assert client.get("/api/schema").status_code == 401
+
+
+def test_a_body_over_the_limit_is_cut_off_while_it_arrives(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    body = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + b"\0" * 300_000
+    with TestClient(create_app(data, max_upload_bytes=20_000), base_url=BASE) as client:
+        for headers in ({}, {"content-length": str(len(body))}):  # streamed (chunked), or declared up front
+            r = client.post("/api/uploads", content=iter([body[:100_000], body[100_000:]]),
+                            headers={"content-type": "multipart/form-data; boundary=x", **headers})
+            assert r.status_code == 413, r.text  # from the middleware, before the parser saw it all:
+            assert r.json()["error"] == "the request is larger than the upload limit (19.5 kB)"
+        assert client.get("/api/uploads").json() == []
+    assert list((data / "uploads").iterdir()) == []

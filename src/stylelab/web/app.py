@@ -45,6 +45,7 @@ from .schema import form_schema
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 50 * 2**20
+BODY_OVERHEAD = 2**16  # multipart headers and boundaries around one upload
 MAX_UPLOAD_PIXELS = 50_000_000  # below the CLI's own guard (stylelab.image.MAX_PIXELS), which applies first
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -77,6 +78,8 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
 
     app = FastAPI(title="stylelab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runner = runner
+    # Outermost: a request body over the limit is cut off while it arrives (before the multipart parser spools it).
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + BODY_OVERHEAD)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -134,10 +137,7 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
     # -------------------------------------------------------------------------------------------- uploads
 
     @app.post("/api/uploads")
-    async def upload(request: Request, file: UploadFile) -> dict:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_upload_bytes + 2**16:
-            raise BadRequest(f"the upload is larger than the upload limit ({_size(max_upload_bytes)})", 413)
+    async def upload(file: UploadFile) -> dict:
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise BadRequest(f"{_name(file)} is larger than the upload limit ({_size(max_upload_bytes)})", 413)
@@ -251,6 +251,50 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
         return await run_in_threadpool(runner.provenance, job_id)
 
     return app
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body grows past `limit` bytes is answered 413 as soon as it does (a
+    declared Content-Length over it at once), whatever the endpoint; the app's own answer to it is dropped."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = {"error": f"the request is larger than the upload limit ({_size(self.limit - BODY_OVERHEAD)})"}
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse(message, status_code=413)(scope, receive, send)
+            return
+        state = {"seen": 0, "over": False}
+
+        async def limited():
+            msg = await receive()
+            if msg["type"] == "http.request":
+                state["seen"] += len(msg.get("body", b""))
+                if state["seen"] > self.limit:
+                    state["over"] = True
+                    raise _TooLarge
+            return msg
+
+        async def quiet(msg) -> None:
+            if not state["over"]:
+                await send(msg)
+
+        try:
+            await self.app(scope, limited, quiet)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"]:
+            await JSONResponse(message, status_code=413)(scope, receive, send)
 
 
 def _settings(body: dict[str, Any], default: Any = ...) -> Any:
