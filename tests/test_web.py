@@ -302,3 +302,11 @@ def test_a_body_over_the_limit_is_cut_off_while_it_arrives(tmp_path: Path) -> No
             assert r.json()["error"] == "the request is larger than the upload limit (19.5 kB)"
         assert client.get("/api/uploads").json() == []
     assert list((data / "uploads").iterdir()) == []
+
+
+def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if stylelab[web] were not installed
+    assert cli.main(["serve", "--data", str(tmp_path)]) == 2
+    assert "pip install 'stylelab[web]'" in capsys.readouterr().err

@@ -394,6 +394,11 @@ function renderGallery(jobs) {
         window.open(url(r.report), "_blank");
       }), "stylelab explain: Gram matrices, moments and distances of this result"));
     }
+    actions.appendChild(button("Replay", () => guarded(async () => {
+      const job = await api(`/api/jobs/${j.id}/restart`, { method: "POST", json: {} });
+      if (state.source === null) follow(job.id);
+      refresh();
+    }), "run this job again with its own inputs and settings (what stylelab replay does)"));
     actions.appendChild(button("Run again with changes", () => guarded(async () => {
       applySettings(j.settings);
       const uploads = await api("/api/uploads");
