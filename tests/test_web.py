@@ -120,6 +120,7 @@ def test_texture_has_no_content(client: TestClient) -> None:
     assert record["command"] == "texture" and record["size"] == [32, 32]
 
 
+@pytest.mark.slow
 def test_queue_runs_in_order_and_cancel_stops_between_steps(client: TestClient) -> None:
     c, s = inputs(client)
     first = submit(client, c, [s], steps=400)
@@ -160,6 +161,7 @@ def test_edit_and_continue_starts_from_the_current_image_with_new_settings(clien
     assert client.get(f"/api/jobs/{restarted['id']}/provenance").json()["config"]["init"] == "content"
 
 
+@pytest.mark.slow
 def test_a_new_server_on_the_same_data_keeps_the_history(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with TestClient(create_app(data), base_url=BASE) as client:
