@@ -188,6 +188,9 @@ function wireDrop(zone, fileInput, onFiles) {
 async function refreshRecent() {
   const uploads = await api("/api/uploads");
   const box = $("recent");
+  const signature = uploads.map((u) => u.sha256).join();
+  if (box.dataset.signature === signature) return;
+  box.dataset.signature = signature;
   box.innerHTML = "";
   for (const u of uploads) {
     const img = document.createElement("img");
@@ -354,6 +357,9 @@ function button(text, onClick, title = "") {
 
 function renderGallery(jobs) {
   const box = $("gallery");
+  const signature = JSON.stringify(jobs.map((j) => [j.id, j.state, j.result, j.steps]));
+  if (box.dataset.signature === signature) return; // unchanged: keep the cards (and their images) as they are
+  box.dataset.signature = signature;
   box.innerHTML = "";
   for (const j of jobs) {
     const card = document.createElement("div");
