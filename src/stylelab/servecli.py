@@ -31,15 +31,16 @@ def default_data_dir() -> Path:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="a local web app: paint while you watch, steer, queue, gallery (needs stylelab[web])",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Serve the stylelab web app: upload content and style images, edit every setting of "
         "`stylelab run`, watch the image being painted, cancel, edit and continue; results and their settings "
         "stay in --data across restarts.",
     )
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1); anything but loopback needs --token")
     p.add_argument("--data", default=None, metavar="DIR",
-                   help=f"folder of uploads, results and the job database (default: {default_data_dir()})")
+                   help="folder of uploads, results and the job database (default: $STYLELAB_DATA, else "
+                   "$XDG_DATA_HOME/stylelab or ~/.local/share/stylelab)")
     p.add_argument("--token", default=None, help="require this token on every request (made up when --host is "
                    "not loopback and none is given)")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
