@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python bench/web_preview.py [--sizes 64,256,512] [--steps 4] [--device cpu]
 
-The web runner encodes a preview every N steps with N = ceil(encode / (0.05 * step)) (at least 1), so the
+The web runner encodes a preview every N steps with N = ceil(median encode / (0.05 * median step)) (at least 1), so the
 previews cost < 5% of the optimisation; this prints both times, their ratio and the N the rule picks.
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
         content, style = samples.landscape(size, size * 3 // 4), samples.swirls(size, size, seed=1)
         stylize(content, style, Config(size=size, steps=args.steps, device=args.device, multiscale=False), on_step)
         step_s, enc_s = sorted(steps)[len(steps) // 2], sorted(encodes)[len(encodes) // 2]
-        n = max(1, math.ceil(max(encodes) / (PREVIEW_SHARE * step_s)))
+        n = max(1, math.ceil(enc_s / (PREVIEW_SHARE * step_s)))
         print(f"{size:4d}  {step_s:6.3f}  {enc_s:8.5f}  {enc_s / step_s:10.2%}  {n}")
 
 

@@ -356,7 +356,8 @@ class Runner:
                     with self.lock:
                         live.preview, live.previews = buf.getvalue(), live.previews + 1
                     if self.preview_every is None and median > 0:  # amortised encode < PREVIEW_SHARE of a step
-                        every[0] = max(1, math.ceil(max(encode_s) / (PREVIEW_SHARE * median)))
+                        typical = sorted(encode_s)[len(encode_s) // 2]  # the median: the first encode is slower
+                        every[0] = max(1, math.ceil(typical / (PREVIEW_SHARE * median)))
                     self._event(job_id, {"type": "preview", "n": live.previews, "every": every[0],
                                          "encode_s": encode_s[-1]})
 
