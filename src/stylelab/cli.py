@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
     from .videocli import add_video  # `stylelab video` (stylelab.videocli builds on this module's flag builders)
     add_video(sub)
+    from . import servecli  # `stylelab serve`: the web app (stylelab[web])
+    servecli.register(sub)
     return parser
 
 
@@ -573,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .videocli import run_video
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
                     "explain": run_explain, "batch": batchcli.run, "video": run_video}
+        if args.command == "serve":
+            from . import servecli
+            return servecli.run(args)
         return commands[args.command](args)
     except (OptimizationError, CheckpointWriteError) as exc:
         print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -1,0 +1,425 @@
+"""The web app's jobs: a small SQLite table in the data folder, a queue and one worker thread.
+
+Own tables rather than stylelab.store: the batch store is keyed by output file name, has no `cancelled` state and
+its `plan()` re-queues by spec digest, while the web needs numbered jobs (texture or run), a cancel, a parent job
+(edit and continue) and uploads by content hash. The layout of the data folder:
+
+    DATA/stylelab-web.sqlite   uploads (sha256, file, size) and jobs (settings, state, losses, result file)
+    DATA/uploads/<sha256>.<format>   every uploaded image under the hash of its bytes (a request never names a path)
+    DATA/results/<job id>.png        results, with the PNG provenance `stylelab run` writes (replayable)
+    DATA/reports/<job id>/           `stylelab explain` reports of results, made on request
+
+One job runs at a time. Progress goes to an in-memory `Live` per job (events, the latest JPEG preview, the current
+image); a Cancel sets a flag that the step callback checks, raising `Cancelled` between steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import cli
+from ..config import Config
+from ..errors import StylelabError
+from ..image import load_alpha, open_image, save_image, tensor_to_pil
+from ..jobs import StyleCache, one_line_error
+from ..optimize import Step, stylize, synthesize
+from .schema import settings_to_config
+
+DB_NAME = "stylelab-web.sqlite"
+STATES = ("queued", "running", "done", "failed", "cancelled")
+ENDED = ("done", "failed", "cancelled")
+PREVIEW_SHARE = 0.05  # JPEG previews may cost at most this fraction of the optimisation's time
+PREVIEW_QUALITY = 85
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256 TEXT PRIMARY KEY, file TEXT NOT NULL, name TEXT, width INTEGER, height INTEGER, added REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('run', 'texture')),
+    content TEXT,                  -- sha256 of the content upload (NULL for a texture)
+    styles TEXT NOT NULL,          -- JSON list of style upload sha256s
+    settings TEXT NOT NULL,        -- JSON: the form's values (names of `stylelab run` options)
+    init TEXT,                     -- sha256 of an upload to start from (edit and continue), else NULL
+    parent INTEGER,                -- the job this one continues or restarts
+    priority INTEGER NOT NULL DEFAULT 0,  -- higher runs first (continue / restart of the running job)
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    error TEXT, steps INTEGER NOT NULL DEFAULT 0, losses TEXT, result TEXT,
+    created REAL, started REAL, finished REAL
+);
+"""
+
+
+class Cancelled(Exception):
+    """Raised by the step callback when the job's Cancel flag is set (checked between steps)."""
+
+
+class NotFound(StylelabError):
+    pass
+
+
+class Conflict(StylelabError):
+    pass
+
+
+@dataclass
+class Live:
+    """What the page streams of one job while this server runs it."""
+
+    events: list[dict] = field(default_factory=list)
+    preview: bytes | None = None
+    previews: int = 0
+    image: torch.Tensor | None = None  # the current image, (1, 3, H, W)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    ended: bool = False
+
+
+class Runner:
+    """The job table and the worker thread of one data folder."""
+
+    def __init__(self, data: str | Path, preview_every: int | None = None) -> None:
+        self.data = Path(data)
+        for sub in ("uploads", "results"):
+            (self.data / sub).mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(self.data / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+        # A job that was running when the server stopped did not finish: say so (its inputs are kept).
+        self.db.execute("UPDATE jobs SET state = 'failed', error = 'interrupted: the server stopped while it ran', "
+                        "finished = ? WHERE state = 'running'", (time.time(),))
+        self.preview_every = preview_every  # None: chosen from the measured encode and step times
+        self.live: dict[int, Live] = {r["id"]: Live() for r in self._all("SELECT id FROM jobs WHERE state='queued'")}
+        self.wake = threading.Condition(self.lock)
+        self.stopping = False
+        self.running: int | None = None
+        self.cache = StyleCache(8)
+        self.explain_lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name="stylelab-web-worker", daemon=True)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 60) -> None:
+        with self.lock:
+            self.stopping = True
+            if self.running is not None:
+                self.live[self.running].cancel.set()
+            self.wake.notify_all()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        with self.lock:
+            self.db.close()
+
+    # -------------------------------------------------------------------------------------------- uploads
+
+    def add_upload(self, data: bytes, fmt: str, name: str, size: tuple[int, int]) -> dict:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        file = f"{sha}.{fmt.lower()}"
+        path = self.data / "uploads" / file
+        if not path.is_file():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO uploads (sha256, file, name, width, height, added) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (sha, file, name, size[0], size[1], time.time()))
+        return self.upload(sha)
+
+    def upload(self, sha: str) -> dict:
+        rows = self._all("SELECT * FROM uploads WHERE sha256 = ?", (sha,))
+        if not rows:
+            raise NotFound(f"no upload {sha[:16]}")
+        return dict(rows[0])
+
+    def uploads(self, limit: int = 50) -> list[dict]:
+        return [dict(r) for r in self._all("SELECT * FROM uploads ORDER BY added DESC LIMIT ?", (limit,))]
+
+    def upload_path(self, sha: str) -> Path:
+        return self.data / "uploads" / self.upload(sha)["file"]  # the file name comes from the table
+
+    # ----------------------------------------------------------------------------------------------- jobs
+
+    def submit(self, content: str | None, styles: list[str], settings: dict[str, Any], init: str | None = None,
+               parent: int | None = None, priority: int = 0) -> dict:
+        """Validate (same code and messages as the CLI) and queue a job; returns its row."""
+        if not styles:
+            raise StylelabError("add at least one style image")
+        for sha in [*styles, *([content] if content else []), *([init] if init else [])]:
+            self.upload(sha)  # NotFound for an unknown id
+        config, values = self._config("texture" if content is None else "run", settings, init)
+        config.blend_weights(len(styles))  # a blend with the wrong number of weights: the CLI's message
+        with self.lock:
+            cur = self.db.execute(
+                "INSERT INTO jobs (kind, content, styles, settings, init, parent, priority, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                ("texture" if content is None else "run", content, json.dumps(styles), json.dumps(values), init,
+                 parent, priority, time.time()))
+            job_id = int(cur.lastrowid or 0)
+            self.live[job_id] = Live()
+            self._event(job_id, {"type": "state", "state": "queued"})
+            self.wake.notify_all()
+        return self.job(job_id)
+
+    def _config(self, kind: str, settings: dict[str, Any], init: str | None) -> tuple[Config, dict]:
+        size = settings.get("size")
+        texture_size = None
+        if kind == "texture":
+            texture_size = int(settings_to_config({"size": size} if size is not None else {})[1]["size"])
+        init_path = str(self.upload_path(init)) if init else None
+        return settings_to_config(settings, texture_size=texture_size, init_path=init_path)
+
+    def job(self, job_id: int) -> dict:
+        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise NotFound(f"no job {job_id}")
+        return _row(rows[0])
+
+    def jobs(self) -> list[dict]:
+        return [_row(r) for r in self._all("SELECT * FROM jobs ORDER BY id DESC")]
+
+    def queue(self) -> list[int]:
+        """Queued job ids in the order they will run."""
+        return [r["id"] for r in self._all("SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id")]
+
+    def cancel(self, job_id: int) -> dict:
+        with self.lock:
+            row = self.job(job_id)
+            if row["state"] == "queued":
+                self._set(job_id, state="cancelled", finished=time.time())
+                self._end(job_id, "cancelled")
+            elif row["state"] == "running":
+                self.live[job_id].cancel.set()
+        return self.job(job_id)
+
+    def wait_ended(self, job_id: int, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while self.job(job_id)["state"] not in ENDED:
+            if time.monotonic() > deadline:
+                raise Conflict(f"job {job_id} did not stop within {timeout:g} s")
+            time.sleep(0.05)
+        return self.job(job_id)
+
+    def continue_from(self, job_id: int, settings: dict[str, Any] | None) -> dict:
+        """Edit and continue: stop the job if it runs, then queue a new one that starts from its current image
+        (its result if it finished) with `settings` (default: the job's own); it runs next."""
+        row = self.job(job_id)
+        if row["state"] == "running":
+            self.cancel(job_id)
+            row = self.wait_ended(job_id)
+        if row["result"]:
+            image = open_image(self.data / "results" / row["result"], "result")
+        else:
+            live = self.live.get(job_id)
+            if live is None or live.image is None:
+                raise Conflict(f"job {job_id} has no image to continue from yet (it took no step)")
+            image = tensor_to_pil(live.image)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        init = self.add_upload(buf.getvalue(), "png", f"job {job_id}", image.size)["sha256"]
+        return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
+                           init=init, parent=job_id, priority=1)
+
+    def restart(self, job_id: int, settings: dict[str, Any] | None) -> dict:
+        """Cancel the job if it runs or waits and queue it again from the start (with new `settings`)."""
+        row = self.job(job_id)
+        if row["state"] in ("queued", "running"):
+            self.cancel(job_id)
+        return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
+                           parent=job_id, priority=1)
+
+    def delete(self, job_id: int) -> None:
+        with self.lock:
+            row = self.job(job_id)
+            if row["state"] == "running":
+                raise Conflict(f"job {job_id} is running; cancel it first")
+            self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            if row["state"] == "queued":
+                self._end(job_id, "cancelled")
+        if row["result"]:
+            (self.data / "results" / row["result"]).unlink(missing_ok=True)
+        report = self.data / "reports" / str(job_id)
+        if report.is_dir():
+            for p in report.iterdir():
+                p.unlink()
+            report.rmdir()
+
+    def result_path(self, job_id: int) -> Path:
+        row = self.job(job_id)
+        if not row["result"]:
+            raise NotFound(f"job {job_id} has no result ({row['state']})")
+        return self.data / "results" / row["result"]
+
+    def provenance(self, job_id: int) -> dict:
+        job, config = cli.read_provenance(str(self.result_path(job_id)))
+        return {**job, "config": cli.config_to_dict(config)}
+
+    def explain(self, job_id: int) -> Path:
+        """`stylelab explain` of a finished run (content, styles, its result, its settings): the report folder,
+        DATA/reports/<job id>/ (made once; later calls return it)."""
+        from ..explain import explain
+
+        row = self.job(job_id)
+        if row["kind"] != "run":
+            raise Conflict("explain needs a content image; this job is a texture")
+        if not row["result"]:
+            raise Conflict(f"job {job_id} has no result to explain ({row['state']})")
+        folder = self.data / "reports" / str(job_id)
+        with self.explain_lock:
+            if not (folder / "index.html").is_file():
+                job, config = cli.read_provenance(str(self.result_path(job_id)))
+                explain(job["content"], job["styles"], folder, str(self.result_path(job_id)), config)
+        return folder
+
+    def report_file(self, job_id: int, name: str) -> Path:
+        """A file of the job's explain report, found by listing its folder (the name is only compared)."""
+        folder = self.data / "reports" / str(job_id)
+        files = {p.name: p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+        if name not in files:
+            raise NotFound(f"no report file {name!r} for job {job_id} (explain it first)")
+        return files[name]
+
+    def events(self, job_id: int, since: int) -> tuple[list[dict], bool]:
+        with self.lock:
+            live = self.live.get(job_id)
+            if live is None:
+                row = self.job(job_id)
+                return ([{"type": "end", "state": row["state"], "error": row["error"]}] if since == 0 else []), True
+            return live.events[since:], live.ended
+
+    # ------------------------------------------------------------------------------------------ the worker
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.stopping and not self.queue():
+                    self.wake.wait(1.0)
+                if self.stopping:
+                    return
+                job_id = self.queue()[0]
+                self.running = job_id
+                self._set(job_id, state="running", started=time.time())
+                self._event(job_id, {"type": "state", "state": "running"})
+            try:
+                self._run(job_id)
+            finally:
+                with self.lock:
+                    self.running = None
+
+    def _run(self, job_id: int) -> None:
+        row, live = self.job(job_id), self.live[job_id]
+        t0 = time.perf_counter()
+        done = [0]
+        step_s: list[float] = []
+        every = [self.preview_every or 1]
+        encode_s: list[float] = []
+
+        try:
+            config, _ = self._config(row["kind"], row["settings"], row["init"])
+            total = sum(steps for _, steps in config.schedule())
+
+            def on_step(step: Step) -> None:
+                if live.cancel.is_set():
+                    raise Cancelled
+                live.image = step.image.detach().to("cpu", copy=True)
+                if not step.final:
+                    done[0] += 1
+                    step_s.append(step.seconds)
+                median = sorted(step_s)[len(step_s) // 2] if step_s else step.seconds
+                terms = {k: v for k, v in step.terms.items() if "/" not in k}
+                h, w = step.image.shape[-2:]
+                self._event(job_id, {"type": "step", "step": done[0], "total": total, "scale": step.scale,
+                                     "i": step.i, "n": step.n, "final": step.final, "loss": step.loss,
+                                     "terms": terms, "seconds": step.seconds, "size": [w, h],
+                                     "elapsed": time.perf_counter() - t0, "eta": median * (total - done[0])})
+                if step.final or done[0] % every[0] == 0 or done[0] == 1:
+                    e0 = time.perf_counter()
+                    buf = io.BytesIO()
+                    tensor_to_pil(step.image).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
+                    encode_s.append(time.perf_counter() - e0)
+                    with self.lock:
+                        live.preview, live.previews = buf.getvalue(), live.previews + 1
+                    if self.preview_every is None and median > 0:  # amortised encode < PREVIEW_SHARE of a step
+                        typical = sorted(encode_s)[len(encode_s) // 2]  # the median: the first encode is slower
+                        every[0] = max(1, math.ceil(typical / (PREVIEW_SHARE * median)))
+                    self._event(job_id, {"type": "preview", "n": live.previews, "every": every[0],
+                                         "encode_s": encode_s[-1]})
+
+            styles = [str(self.upload_path(s)) for s in row["styles"]]
+            if row["kind"] == "texture":
+                size = (config.size, config.size)
+                image = synthesize(styles, size, config, on_step)
+                alpha, record = None, {"command": "texture", "size": list(size), "styles": styles}
+            else:
+                content_path = str(self.upload_path(row["content"]))
+                content = open_image(content_path, "content image")
+                image = stylize(content, styles, config, on_step, style_cache=self.cache)
+                alpha, record = load_alpha(content), {"command": "run", "content": content_path, "styles": styles}
+            bit_depth = int(row["settings"].get("bit_depth", 8))
+            result = f"{job_id}.png"
+            save_image(image, self.data / "results" / result, bit_depth=bit_depth, alpha=alpha,
+                       metadata=cli.provenance({**record, "bit_depth": bit_depth}, config))
+        except Cancelled:
+            self._finish(job_id, "cancelled", None, done[0])
+            return
+        except Exception as exc:
+            self._finish(job_id, "failed", one_line_error(exc), done[0])
+            return
+        last = next((e for e in reversed(live.events) if e["type"] == "step"), None)
+        losses = {"loss": last["loss"], **last["terms"]} if last else {}
+        self._finish(job_id, "done", None, done[0], result=result, losses=losses)
+        live.image = None  # the result file is the image to continue from
+
+    def _finish(self, job_id: int, state: str, error: str | None, steps: int, result: str | None = None,
+                losses: dict | None = None) -> None:
+        with self.lock:
+            if not self._all("SELECT id FROM jobs WHERE id = ?", (job_id,)):
+                return  # deleted meanwhile
+            self._set(job_id, state=state, error=error, steps=steps, result=result,
+                      losses=json.dumps(losses) if losses else None, finished=time.time())
+            self._end(job_id, state, error)
+
+    # -------------------------------------------------------------------------------------------- helpers
+
+    def _event(self, job_id: int, event: dict) -> None:
+        with self.lock:
+            live = self.live.setdefault(job_id, Live())
+            live.events.append(event)
+
+    def _end(self, job_id: int, state: str, error: str | None = None) -> None:
+        with self.lock:
+            self._event(job_id, {"type": "end", "state": state, "error": error})
+            self.live[job_id].ended = True
+
+    def _set(self, job_id: int, **values: Any) -> None:
+        with self.lock:
+            cols = ", ".join(f"{k} = ?" for k in values)
+            self.db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
+
+    def _all(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
+
+
+def _row(r: sqlite3.Row) -> dict:
+    d = dict(r)
+    d["styles"] = json.loads(d["styles"])
+    d["settings"] = json.loads(d["settings"])
+    d["losses"] = json.loads(d["losses"]) if d["losses"] else {}
+    return d

@@ -1,0 +1,314 @@
+"""stylelab serve: the web API through FastAPI's TestClient (submit, progress events, cancel, queue order, history
+across a restart, upload limits, token and Host checks). Small images, a few steps, the real VGG19."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import bomb_png, noise_rgb
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("python_multipart")  # python-multipart >= 0.0.13 (FastAPI needs it for uploads)
+from fastapi.testclient import TestClient
+
+from stylelab import cli, samples
+from stylelab.web.app import create_app
+
+BASE = "http://127.0.0.1"
+FAST = {"size": 48, "steps": 3, "device": "cpu"}
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    with TestClient(create_app(tmp_path / "data"), base_url=BASE) as c:
+        yield c
+
+
+def upload(c: TestClient, data: bytes, name: str = "x.png") -> str:
+    r = c.post("/api/uploads", files={"file": (name, data, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    return r.json()["sha256"]
+
+
+def inputs(c: TestClient) -> tuple[str, str]:
+    return upload(c, png(samples.landscape(64, 48)), "c.png"), upload(c, png(samples.swirls(48, 48, seed=1)), "s.png")
+
+
+def submit(c: TestClient, content: str | None, styles: list[str], **settings) -> int:
+    r = c.post("/api/jobs", json={"content": content, "styles": styles, "settings": {**FAST, **settings}})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def wait(c: TestClient, job: int, states=("done", "failed", "cancelled"), timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = c.get(f"/api/jobs/{job}").json()
+        if row["state"] in states:
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} still {row['state']}")
+
+
+def events(c: TestClient, job: int) -> list[dict]:
+    out = []
+    with c.stream("GET", f"/api/jobs/{job}/events") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def test_schema_is_the_run_parser_and_validation_gives_the_cli_messages(client: TestClient) -> None:
+    fields = {f["name"]: f for f in client.get("/api/schema").json()["fields"]}
+    run = cli.build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    flags = {a.dest: a for a in run._actions if a.option_strings}
+    for name, f in fields.items():
+        assert f["default"] == flags[name].default and f["help"] == flags[name].help
+    assert {"size", "steps", "style_weight", "style_loss", "color", "precision", "scales"} <= set(fields)
+    assert not {"output", "checkpoint", "weights", "mask"} & set(fields)  # paths on the server: not from a request
+    c, s = inputs(client)
+    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"steps": "many"}})
+    assert r.status_code == 400 and r.json() == {"error": "argument --steps: invalid int value: 'many'"}
+    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"style_layers": "relu9_1"}})
+    assert r.status_code == 400 and r.json()["error"].startswith("unknown layer 'relu9_1' in --style-layers")
+    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"init": "/etc/passwd"}})
+    assert r.status_code == 400
+    assert client.get("/api/jobs").json()["jobs"] == []
+
+
+def test_submit_streams_progress_and_previews_and_the_result_has_its_settings(client: TestClient) -> None:
+    c, s = inputs(client)
+    s2 = upload(client, png(samples.swirls(48, 48, seed=2)), "s2.png")
+    job = submit(client, c, [s, s2], style_blend="3,1", style_weight=5)
+    got = events(client, job)
+    steps = [e for e in got if e["type"] == "step" and not e["final"]]
+    assert [e["step"] for e in steps] == [1, 2, 3] and all(e["total"] == 3 for e in steps)
+    assert {"content", "style", "tv"} <= set(steps[0]["terms"]) and steps[-1]["eta"] == 0
+    assert any(e["type"] == "preview" for e in got)
+    assert got[-1] == {"type": "end", "state": "done", "error": None}
+    preview = client.get(f"/api/jobs/{job}/preview")
+    assert preview.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(preview.content)).size == (48, 36)
+    result = client.get(f"/api/jobs/{job}/result?download=1")
+    assert "attachment" in result.headers["content-disposition"]
+    record = json.loads(Image.open(io.BytesIO(result.content)).text[cli.PROVENANCE_KEY])
+    assert record["command"] == "run" and len(record["styles"]) == 2
+    assert record["config"]["style_blend"] == [3.0, 1.0] and record["config"]["style_weight"] == 5.0
+    assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["steps"] == 3
+    job_row = client.get(f"/api/jobs/{job}").json()
+    assert job_row["steps"] == 3 and job_row["losses"]["style"] > 0
+
+
+def test_texture_has_no_content(client: TestClient) -> None:
+    _, s = inputs(client)
+    job = submit(client, None, [s], size=32, steps=2)
+    assert wait(client, job)["state"] == "done"
+    record = client.get(f"/api/jobs/{job}/provenance").json()
+    assert record["command"] == "texture" and record["size"] == [32, 32]
+
+
+@pytest.mark.slow
+def test_queue_runs_in_order_and_cancel_stops_between_steps(client: TestClient) -> None:
+    c, s = inputs(client)
+    first = submit(client, c, [s], steps=400)
+    second = submit(client, c, [s], steps=2)
+    third = submit(client, c, [s], steps=2)
+    assert client.get("/api/jobs").json()["queue"][-2:] == [second, third]
+    wait(client, first, ("running",))
+    assert client.get(f"/api/jobs/{second}").json()["state"] == "queued"  # one job at a time
+    assert client.post(f"/api/jobs/{third}/cancel").json()["state"] == "cancelled"  # a queued job: never runs
+    with client.stream("GET", f"/api/jobs/{first}/events") as r:  # cancel once steps are coming in
+        for line in r.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == "step":
+                break
+    client.post(f"/api/jobs/{first}/cancel")
+    row = wait(client, first)
+    assert row["state"] == "cancelled" and 1 <= row["steps"] < 400 and row["result"] is None
+    assert wait(client, second)["state"] == "done"
+    assert client.get(f"/api/jobs/{third}").json()["steps"] == 0
+    assert client.get(f"/api/jobs/{second}").json()["started"] >= row["finished"]
+
+
+def test_edit_and_continue_starts_from_the_current_image_with_new_settings(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], steps=2)
+    wait(client, job)
+    new = client.post(f"/api/jobs/{job}/continue", json={"settings": {**FAST, "steps": 2, "style_weight": 50}})
+    assert new.status_code == 200, new.text
+    row = wait(client, new.json()["id"])
+    assert row["state"] == "done" and row["parent"] == job
+    record = client.get(f"/api/jobs/{row['id']}/provenance").json()
+    assert record["config"]["style_weight"] == 50.0
+    init = Path(record["config"]["init"])  # the first job's result, stored as an upload under its hash
+    assert init.parent.name == "uploads" and init.is_file()
+    first = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result").content)).convert("RGB")
+    assert Image.open(init).convert("RGB").tobytes() == first.tobytes()
+    restarted = client.post(f"/api/jobs/{job}/restart", json={}).json()
+    assert wait(client, restarted["id"])["state"] == "done"
+    assert client.get(f"/api/jobs/{restarted['id']}/provenance").json()["config"]["init"] == "content"
+
+
+@pytest.mark.slow
+def test_a_new_server_on_the_same_data_keeps_the_history(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with TestClient(create_app(data), base_url=BASE) as client:
+        c, s = inputs(client)
+        job = submit(client, c, [s])
+        wait(client, job)
+        deleted = submit(client, c, [s], steps=1)
+        wait(client, deleted)
+        assert client.delete(f"/api/jobs/{deleted}").status_code == 200
+    with TestClient(create_app(data), base_url=BASE) as client:
+        jobs = client.get("/api/jobs").json()["jobs"]
+        assert [j["id"] for j in jobs] == [job] and jobs[0]["state"] == "done"
+        assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["size"] == 48
+        assert client.get(f"/api/jobs/{deleted}").status_code == 404
+        assert {u["sha256"] for u in client.get("/api/uploads").json()} == {c, s}
+        assert events(client, job) == [{"type": "end", "state": "done", "error": None}]
+    assert sorted(p.name for p in (data / "results").iterdir()) == [f"{job}.png"]
+
+
+def test_bad_uploads_are_rejected_and_nothing_is_stored(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with TestClient(create_app(data, max_upload_bytes=20_000), base_url=BASE) as client:
+        r = client.post("/api/uploads", files={"file": ("notes.png", b"this is not an image", "image/png")})
+        assert r.status_code == 415 and "not an image file" in r.json()["error"]
+        bomb = bomb_png(tmp_path / "bomb.png").read_bytes()
+        r = client.post("/api/uploads", files={"file": ("bomb.png", bomb, "image/png")})
+        assert r.status_code == 413 and "too large" in r.json()["error"]
+        r = client.post("/api/uploads", files={"file": ("big.png", png(noise_rgb(200, 200)), "image/png")})
+        assert r.status_code == 413 and "larger than the upload limit" in r.json()["error"]
+        r = client.post("/api/uploads", files={"file": ("../../etc/evil.png", b"", "image/png")})
+        assert r.status_code == 400 and r.json()["error"] == "evil.png is an empty file"
+        r = client.post("/api/jobs", json={"content": "0" * 64, "styles": ["1" * 64]})
+        assert r.status_code == 404 and "traceback" not in r.text.lower()
+        assert client.get("/api/uploads").json() == []
+    assert list((data / "uploads").iterdir()) == []
+    with TestClient(create_app(data, max_upload_pixels=1000), base_url=BASE) as client:
+        r = client.post("/api/uploads", files={"file": ("s.png", png(noise_rgb(40, 40)), "image/png")})
+        assert r.status_code == 413 and "40x40 px" in r.json()["error"]
+    assert list((data / "uploads").iterdir()) == []
+
+
+def test_token_and_host_checks(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path / "a", token="s3cret-token"), base_url=BASE) as client:
+        assert client.get("/api/schema").status_code == 401
+        assert client.get("/api/schema?token=wrong-token").status_code == 401
+        assert client.get("/", headers={"X-Stylelab-Token": "s3cret-token"}).status_code == 200
+        assert client.get("/api/schema?token=s3cret-token").status_code == 200
+        assert client.get("/api/jobs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    with TestClient(create_app(tmp_path / "b", port=8123), base_url=BASE) as client:
+        assert client.get("/").status_code == 200
+        for host in ("localhost:8123", "127.0.0.1", "[::1]:8123"):
+            assert client.get("/api/schema", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example:8123", "evil.example", "localhost:9999", "127.0.0.1.evil.example"):
+            r = client.get("/api/schema", headers={"Host": host})
+            assert r.status_code == 421 and "is not this server" in r.json()["error"], host
+    with TestClient(create_app(tmp_path / "c", hosts=["studio.lan"]), base_url="http://studio.lan") as client:
+        assert client.get("/api/schema").status_code == 200
+
+
+def test_page_and_its_files_are_served_and_load_nothing_from_the_network(client: TestClient) -> None:
+    page = client.get("/").text
+    assert "<script" in page
+    for name in ("app.js", "style.css"):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and len(r.text) > 500
+        page += r.text
+    assert "http://" not in page and "https://" not in page and "@import" not in page
+    assert client.get("/static/../runner.py").status_code == 404
+
+
+def test_serve_command_binds_loopback_and_makes_a_token_for_other_hosts(tmp_path: Path, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    started: list[tuple] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.append((app, host, port)))
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--port", "0"]) == 2
+    assert "--port must be in 1..65535" in capsys.readouterr().err
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--port", "8765"]) == 0
+    app, host, port = started.pop()
+    assert (host, port) == ("127.0.0.1", 8765) and "http://localhost:8765/" in capsys.readouterr().err
+    app.state.runner.stop()
+    assert cli.main(["serve", "--data", str(tmp_path / "d"), "--host", "0.0.0.0", "--port", "8766"]) == 0
+    err = capsys.readouterr().err
+    app, host, _ = started.pop()
+    token = err.split("?token=")[1].split()[0]
+    assert host == "0.0.0.0" and len(token) >= 16
+    with TestClient(app, base_url=BASE) as client:
+        assert client.get("/api/schema").status_code == 401
+        assert client.get(f"/api/schema?token={token}").status_code == 200
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["serve", "--data", str(tmp_path / "file")]) == 2
+    assert "--data is a file" in capsys.readouterr().err
+
+
+def test_an_unexpected_failure_is_a_json_message_without_a_traceback(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "data")
+
+    def broken() -> list:
+        raise KeyError("secret internals")
+
+    app.state.runner.jobs = broken
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
+        r = client.get("/api/jobs")
+        assert r.status_code == 500 and r.json() == {"error": "internal error (KeyError)"}
+        assert client.get("/api/jobs/999").json() == {"error": "no job 999"}
+        assert client.get("/api/jobs/abc").status_code == 422
+
+
+def test_explain_report_of_a_result(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], steps=1)
+    assert client.post(f"/api/jobs/{job}/explain").status_code == 409  # not finished yet, or no result
+    wait(client, job)
+    r = client.post(f"/api/jobs/{job}/explain")
+    assert r.status_code == 200, r.text
+    page = client.get(r.json()["report"])
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    figures = re.findall(r"src=['\"]([\w-]+\.png)['\"]", page.text)
+    assert figures and client.get(f"/api/jobs/{job}/report/{figures[0]}").headers["content-type"] == "image/png"
+    assert client.get(f"/api/jobs/{job}/report/..%2F{job}.png").status_code == 404
+    assert client.get(f"/api/jobs/{job}/report/missing.png").status_code == 404
+
+
+def test_token_cookie_lets_the_pages_relative_links_through(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path / "a", token="s3cret-token"), base_url=BASE) as client:
+        assert client.get("/?token=s3cret-token").status_code == 200
+        assert client.get("/api/schema").status_code == 200  # the cookie set by the first request
+        client.cookies.clear()
+        assert client.get("/api/schema").status_code == 401
+
+
+def test_a_body_over_the_limit_is_cut_off_while_it_arrives(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    body = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + b"\0" * 300_000
+    with TestClient(create_app(data, max_upload_bytes=20_000), base_url=BASE) as client:
+        for headers in ({}, {"content-length": str(len(body))}):  # streamed (chunked), or declared up front
+            r = client.post("/api/uploads", content=iter([body[:100_000], body[100_000:]]),
+                            headers={"content-type": "multipart/form-data; boundary=x", **headers})
+            assert r.status_code == 413, r.text  # from the middleware, before the parser saw it all:
+            assert r.json()["error"] == "the request is larger than the upload limit (19.5 kB)"
+        assert client.get("/api/uploads").json() == []
+    assert list((data / "uploads").iterdir()) == []
+
+
+def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if stylelab[web] were not installed
+    assert cli.main(["serve", "--data", str(tmp_path)]) == 2
+    assert "pip install 'stylelab[web]'" in capsys.readouterr().err

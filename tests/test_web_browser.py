@@ -1,0 +1,129 @@
+"""stylelab serve end to end in a real headless Chromium (Playwright driving the system's /usr/bin/chromium; no
+browser download): upload two images, start at 64 px, see the preview change, cancel, start again, find the
+result in the gallery. Skipped when Playwright, uvicorn or Chromium is missing.
+
+STYLELAB_SCREENSHOT=docs/images/web_painting.png also saves a screenshot of the page while it paints."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stylelab import samples
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("STYLELAB_CHROMIUM", "/usr/bin/chromium")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+from stylelab.web.app import create_app  # noqa: E402
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn serving create_app(data) on 127.0.0.1 in a thread; stop() and start() again on the same data."""
+
+    def __init__(self, data: Path) -> None:
+        self.data, self.port = data, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        app = create_app(self.data, port=self.port)
+        self.srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.srv.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.srv.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.srv.should_exit = True
+        self.thread.join(60)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    s = Server(tmp_path / "data")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.mark.slow
+def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server: Server, tmp_path: Path) -> None:
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    samples.landscape(64, 48).save(content)
+    samples.swirls(64, 64, seed=1).save(style)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("#f-size")  # the form, rendered from /api/schema
+        page.set_input_files("#content-file", str(content))
+        page.wait_for_selector("#content-thumb:not([hidden])")
+        page.set_input_files("#style-file", str(style))
+        page.wait_for_selector("#styles li img")
+        page.fill("#f-size", "64")
+        page.fill("#f-steps", "300")
+        page.click("#form details summary")  # "More settings"
+        page.fill("#f-device", "cpu")
+        page.click("#start")
+
+        preview = page.locator("#preview")
+        page.wait_for_function("document.getElementById('preview').src.includes('preview?n=')", timeout=120_000)
+        first = preview.screenshot()
+        page.wait_for_function("/n=([3-9]|\\d\\d)/.test(document.getElementById('preview').src)", timeout=120_000)
+        page.wait_for_function("document.getElementById('preview').complete")
+        later = preview.screenshot()
+        assert later != first, "the preview did not change while the job ran"
+        assert "step" in page.inner_text("#stats") and "ETA" in page.inner_text("#stats")
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.screenshot(path=os.environ["STYLELAB_SCREENSHOT"], full_page=False)
+
+        page.fill("#f-style_weight", "50")  # edit and continue: stronger style, from the current image
+        page.click("#continue")
+        page.wait_for_function("/job 2 · step [1-9]/.test(document.getElementById('stats').textContent)",
+                               timeout=120_000)
+        page.wait_for_selector(".card[data-state=cancelled]")  # job 1, stopped where job 2 went on
+        assert "style_weight=50" in page.inner_text("#queue")
+
+        page.click("#cancel")
+        page.wait_for_function("document.getElementById('stats').textContent.includes('job 2 cancelled')",
+                               timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.card[data-state=cancelled]').length == 2")
+
+        page.fill("#f-steps", "3")
+        page.click("#start")
+        page.wait_for_selector(".card[data-state=done] img", timeout=180_000)
+        card = page.locator(".card[data-state=done]")
+        assert card.count() == 1 and "steps=3" in card.inner_text() and "style_weight=50" in card.inner_text()
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+
+        server.stop()  # a new server on the same data: the gallery and the result's settings are still there
+        server.start()
+        page.reload()
+        page.wait_for_selector(".card[data-state=done] img")
+        assert page.locator(".card").count() == 3
+        page.click(".card[data-state=done] button:text('Settings')")
+        page.wait_for_selector("#details[open]")
+        assert '"style_weight": 50,' in page.inner_text("#details-text")  # JSON.stringify(50.0) is 50
+        assert not errors, errors
+        browser.close()
