@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/stylelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,all]"  # all = fast, ray, video, web: the tests cover every extra
+	$(BIN)/pip install --quiet -e ".[test,all,browser]"  # all = fast, ray, video, web; browser = playwright (drives Debian's chromium)
 	touch $@
 
 demo: $(BIN)/stylelab
