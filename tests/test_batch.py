@@ -227,7 +227,8 @@ def test_csv_manifest_row_with_a_bad_value(images: Path, tmp_path: Path) -> None
     assert main(["batch", "--manifest", str(manifest), "-o", str(out), "--steps", "2", "--device", "cpu", "-q"]) == 1
     got = {r.key: r for r in Store(out).rows()}
     assert got["a.png"].state == "done"
-    assert got["b.png"].state == "failed" and got["b.png"].error == "row 2: size must be an integer in [16, 8192] px, got -3"
+    assert got["b.png"].state == "failed"
+    assert got["b.png"].error == "row 2: size must be an integer in [16, 8192] px, got -3"
 
 
 @pytest.mark.parametrize("name,text", [
