@@ -17,7 +17,6 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import socket
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .errors import StylelabError
+from .files import WriteError, remove_partial_writes, write_atomic
 from .image import check_output_path
 from .jobs import JobInputs, JobResult, JobSpec, Worker, read_inputs
 from .optimize import Step
@@ -302,9 +302,6 @@ class BatchReport:
         return not self.failed
 
 
-TMP_INFIX = ".stylelab-"  # temporary output files: .NAME.stylelab-XXXX.tmp, renamed over NAME when complete
-
-
 def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=None,
           callback: Callable[[BatchEvent], None] | None = None, retries: int = 1,
           jobs_inputs: dict[str, JobInputs] | None = None) -> BatchReport:
@@ -333,7 +330,7 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
     emit = callback or (lambda event: None)
     report = BatchReport()
     with Store(folder) as store:
-        remove_partial_outputs(folder)
+        remove_partial_writes(folder)
         to_run, report.skipped = store.plan([(s.key, s.to_dict(), s.digest()) for s in specs])
         total = len(specs)
 
@@ -380,10 +377,11 @@ def _record(store: Store, report: BatchReport, result: JobResult, folder: Path, 
     report.results.append(result)
     if result.ok:
         try:
-            write_atomic(folder / result.key, result.data)
-        except OSError as exc:
+            data = result.data
+            write_atomic(folder / result.key, lambda f: f.write(data))
+        except WriteError as exc:
             result = JobResult(result.key, seconds=result.seconds, steps=result.steps, worker=result.worker,
-                               error=f"cannot write {folder / result.key}: {exc.strerror or exc}", permanent=True)
+                               error=str(exc), permanent=True)
             report.results[-1] = result
         else:
             store.finish(result.key, result.sha256, result.seconds, result.losses, result.steps, result.worker)
@@ -394,26 +392,3 @@ def _record(store: Store, report: BatchReport, result: JobResult, folder: Path, 
     if final:
         report.failed.append(result.key)
     event("failed" if final else "retry", result.key, result=result, worker=result.worker)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync, rename over `path`: never a partial output."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_INFIX}", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_partial_outputs(folder: Path) -> None:
-    """Temporary files a killed batch left behind (never renamed, so never an output)."""
-    for tmp in folder.rglob(f".*{TMP_INFIX}*.tmp"):
-        tmp.unlink(missing_ok=True)

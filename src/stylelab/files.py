@@ -20,6 +20,15 @@ class WriteError(StylelabError, OSError):
     """A file could not be written: `cannot write PATH: reason`, one line."""
 
 
+TMP_INFIX = ".stylelab-"  # temporary files are .NAME.stylelab-XXXX.tmp beside NAME, renamed over it when complete
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> None:
+    """Delete the temporary files that killed writes left under `folder` (never renamed, so never a result)."""
+    for tmp in Path(folder).rglob(f".*{TMP_INFIX}*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Run `write(f)` on a temporary binary file beside `path`, then rename it over `path`; returns the path.
 
@@ -29,7 +38,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     """
     p = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}{TMP_INFIX}", suffix=".tmp", dir=p.parent)
     except OSError as exc:
         raise WriteError(f"cannot write {p}: {_reason(exc)}") from None
     try:
