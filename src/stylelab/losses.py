@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from .ranks import sort_rows, sorted_match
 
 Stats = Any  # a tensor or a tuple of tensors; whatever a loss's `stats` returns
 Sample = Tensor | tuple[Tensor, Tensor]  # columns of X (C, M), equally weighted, or (X, w): weights w (M,) > 0, Σw = 1
@@ -318,6 +321,26 @@ def resample_sorted(q: Tensor, m: int) -> Tensor:
     return _interpolate_rows(q, (torch.arange(m, device=q.device, dtype=q.dtype) + 0.5) * n / m - 0.5)
 
 
+class _ResampleMemo:
+    """resample_sorted(q, m), kept while the target q lives: a target is resampled to the output's position count
+    once per scale instead of at every step (it costs as much as the sort at the first layer)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[int, int], Tensor] = {}
+
+    def __call__(self, q: Tensor, m: int) -> Tensor:
+        if q.requires_grad:
+            return resample_sorted(q, m)
+        key = (id(q), m)
+        if key not in self.entries:
+            self.entries[key] = resample_sorted(q, m)
+            weakref.finalize(q, self.entries.pop, key, None)
+        return self.entries[key]
+
+
+resampled = _ResampleMemo()
+
+
 def quantiles(q: Tensor, p: Tensor, weights: Tensor | None = None) -> Tensor:
     """Quantile function of sorted rows q (K, N) at probabilities p (m,) or (K, m) -> (K, m).
 
@@ -383,7 +406,7 @@ def sorted_rows(x: Tensor, weights: Tensor | None = None) -> Tensor | tuple[Tens
     """Rows of X (C, M) sorted: each channel's empirical quantile function. With weights w (M,): the rows of
     X[:, w > 0] sorted and their weights (Σ = 1) in each row's order, both (C, N)."""
     if weights is None:
-        return x.sort(dim=1).values
+        return sort_rows(x)
     return _sort_weighted(*as_sample(x, weights))
 
 
@@ -406,7 +429,7 @@ def histogram_distance(x: Tensor, target_sorted: Tensor | tuple, weights: Tensor
     """
     q, w_q = _split(target_sorted)
     if weights is None and w_q is None:
-        return ((sorted_rows(x) - resample_sorted(q, x.shape[1])) ** 2).mean()
+        return sorted_match(x, resampled(q, x.shape[1]))
     w_x = None if weights is None else normalise_weights(weights, x)
     return _sorted_transport(x, w_x, lambda c: quantiles(q, c, w_q))
 
@@ -425,7 +448,9 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
 
     def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         v = project(y.shape[0], y) if v is None else v
-        return _sort_weighted(v @ y, w_y)  # (K, My) each: the style's 1-D quantiles
+        if w_y is None:
+            return sort_rows(v @ y), None  # (K, My): the style's 1-D quantiles
+        return _sort_weighted(v @ y, w_y)
 
     def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[Sample, tuple | None]:
         """(pooled style sample, its sorted projections when the directions are fixed: sorted once per scale)."""
@@ -437,7 +462,7 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
         v = project(x.shape[0], x)  # one draw for both sides
         q, w_q = presorted if presorted is not None else sorted_projections(*_split(pooled), v)
         if weights is None and w_q is None:
-            return ((sorted_rows(v @ x) - resample_sorted(q, x.shape[1])) ** 2).mean()
+            return sorted_match(v @ x, resampled(q, x.shape[1]))
         w_x = None if weights is None else normalise_weights(weights, x)
         return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
 
