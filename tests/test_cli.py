@@ -173,8 +173,12 @@ BAD_SETTINGS = {
     "lr-zero": (["--lr", "0"], "lr"),
     "device-tpu": (["--device", "tpu"], "tpu"),
     "device-cpu-garbage": (["--device", "cpu:abc"], "device"),
-    "optimizer-sgd": (["--optimizer", "sgd"], "sgd"),
-    "pooling-median": (["--pooling", "median"], "median"),
+    # settings with a fixed set of values: argparse refuses them from the choices in Config's fields (issue 12)
+    "optimizer-sgd": (["--optimizer", "sgd"], "invalid choice: 'sgd' (choose from 'lbfgs', 'adam')"),
+    "pooling-median": (["--pooling", "median"], "invalid choice: 'median' (choose from 'avg', 'max', 'l2')"),
+    "color-sepia": (["--color", "sepia"], "invalid choice: 'sepia'"),
+    "precision-half": (["--precision", "half"], "invalid choice: 'half'"),
+    "lbfgs-history-zero": (["--lbfgs-history", "0"], "lbfgs_history must be an integer >= 1"),
     "style-loss-unknown": (["--style-loss", "nope"], "nope"),
     "steps-zero": (["--steps", "0"], "steps"),
     "steps-negative": (["--steps", "-3"], "steps"),
@@ -235,7 +239,9 @@ def test_bad_settings(capsys, images, tmp_path, fail_if_optimising, case):
         noise_png(tmp_path / "init.png", seed=3)
     if phrase is None:  # an unreachable URL: nothing listens on port 1
         content, phrase = "http://127.0.0.1:1/content.png", "download"
-    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--size", "64", "--steps", "3", *extra], phrase)
+    prefix = "stylelab run: error:" if phrase.startswith("invalid choice") else "stylelab: error:"
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--size", "64", "--steps", "3", *extra], phrase,
+                 prefix=prefix)
 
 
 def test_style_blend_wrong_count_with_two_styles(capsys, images, tmp_path, fail_if_optimising):

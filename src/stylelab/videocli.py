@@ -20,8 +20,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .cli import _source, add_settings, config_from_args
 from .config import ConfigError, config_to_dict
+from .flags import add_config_flags as add_settings
+from .flags import config_from_args
+from .flags import source as _source
 from .flow import PRESETS
 from .image import save_image
 from .optimize import Step, load_inputs
