@@ -12,8 +12,10 @@ Weights:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +200,22 @@ class VGG19(nn.Module):
             std = torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
             self.register_buffer("_scale", 1.0 / std)
             self.register_buffer("_shift", -torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1) / std)
+
+    @contextlib.contextmanager
+    def zero_padding(self) -> Iterator[None]:
+        """Zero padding inside the block, whatever the model's own: statistics of a style image are those of the
+        image itself, while a tileable output is padded by wrapping around. Wrapping a style image would join
+        its top to its bottom and its left to its right, straight edges the picture does not have, which a
+        tileable texture then reproduces as straight lines through the tile (docs/method.md §10)."""
+        convs = [conv for conv in self.convs.values() if isinstance(conv, nn.Conv2d)]
+        modes = [conv.padding_mode for conv in convs]
+        for conv in convs:
+            conv.padding_mode = "zeros"
+        try:
+            yield
+        finally:
+            for conv, mode in zip(convs, modes):
+                conv.padding_mode = mode
 
     def preprocess(self, image: Tensor) -> Tensor:
         """RGB [0,1] (B, 3, H, W) -> the network's input space (BGR 0-255 minus mean for Caffe weights)."""

@@ -392,7 +392,11 @@ def compute_targets(
     cached = None if key is None else style_cache.get(key)
     with conv_precision(config, reference.device):
         ref_acts = model(reference, {*content_layers, *style_layers})
-        style_acts = [] if cached is not None else [model(s, style_layers) for s in styles]
+        if cached is None:
+            with model.zero_padding():  # a style image is not a torus, even when the output is (tileable)
+                style_acts = [model(s, style_layers) for s in styles]
+        else:
+            style_acts = []
     if regions:
         parts = [([style_acts[r.style]], [1.0], r.style_mask, r.content, 1.0 / len(regions)) for r in regions]
     else:
