@@ -38,6 +38,17 @@ def input_files(tmp_path, content_image, style_image) -> tuple[Path, Path]:
     return c, s
 
 
+def batch_folder(folder: Path, contents: int, turn: float, styles: int = 1) -> Path:
+    """A folder of small content images (the landscape turned by `turn` degrees more each) and swirl styles:
+    c0.png, c1.png, ..., style.png, style2.png, ..."""
+    folder.mkdir()
+    for k in range(contents):
+        samples.landscape(64, 48).rotate(turn * k).save(folder / f"c{k}.png")
+    for k in range(styles):
+        samples.swirls(56, 56, seed=k + 1).save(folder / ("style.png" if k == 0 else f"style{k + 1}.png"))
+    return folder
+
+
 def noise_rgb(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:
     """Seeded uniform RGB noise."""
     rng = np.random.default_rng(seed)

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import batch_folder
 from PIL import Image
 
 import stylelab
-from stylelab import Config, JobSpec, samples
+from stylelab import Config, JobSpec
 from stylelab.cli import main
 from stylelab.jobs import StyleCache, read_inputs, run_job
 from stylelab.store import STORE_NAME, Store, file_sha256
@@ -26,13 +27,7 @@ CONFIG = Config(size=48, steps=2, device="cpu")
 
 @pytest.fixture()
 def images(tmp_path: Path) -> Path:
-    d = tmp_path / "in"
-    d.mkdir()
-    for k in range(5):
-        samples.landscape(64, 48).rotate(7 * k).save(d / f"c{k}.png")
-    samples.swirls(56, 56, seed=1).save(d / "style.png")
-    samples.swirls(56, 56, seed=2).save(d / "style2.png")
-    return d
+    return batch_folder(tmp_path / "in", 5, 7, styles=2)
 
 
 def specs(images: Path, n: int = 2, config: Config = CONFIG) -> list[JobSpec]:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import batch_folder
 from PIL import Image
 
 ray = pytest.importorskip("ray")
 
 import stylelab  # noqa: E402
-from stylelab import Config, JobSpec, samples  # noqa: E402
+from stylelab import Config, JobSpec  # noqa: E402
 from stylelab.store import Store  # noqa: E402
 
 JOB_TIMEOUT_S = 120  # a bound on a hung actor (the job fails instead of the test hanging), not a measurement
@@ -28,12 +29,7 @@ def cluster():
 
 @pytest.fixture()
 def images(tmp_path: Path) -> Path:
-    d = tmp_path / "in"
-    d.mkdir()
-    for k in range(3):
-        samples.landscape(64, 48).rotate(9 * k).save(d / f"c{k}.png")
-    samples.swirls(56, 56, seed=1).save(d / "style.png")
-    return d
+    return batch_folder(tmp_path / "in", 3, 9)
 
 
 def jobs(images: Path, n: int, steps: int) -> list[JobSpec]:

@@ -645,6 +645,12 @@ def test_module_help_and_console_script_version(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a child Python that imports this checkout's stylelab, wherever it runs from."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+
+
 def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
     """Ctrl-C during start-up (importing torch takes seconds): the entry point catches it, exit 130."""
     code = (
@@ -657,8 +663,7 @@ def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
         "from stylelab.__main__ import entry\n"
         "sys.exit(entry())\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     r = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 130, r.stderr
@@ -674,8 +679,7 @@ def test_checkpoint_past_the_file_size_limit_is_exit_1_then_resume_finishes(tmp_
     ckpt, out = tmp_path / "ckpt", tmp_path / "out.png"
     argv = [sys.executable, "-m", "stylelab", "run", str(content), str(style), "-o", str(out), "--size", "32",
             "--steps", "4", "--checkpoint", str(ckpt), "--checkpoint-every", "1", "-q"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(stylelab.__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
