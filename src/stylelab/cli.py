@@ -165,6 +165,34 @@ def run_replay(args: argparse.Namespace) -> int:
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
     output = output_path(args.output)
+    checkpoint = check_run_flags(job, config, args, output)
+    progress = Progress(config, args, output)
+    start = time.perf_counter()
+    try:
+        if job["command"] == "texture":
+            w, h = job["size"]
+            need = check_memory(config, None, job["styles"], shape=(h, w))
+            image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint)
+            alpha = None
+        else:
+            content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
+            need = check_memory(config, content.size[::-1], job["styles"])
+            image = stylize(content, job["styles"], config, progress.on_step, checkpoint)
+            alpha = load_alpha(content)
+    finally:
+        progress.close()
+    meta = provenance({**job, "bit_depth": args.bit_depth}, config)
+    save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
+    if not args.quiet:
+        seconds = progress.seconds
+        per_step = statistics.median(seconds) if seconds else float("nan")
+        print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
+              f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
+    return 0
+
+
+def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output: Path) -> Checkpoint | None:
+    """The output and checkpoint flags checked before any work; the run's checkpoint, if any."""
     if not args.overwrite:
         check_not_an_input(output, job_inputs(job, config))
     if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
@@ -175,57 +203,50 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --checkpoint DIR")
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume) if args.checkpoint else None
-    if checkpoint is not None and checkpoint.resume and not checkpoint.path.is_file():
+    if not args.checkpoint:
+        return None
+    checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume)
+    if checkpoint.resume and not checkpoint.path.is_file():
         raise ConfigError(f"nothing to resume: no checkpoint in {checkpoint.folder}")
-    if checkpoint is not None:
-        checkpoint.check_writable()  # before any work, not at the first save
-    total = sum(steps for _, steps in config.schedule())
-    bars: list[tqdm] = []  # created at the first step, so errors in the inputs never show a bar
-    seconds: list[float] = []
-    multi = len(config.schedule()) > 1
+    checkpoint.check_writable()  # before any work, not at the first save
+    return checkpoint
 
-    def on_step(step: Step) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, disable=args.quiet, unit="step", dynamic_ncols=True, file=sys.stderr))
-        bar = bars[0]
+
+class Progress:
+    """The progress bar of a run (created at the first step, so errors in the inputs never show one), the
+    `--save-every` snapshots, and the seconds of every step for the summary."""
+
+    def __init__(self, config: Config, args: argparse.Namespace, output: Path) -> None:
+        self.total = sum(steps for _, steps in config.schedule())
+        self.multi = len(config.schedule()) > 1
+        self.args, self.output = args, output
+        self.bar: tqdm | None = None
+        self.seconds: list[float] = []
+
+    def on_step(self, step: Step) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, disable=self.args.quiet, unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
         if not step.final:  # the final report of a scale is the output's loss, not a step
-            seconds.append(step.seconds)
+            self.seconds.append(step.seconds)
         t = step.terms
         h, w = step.image.shape[-2:]
-        bar.set_description_str(f"{w}x{h}" if multi else "", refresh=False)
-        bar.set_postfix_str(
+        self.bar.set_description_str(f"{w}x{h}" if self.multi else "", refresh=False)
+        self.bar.set_postfix_str(
             f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} tv {t['tv']:.2e} "
             f"{step.seconds:.2f}s/step", refresh=not step.final)
         if step.final:
             return
-        bar.update(1)
-        if args.save_every and step.i % args.save_every == 0:
-            tag = f"_s{step.scale}" if multi else ""
-            save_image(step.image, output.with_name(f"{output.stem}{tag}_step{step.i:04d}{output.suffix}"))
+        self.bar.update(1)
+        every = self.args.save_every
+        if every and step.i % every == 0:
+            tag = f"_s{step.scale}" if self.multi else ""
+            out = self.output
+            save_image(step.image, out.with_name(f"{out.stem}{tag}_step{step.i:04d}{out.suffix}"))
 
-    start = time.perf_counter()
-    try:
-        if job["command"] == "texture":
-            w, h = job["size"]
-            need = check_memory(config, None, job["styles"], shape=(h, w))
-            image = synthesize(job["styles"], (w, h), config, on_step, checkpoint)
-            alpha = None
-        else:
-            content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
-            need = check_memory(config, content.size[::-1], job["styles"])
-            image = stylize(content, job["styles"], config, on_step, checkpoint)
-            alpha = load_alpha(content)
-    finally:
-        for bar in bars:
-            bar.close()
-    meta = provenance({**job, "bit_depth": args.bit_depth}, config)
-    save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
-    if not args.quiet:
-        per_step = statistics.median(seconds) if seconds else float("nan")
-        print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
-              f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
-    return 0
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
