@@ -35,11 +35,11 @@ def steps_of(fn, *args, **kwargs):
 
 
 def test_automatic_schedule_starts_at_most_256_and_doubles():
-    assert Config(size=256).schedule() == [(256, 120)]
-    assert Config(size=512).schedule() == [(256, 120), (512, 30)]
+    assert Config(size=256).schedule() == [(256, 80)]
+    assert Config(size=512).schedule() == [(256, 80), (512, 20)]
     assert Config(size=1024, steps=300).schedule() == [(256, 300), (512, 75), (1024, 75)]
-    assert Config(size=600).schedule() == [(150, 120), (300, 30), (600, 30)]
-    assert Config(size=1024, multiscale=False).schedule() == [(1024, 120)]
+    assert Config(size=600).schedule() == [(150, 80), (300, 20), (600, 20)]
+    assert Config(size=1024, multiscale=False).schedule() == [(1024, 80)]
     assert Config(size=512, scales=((256, 30), (512, 10))).schedule() == [(256, 30), (512, 10)]
 
 

@@ -76,7 +76,7 @@ class Config:
     size: int = setting(512, "long edge of the output, px")
     style_size: int | None = setting(
         None, "long edge of each style image, px (default: same as --size); larger = finer strokes")
-    steps: int = setting(120, "optimiser steps at the first (coarsest) scale, steps // 4 at each finer one; "
+    steps: int = setting(80, "optimiser steps at the first (coarsest) scale, steps // 4 at each finer one; "
                               "one step = one forward + backward pass")
     optimizer: str = setting("lbfgs", "lbfgs: fastest for deterministic losses; adam: robust, needed for sampled "
                                       "ones (resampling losses)", choices=OPTIMIZERS)
@@ -182,7 +182,7 @@ class Config:
     def schedule(self) -> list[tuple[int, int]]:
         """(long edge, steps) per scale, coarse to fine. Automatic above 256 px: halve `size` until <= 256, run
         `steps` there and a quarter as many at each finer scale (Gatys 2017: the coarse pass sets the big
-        structures): 512 px -> [(256, 120), (512, 30)]."""
+        structures): 512 px -> [(256, 80), (512, 20)]."""
         if self.scales is not None:
             return list(self.scales)
         sizes = [self.size]
