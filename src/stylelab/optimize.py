@@ -464,13 +464,7 @@ def objective(
     )
     layer_w = config.style_layer_weight_map()
     flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
-    normalised = {  # label -> layer -> L̂ (1 at the reference image), summed over regions by their shares
-        label: {layer: sum(
-            r.share * loss.loss(flat[layer], r.stats[label][layer], **_weights(None if r.weights is None else r.weights[layer]))
-            / r.ref[label][layer] for r in targets.regions)
-            for layer in config.style_layers}
-        for label, (loss, _) in losses.items()
-    }
+    normalised = normalised_style(flat, targets, losses)
     per_layer = {layer: sum(pi * normalised[label][layer] for label, (_, pi) in losses.items())
                  for layer in config.style_layers}
     style = sum(w * per_layer[layer] for layer, w in layer_w.items())
@@ -485,6 +479,20 @@ def objective(
         terms["extra"] = extra_loss(x)
         total = total + terms["extra"]
     return total, terms
+
+
+def normalised_style(flat: dict[str, Tensor], targets: Targets, losses: StyleLosses) -> dict[str, dict[str, Tensor]]:
+    """Loss label -> layer -> L̂ (1 at the reference image), summed over the regions by their shares."""
+    out: dict[str, dict[str, Tensor]] = {}
+    for label, (loss, _) in losses.items():
+        out[label] = {}
+        for layer, x in flat.items():
+            total: Tensor | float = 0
+            for r in targets.regions:
+                w = None if r.weights is None else r.weights[layer]
+                total = total + r.share * loss.loss(x, r.stats[label][layer], **_weights(w)) / r.ref[label][layer]
+            out[label][layer] = torch.as_tensor(total)
+    return out
 
 
 def conv_precision(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
