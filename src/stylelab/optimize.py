@@ -436,11 +436,12 @@ def _region_targets(
 
 def _style_key(styles: Sequence[Tensor], config: Config, device: torch.device) -> tuple:
     """What the blended style statistics depend on: the style pixels as resized for this scale (so the image and
-    the scale), the blend and every setting that changes the network or the losses' statistics."""
+    the scale), the blend and every setting that changes the network or the losses' statistics. Not `tileable`:
+    style images are always seen with zero padding (compute_targets)."""
     digests = tuple(hashlib.sha256(s.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
                     + f"{tuple(s.shape)}" for s in styles)
     return (digests, tuple(config.blend_weights(len(styles))), config.weights, config.pooling, config.style_layers,
-            config.style_loss, config.seed, config.optimizer, config.tileable, config.precision, str(device))
+            config.style_loss, config.seed, config.optimizer, config.precision, str(device))
 
 
 def _weights(w: Tensor | None) -> dict[str, Tensor]:
