@@ -222,3 +222,45 @@ def test_last_reported_loss_is_the_saved_images(content_image, style_image, tmp_
     assert all(bool(((s.image >= 0) & (s.image <= 1)).all()) for s in reports)
     assert reports[-1].final and not reports[-2].final
     assert float(terms["style"]) == pytest.approx(reports[-1].terms["style"], rel=0.02)
+
+
+@pytest.mark.parametrize("loss_name", ["gram", "sliced-wasserstein"])
+def test_deferred_targets_give_the_same_objective(content_image, style_image, loss_name):
+    """Targets left to the first objective (compute_targets(defer=True)) are the ones a separate pass gives:
+    evaluated at the reference image (from its own forward pass) and at any other image (from a pass of the
+    reference), the same total and terms, and the same gradient."""
+    from stylelab.image import resize_long_edge
+
+    config = dataclasses.replace(FAST, style_loss=loss_name)
+    model = build_model(None, config.pooling, torch.device("cpu"))
+    losses = build_style_losses(config)
+    c = resize_long_edge(to_tensor(content_image), 64)
+    s = resize_long_edge(to_tensor(style_image), 64)
+    other = (c + 0.1 * torch.rand(c.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    for x0 in (c, other):
+        results = []
+        for defer in (False, True):
+            targets = compute_targets(model, c, [s], config, losses, defer=defer)
+            assert (targets.pending is not None) == defer
+            x = x0.clone().requires_grad_(True)
+            total, terms = objective(model, x, targets, config, losses)
+            total.backward()
+            results.append((total.item(), {k: v.item() for k, v in terms.items()}, x.grad))
+            assert targets.pending is None
+        (t0, terms0, g0), (t1, terms1, g1) = results
+        assert t1 == t0 and terms1 == terms0 and torch.equal(g1, g0)
+
+
+def test_a_run_from_the_content_has_no_separate_content_pass(monkeypatch, content_image, style_image):
+    """At one scale from the content image, the network sees the style image once, then one pass per step and
+    the final report: the first step's pass gives the content targets and normalisers."""
+    from stylelab.features import VGG19
+
+    seen = []
+    real = VGG19.forward
+    monkeypatch.setattr(VGG19, "forward", lambda self, image, names: seen.append(torch.is_grad_enabled())
+                        or real(self, image, names))
+    reports = []
+    stylelab.stylize(content_image, style_image, Config(size=64, steps=3, device="cpu"), reports.append)
+    assert seen == [False, True, True, True, False]  # style; steps 1-3; the final report (with a callback)
+    assert reports[0].terms["content"] == 0.0 and reports[0].terms["style"] == pytest.approx(1.0, rel=1e-6)

@@ -85,13 +85,17 @@ class RegionTargets:
     share: float  # weight of this region in the style loss; shares sum to 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class Targets:
     """What the output is compared with, computed once per scale under no_grad."""
 
     content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32; empty for textures
     content_power: dict[str, Tensor]  # layer -> mean(F_c²), the content loss's normaliser
     regions: list[RegionTargets]
+    # Deferred (compute_targets(defer=True)): the reference image whose content targets and normalisers are still
+    # to come. The first objective fills them in, from its own forward pass when it is evaluated at this image
+    # (a run starting from its content or noise reference), else from a pass of the reference; then None.
+    pending: Tensor | None = None
 
 
 StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
@@ -207,7 +211,7 @@ def transfer(
         _check_sizes(c_k, s_k, hw, config)
         reference = c_k if c_k is not None else _noise(hw, config.seed, device)
         targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
-                                  style_cache=style_cache)
+                                  style_cache=style_cache, defer=True)
         start = 0
         if saved is not None and k == saved["scale"]:
             x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
@@ -381,17 +385,21 @@ def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) 
 def compute_targets(
     model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config, losses: StyleLosses,
     regions: Sequence[LoadedRegion] = (), reference: Tensor | None = None, style_cache: StyleCache | None = None,
+    defer: bool = False,
 ) -> Targets:
     """Style statistics per region and loss, their normalisers (each loss at `reference`, default the content
     image: there every style layer's L̂ is 1), and the content targets (none when `content` is None).
-    With a `style_cache` (and no masks) the blended style statistics are looked up, or computed and stored."""
+    With a `style_cache` (and no masks) the blended style statistics are looked up, or computed and stored.
+    `defer` (no masks): leave the content targets and normalisers to the first objective (`Targets.pending`),
+    which saves the reference's forward pass and losses when optimisation starts from the reference."""
     reference = content if reference is None else reference
     style_layers = config.style_layers
     content_layers = config.content_layers if content is not None else ()
+    defer = defer and not regions
     key = None if style_cache is None or regions else _style_key(styles, config, reference.device)
     cached = None if key is None else style_cache.get(key)
     with conv_precision(config, reference.device):
-        ref_acts = model(reference, {*content_layers, *style_layers})
+        ref_acts = {} if defer else model(reference, {*content_layers, *style_layers})
         if cached is None:
             with model.zero_padding():  # a style image is not a torus, even when the output is (tileable)
                 style_acts = [model(s, style_layers) for s in styles]
@@ -404,9 +412,18 @@ def compute_targets(
     region_targets = [_region_targets(losses, style_layers, ref_acts, *part, stats=cached) for part in parts]
     if key is not None and cached is None:
         style_cache[key] = region_targets[0].stats
-    content_t = {layer: at_least_float32(ref_acts[layer]) for layer in content_layers}
-    power = {layer: (t**2).mean().clamp_min(1e-12) for layer, t in content_t.items()}
-    return Targets(content_t, power, region_targets)
+    targets = Targets(dict.fromkeys(content_layers), {}, region_targets, pending=reference if defer else None)
+    if not defer:
+        _set_content(targets, ref_acts)
+    return targets
+
+
+def _set_content(targets: Targets, acts: dict[str, Tensor]) -> None:
+    """The content targets (for the layers `targets.content` names, or none: a texture) from the reference's
+    activations, and their normalisers."""
+    for layer in targets.content:
+        targets.content[layer] = t = at_least_float32(acts[layer].detach())
+        targets.content_power[layer] = (t**2).mean().clamp_min(1e-12)
 
 
 def _region_targets(
@@ -414,8 +431,9 @@ def _region_targets(
     blend_w: Sequence[float], style_mask: Tensor | None, content_mask: Tensor | None, share: float,
     stats: dict[str, dict[str, Stats]] | None = None,
 ) -> RegionTargets:
-    """`stats`: the blended style statistics when already known (a style cache), else computed from `style_acts`."""
-    out_w = {layer: position_weights(content_mask, ref_acts[layer]) for layer in layers}
+    """`stats`: the blended style statistics when already known (a style cache), else computed from `style_acts`.
+    Empty `ref_acts` (deferred targets, no masks): the normalisers are left for `_settle`."""
+    out_w = {layer: position_weights(content_mask, ref_acts[layer]) for layer in layers if layer in ref_acts}
     known = stats is not None
     stats = stats if known else {}
     ref: dict[str, dict[str, Tensor]] = {}
@@ -428,10 +446,15 @@ def _region_targets(
                 per_style = [loss.stats(flatten(a[layer]), **_weights(position_weights(style_mask, a[layer])))
                              for a in style_acts]
                 stats[label][layer] = loss.blend(per_style, blend_w)
-            # Guard against a style identical to the reference, where the loss is 0 and any output is perfect.
-            raw = loss.loss(flatten(ref_acts[layer]), stats[label][layer], **_weights(out_w[layer]))
-            ref[label][layer] = raw.clamp_min(1e-12)
+            if layer in ref_acts:
+                ref[label][layer] = _normaliser(loss.loss(flatten(ref_acts[layer]), stats[label][layer],
+                                                          **_weights(out_w[layer])))
     return RegionTargets(stats, ref, None if content_mask is None else out_w, share)
+
+
+def _normaliser(raw: Tensor) -> Tensor:
+    # Guard against a style identical to the reference, where the loss is 0 and any output is perfect.
+    return raw.detach().clamp_min(1e-12)
 
 
 def _style_key(styles: Sequence[Tensor], config: Config, device: torch.device) -> tuple:
@@ -458,6 +481,7 @@ def objective(
     content_layers = tuple(targets.content)
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})
+    at_reference = targets.pending is not None and _settle(model, x, feats, targets, config, losses)
     content = sum(
         (w * content_loss(feats[layer], targets.content[layer], targets.content_power[layer])
          for layer, w in config.content_layer_weight_map().items() if layer in targets.content),
@@ -465,7 +489,7 @@ def objective(
     )
     layer_w = config.style_layer_weight_map()
     flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
-    normalised = normalised_style(flat, targets, losses)
+    normalised = normalised_style(flat, targets, losses, at_reference)
     per_layer = {layer: sum(pi * normalised[label][layer] for label, (_, pi) in losses.items())
                  for layer in config.style_layers}
     style = sum(w * per_layer[layer] for layer, w in layer_w.items())
@@ -482,8 +506,10 @@ def objective(
     return total, terms
 
 
-def normalised_style(flat: dict[str, Tensor], targets: Targets, losses: StyleLosses) -> dict[str, dict[str, Tensor]]:
-    """Loss label -> layer -> L̂ (1 at the reference image), summed over the regions by their shares."""
+def normalised_style(flat: dict[str, Tensor], targets: Targets, losses: StyleLosses,
+                     at_reference: bool = False) -> dict[str, dict[str, Tensor]]:
+    """Loss label -> layer -> L̂ (1 at the reference image), summed over the regions by their shares.
+    `at_reference`: `flat` are the reference image's features, whose raw losses become the normalisers."""
     out: dict[str, dict[str, Tensor]] = {}
     for label, (loss, _) in losses.items():
         out[label] = {}
@@ -491,9 +517,31 @@ def normalised_style(flat: dict[str, Tensor], targets: Targets, losses: StyleLos
             total: Tensor | float = 0
             for r in targets.regions:
                 w = None if r.weights is None else r.weights[layer]
-                total = total + r.share * loss.loss(x, r.stats[label][layer], **_weights(w)) / r.ref[label][layer]
+                raw = loss.loss(x, r.stats[label][layer], **_weights(w))
+                if at_reference:
+                    r.ref[label][layer] = _normaliser(raw)
+                total = total + r.share * raw / r.ref[label][layer]
             out[label][layer] = torch.as_tensor(total)
     return out
+
+
+def _settle(model: VGG19, x: Tensor, feats: dict[str, Tensor], targets: Targets, config: Config,
+            losses: StyleLosses) -> bool:
+    """Fill in deferred targets (`Targets.pending`). True when `x` is the reference image: `feats` then give the
+    content targets, and the raw style losses about to be computed from them the normalisers (normalised_style),
+    the same numbers as from a separate pass. Otherwise they come from a no-grad pass of the reference; False."""
+    reference, targets.pending = targets.pending, None
+    assert reference is not None
+    if torch.equal(x.detach(), reference):
+        _set_content(targets, feats)
+        return True
+    with torch.no_grad(), conv_precision(config, reference.device):
+        acts = model(reference, {*targets.content, *config.style_layers})
+        _set_content(targets, acts)
+        # Deferred only without masks: every region is the whole image, its statistics known.
+        targets.regions[:] = [_region_targets(losses, config.style_layers, acts, [], [], None, None, r.share,
+                                              stats=r.stats) for r in targets.regions]
+    return False
 
 
 def conv_precision(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
