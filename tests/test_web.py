@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import bomb_png, noise_rgb
 from PIL import Image
@@ -312,3 +313,85 @@ def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys, t
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if stylelab[web] were not installed
     assert cli.main(["serve", "--data", str(tmp_path)]) == 2
     assert "pip install 'stylelab[web]'" in capsys.readouterr().err
+
+
+def cells(page: str) -> dict[str, list[str]]:
+    """The compare report's table: output label -> its cells (content distance, one per loss, s/step)."""
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", page, re.S):
+        tds = [re.sub(r"</?b>", "", td) for td in re.findall(r"<td>(.*?)</td>", row)]
+        if tds:
+            rows[tds[0]] = tds[1:]
+    return rows
+
+
+def test_compare_report_of_a_result(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], style_loss="gram", steps=6)
+    assert client.post(f"/api/jobs/{job}/compare", json={"losses": "gram"}).status_code == 409  # not done yet
+    wait(client, job)
+    r = client.post(f"/api/jobs/{job}/compare", json={"losses": "nope"})
+    assert r.status_code == 400 and "nope" in r.json()["error"]
+    assert client.post(f"/api/jobs/{job}/compare-report").status_code == 409  # no comparison runs yet
+    r = client.post(f"/api/jobs/{job}/compare", json={"losses": "gram,sliced-wasserstein"})
+    assert r.status_code == 200, r.text
+    queued = r.json()["jobs"]  # gram is the job's own loss: one new run
+    assert [(q["parent"], q["settings"]["style_loss"]) for q in queued] == [(job, "sliced-wasserstein")]
+    assert {k: v for k, v in queued[0]["settings"].items() if k != "style_loss"} == \
+        {k: v for k, v in client.get(f"/api/jobs/{job}").json()["settings"].items() if k != "style_loss"}
+    child = queued[0]["id"]
+    assert wait(client, child)["state"] == "done"
+    r = client.post(f"/api/jobs/{job}/compare-report")
+    assert r.status_code == 200, r.text
+    page = client.get(r.json()["report"]).text
+    table = cells(page)
+    assert set(table) == {"content image", f"#{job} gram", f"#{child} sliced-wasserstein"}
+    assert table["content image"][:3] == ["0.000", "1.000", "1.000"]  # content, gram, sliced-wasserstein
+    assert float(table[f"#{job} gram"][1]) < 1 and float(table[f"#{child} sliced-wasserstein"][2]) < 1
+    grid = client.get(f"/api/jobs/{job}/report/compare.png")
+    assert grid.headers["content-type"] == "image/png" and Image.open(io.BytesIO(grid.content)).width == 3 * 48
+    texture = submit(client, None, [s], size=32, steps=1)
+    wait(client, texture)
+    assert client.post(f"/api/jobs/{texture}/compare", json={}).status_code == 409
+
+
+def test_masks_are_uploads_and_reach_the_run(client: TestClient) -> None:
+    c, s = inputs(client)
+    s2 = upload(client, png(samples.swirls(48, 48, seed=2).rotate(90)), "s2.png")
+    left = Image.new("L", (64, 48), 0)
+    left.paste(255, (0, 0, 32, 48))
+    m1 = upload(client, png(left), "left.png")
+    m2 = upload(client, png(Image.eval(left, lambda v: 255 - v)), "right.png")
+    black = upload(client, png(Image.new("L", (64, 48), 0)), "black.png")
+    body = {"content": c, "styles": [s, s2], "settings": FAST}
+
+    def post(masks):
+        return client.post("/api/jobs", json={**body, "masks": masks})
+
+    bad = [
+        ([{"content_mask": m1, "style": 3}], "mask 1: style number 3, but the job has 2 style images"),
+        ([{"content_mask": "../../etc/passwd", "style": 1}], "mask 1: content_mask must be the id of an upload"),
+        ([{"content_mask": m1, "style": "1"}], "mask 1: style must be the number of a style image, from 1"),
+        ([{"content_mask": black, "style": 1}], "content mask is black everywhere (an empty region): black.png"),
+        ("left.png", "masks must be a list of {content_mask, style, style_mask}"),
+    ]
+    for masks, message in bad:
+        r = post(masks)
+        assert r.status_code == 400 and r.json() == {"error": message}, (masks, r.text)
+    r = client.post("/api/jobs", json={"content": None, "styles": [s], "settings": FAST,
+                                       "masks": [{"content_mask": m1, "style": 1}]})
+    assert r.status_code == 400 and "texture" in r.json()["error"]
+    assert client.get("/api/jobs").json()["jobs"] == []  # nothing queued by a bad request
+
+    regions = [{"content_mask": m1, "style": 1, "style_mask": None}, {"content_mask": m2, "style": 2, "style_mask": s}]
+    r = post(regions)
+    assert r.status_code == 200, r.text
+    masked = r.json()["id"]
+    plain = submit(client, c, [s, s2])
+    assert wait(client, masked)["state"] == "done" and wait(client, plain)["state"] == "done"
+    record = client.get(f"/api/jobs/{masked}/provenance").json()
+    assert [(m["style"], m["style_mask"] is not None) for m in record["config"]["masks"]] == [(0, False), (1, True)]
+    a, b = (np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{j}/result").content))) for j in (masked, plain))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 1  # the regions changed the painting
+    again = client.post(f"/api/jobs/{masked}/restart", json={}).json()
+    assert again["masks"] == regions

@@ -127,3 +127,66 @@ def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server
         assert '"style_weight": 50,' in page.inner_text("#details-text")  # JSON.stringify(50.0) is 50
         assert not errors, errors
         browser.close()
+
+
+@pytest.mark.slow
+def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: Server, tmp_path: Path) -> None:
+    from PIL import Image
+
+    content, s1, s2, mask, other = (tmp_path / n for n in ("content.png", "s1.png", "s2.png", "left.png", "right.png"))
+    samples.landscape(48, 36).save(content)
+    samples.swirls(48, 48, seed=1).save(s1)
+    samples.swirls(48, 48, seed=2).rotate(90).save(s2)
+    left = Image.new("L", (48, 36), 0)
+    left.paste(255, (0, 0, 24, 36))
+    left.save(mask)
+    Image.eval(left, lambda v: 255 - v).save(other)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("#f-size")
+        page.set_input_files("#content-file", str(content))
+        page.wait_for_selector("#content-thumb:not([hidden])")
+        page.set_input_files("#style-file", [str(s1), str(s2)])
+        page.wait_for_function("document.querySelectorAll('#styles > li').length == 2")
+        page.locator("#styles > li").nth(0).locator(".mask-file-mask").set_input_files(str(mask))
+        page.wait_for_selector("#styles > li:nth-child(1) img.mask-thumb")
+        page.locator("#styles > li").nth(1).locator(".mask-file-mask").set_input_files(str(other))
+        page.wait_for_selector("#styles > li:nth-child(2) img.mask-thumb")
+        page.fill("#f-size", "48")
+        page.fill("#f-steps", "3")
+        page.select_option("#f-style_loss", "gram") if page.locator("select#f-style_loss").count() \
+            else page.fill("#f-style_loss", "gram")
+        page.click("#form details summary")
+        page.fill("#f-device", "cpu")
+        page.click("#start")
+        page.wait_for_selector(".card[data-state=done] img", timeout=180_000)
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+        page.click(".card[data-state=done] button:text('Settings')")
+        page.wait_for_selector("#details[open]")
+        assert page.inner_text("#details-text").count('"content_mask"') == 2
+        page.click("#details button")
+
+        page.click(".card[data-state=done] button:text('Compare')")
+        page.wait_for_selector("#compare[open]")
+        page.fill("#compare-losses", "gram,sliced-wasserstein")
+        page.click("#compare-queue")
+        page.wait_for_function("document.getElementById('compare-status').textContent.includes('queued jobs #2')")
+        page.wait_for_function("document.querySelectorAll('.card[data-state=done] img').length == 2",
+                               timeout=180_000)
+        with page.expect_popup() as popup:
+            page.click("#compare-report")
+        report = popup.value
+        report.wait_for_selector("table")
+        report.wait_for_function("document.querySelector('img').complete && document.querySelector('img').naturalWidth")
+        rows = report.locator("table tr").all_inner_texts()
+        assert len(rows) == 4 and rows[2].startswith("#1 gram") and rows[3].startswith("#2 sliced-wasserstein")
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            report.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_compare.png")))
+            page.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_regions.png")))
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+        assert not errors, errors
+        browser.close()

@@ -8,12 +8,13 @@ Sits on top of the core (optimize); nothing in the core imports it.
 from __future__ import annotations
 
 import dataclasses
+import html
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from .config import Config
@@ -107,8 +108,41 @@ def grid(rows: Sequence[Row], columns: int = 4) -> Image.Image:
     n_rows = -(-len(rows) // columns)
     sheet = Image.new("RGB", (w * min(columns, len(rows)), (h + label_h) * n_rows), "white")
     draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
     for k, r in enumerate(rows):
         x, y = (k % columns) * w, (k // columns) * (h + label_h)
         sheet.paste(r.image.resize((w, h)), (x, y + label_h))
-        draw.text((x + 3, y + 2), r.loss, fill="black")
+        label = r.loss
+        while len(label) > 1 and draw.textlength(label, font=font) > w - 6:  # a label fits its tile
+            label = label[:-2] + "…"
+        draw.text((x + 3, y + 2), label, fill="black", font=font)
     return sheet
+
+
+def page(rows: Sequence[Row], title: str, grid_file: str, note: str = "") -> str:
+    """A self-contained HTML report: the grid image (by file name) and the table, lowest distance per column
+    in bold among the outputs."""
+    lines = table(rows)
+    labels = lines[0][1:-1]
+    best = {k: min(r.distances[k] for r in rows[1:]) for k in rows[0].distances}
+    body = []
+    for r, line in zip(rows, lines[1:]):
+        cells = [f"<td>{html.escape(line[0])}</td>"]
+        for k, cell in zip(["content", *[k for k in r.distances if k != "content"]], line[1:-1]):
+            bold = r is not rows[0] and r.distances[k] == best[k]
+            cells.append(f"<td>{'<b>' + cell + '</b>' if bold else cell}</td>")
+        cells.append(f"<td>{line[-1]}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["output", *labels, "s/step"])
+    width = max(600, rows[0].image.width * min(4, len(rows)))  # grid()'s width, small tiles shown larger
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}
+table{{border-collapse:collapse}}td:first-child{{text-align:left}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><img src="{html.escape(grid_file)}" alt="the outputs side by side" style="width:{width}px"></p>
+<p>Distances to the style under each loss, normalised so that the content image is 1 (content distance: 0 at the
+content image); lower is closer. Bold: the closest output in each column. {html.escape(note)}</p>
+<table><tr>{head}</tr>
+{"".join(body)}
+</table></body></html>
+"""

@@ -171,7 +171,7 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
             raise BadRequest("content must be the id of an upload, or null for a texture")
         if not isinstance(styles, list) or not all(isinstance(s, str) and _SHA.match(s) for s in styles):
             raise BadRequest("styles must be a list of upload ids")
-        return await run_in_threadpool(runner.submit, content, styles, _settings(body))
+        return await run_in_threadpool(runner.submit, content, styles, _settings(body), masks=_masks(body))
 
     @app.get("/api/jobs")
     async def jobs() -> dict:
@@ -240,6 +240,18 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
         await run_in_threadpool(runner.explain, job_id)
         return {"report": f"/api/jobs/{job_id}/report/index.html"}
 
+    @app.post("/api/jobs/{job_id}/compare")
+    async def compare(job_id: int, body: dict[str, Any] | None = None) -> dict:
+        losses = (body or {}).get("losses", "all")
+        if not isinstance(losses, str):
+            raise BadRequest("losses must be a comma list of style losses, or 'all'")
+        return {"jobs": await run_in_threadpool(runner.compare, job_id, losses)}
+
+    @app.post("/api/jobs/{job_id}/compare-report")
+    async def compare_report(job_id: int) -> dict:
+        await run_in_threadpool(runner.compare_report, job_id)
+        return {"report": f"/api/jobs/{job_id}/report/compare.html"}
+
     @app.get("/api/jobs/{job_id}/report/{name}")
     async def report(job_id: int, name: str) -> FileResponse:
         if not _REPORT_FILE.match(name):
@@ -302,6 +314,27 @@ def _settings(body: dict[str, Any], default: Any = ...) -> Any:
     if settings is not None and not isinstance(settings, dict):
         raise BadRequest("settings must be an object of {setting: value}")
     return settings
+
+
+def _masks(body: dict[str, Any]) -> list[dict]:
+    """The request's regions (`--mask`): [{"content_mask": upload id, "style": number from 1, "style_mask": upload
+    id or null}, ...]; anything else is a 400."""
+    masks = body.get("masks") or []
+    if not isinstance(masks, list):
+        raise BadRequest("masks must be a list of {content_mask, style, style_mask}")
+    out = []
+    for k, m in enumerate(masks, 1):
+        if not isinstance(m, dict) or set(m) - {"content_mask", "style", "style_mask"}:
+            raise BadRequest(f"mask {k} must be an object with content_mask, style and an optional style_mask")
+        content, style, style_mask = m.get("content_mask"), m.get("style"), m.get("style_mask")
+        if not (isinstance(content, str) and _SHA.match(content)):
+            raise BadRequest(f"mask {k}: content_mask must be the id of an upload")
+        if style_mask is not None and not (isinstance(style_mask, str) and _SHA.match(style_mask)):
+            raise BadRequest(f"mask {k}: style_mask must be the id of an upload, or null")
+        if isinstance(style, bool) or not isinstance(style, int):
+            raise BadRequest(f"mask {k}: style must be the number of a style image, from 1")
+        out.append({"content_mask": content, "style": style, "style_mask": style_mask})
+    return out
 
 
 def _sniff(data: bytes, name: str) -> tuple[str, tuple[int, int]]:

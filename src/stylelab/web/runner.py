@@ -7,7 +7,8 @@ its `plan()` re-queues by spec digest, while the web needs numbered jobs (textur
     DATA/stylelab-web.sqlite   uploads (sha256, file, size) and jobs (settings, state, losses, result file)
     DATA/uploads/<sha256>.<format>   every uploaded image under the hash of its bytes (a request never names a path)
     DATA/results/<job id>.png        results, with the PNG provenance `stylelab run` writes (replayable)
-    DATA/reports/<job id>/           `stylelab explain` reports of results, made on request
+    DATA/reports/<job id>/           reports of results, made on request: `stylelab explain` (index.html) and
+                                     the comparison with the same settings under other style losses (compare.html)
 
 One job runs at a time. Progress goes to an in-memory `Live` per job (events, the latest JPEG preview, the current
 image); a Cancel sets a flag that the step callback checks, raising `Cancelled` between steps.
@@ -28,10 +29,11 @@ from typing import Any
 import torch
 
 from .. import cli
-from ..config import Config
+from ..config import Config, ConfigError, Region
 from ..errors import StylelabError
-from ..image import load_alpha, open_image, save_image, tensor_to_pil
+from ..image import load_alpha, open_image, resize_long_edge, save_image, tensor_to_pil, to_tensor
 from ..jobs import StyleCache, one_line_error
+from ..masks import load_regions
 from ..optimize import Step, stylize, synthesize
 from .schema import settings_to_config
 
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     styles TEXT NOT NULL,          -- JSON list of style upload sha256s
     settings TEXT NOT NULL,        -- JSON: the form's values (names of `stylelab run` options)
     init TEXT,                     -- sha256 of an upload to start from (edit and continue), else NULL
+    masks TEXT,                    -- JSON list of regions {content_mask, style (from 1), style_mask}: uploads
     parent INTEGER,                -- the job this one continues or restarts
     priority INTEGER NOT NULL DEFAULT 0,  -- higher runs first (continue / restart of the running job)
     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
@@ -97,6 +100,8 @@ class Runner:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(_SCHEMA)
+        if "masks" not in {r["name"] for r in self.db.execute("PRAGMA table_info(jobs)")}:  # a data folder of 0.1
+            self.db.execute("ALTER TABLE jobs ADD COLUMN masks TEXT")
         # A job that was running when the server stopped did not finish: say so (its inputs are kept).
         self.db.execute("UPDATE jobs SET state = 'failed', error = 'interrupted: the server stopped while it ran', "
                         "finished = ? WHERE state = 'running'", (time.time(),))
@@ -157,33 +162,56 @@ class Runner:
     # ----------------------------------------------------------------------------------------------- jobs
 
     def submit(self, content: str | None, styles: list[str], settings: dict[str, Any], init: str | None = None,
-               parent: int | None = None, priority: int = 0) -> dict:
-        """Validate (same code and messages as the CLI) and queue a job; returns its row."""
+               parent: int | None = None, priority: int = 0, masks: list[dict] | None = None) -> dict:
+        """Validate (same code and messages as the CLI) and queue a job; returns its row. `masks`: regions
+        {"content_mask": upload, "style": number from 1, "style_mask": upload or None}, as `--mask`."""
         if not styles:
             raise StylelabError("add at least one style image")
-        for sha in [*styles, *([content] if content else []), *([init] if init else [])]:
+        masks = masks or []
+        for k, m in enumerate(masks, 1):
+            if not 1 <= m["style"] <= len(styles):
+                raise StylelabError(f"mask {k}: style number {m['style']}, but the job has {len(styles)} "
+                                    f"style image{'s' if len(styles) > 1 else ''}")
+        mask_shas = [sha for m in masks for sha in (m["content_mask"], m["style_mask"]) if sha]
+        for sha in [*styles, *([content] if content else []), *([init] if init else []), *mask_shas]:
             self.upload(sha)  # NotFound for an unknown id
-        config, values = self._config("texture" if content is None else "run", settings, init)
+        config, values = self._config("texture" if content is None else "run", settings, init, masks)
         config.blend_weights(len(styles))  # a blend with the wrong number of weights: the CLI's message
+        self._check_masks(config)
         with self.lock:
             cur = self.db.execute(
-                "INSERT INTO jobs (kind, content, styles, settings, init, parent, priority, state, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "INSERT INTO jobs (kind, content, styles, settings, init, masks, parent, priority, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
                 ("texture" if content is None else "run", content, json.dumps(styles), json.dumps(values), init,
-                 parent, priority, time.time()))
+                 json.dumps(masks) if masks else None, parent, priority, time.time()))
             job_id = int(cur.lastrowid or 0)
             self.live[job_id] = Live()
             self._event(job_id, {"type": "state", "state": "queued"})
             self.wake.notify_all()
         return self.job(job_id)
 
-    def _config(self, kind: str, settings: dict[str, Any], init: str | None) -> tuple[Config, dict]:
+    def _config(self, kind: str, settings: dict[str, Any], init: str | None, masks: list[dict] | None = None
+                ) -> tuple[Config, dict]:
         size = settings.get("size")
         texture_size = None
         if kind == "texture":
             texture_size = int(settings_to_config({"size": size} if size is not None else {})[1]["size"])
         init_path = str(self.upload_path(init)) if init else None
-        return settings_to_config(settings, texture_size=texture_size, init_path=init_path)
+        regions = [Region(str(self.upload_path(m["content_mask"])), m["style"] - 1,
+                          str(self.upload_path(m["style_mask"])) if m["style_mask"] else None) for m in masks or []]
+        return settings_to_config(settings, texture_size=texture_size, init_path=init_path, masks=regions)
+
+    def _check_masks(self, config: Config) -> None:
+        """The mask images as a run reads them (an all-black one is refused), messages naming the upload."""
+        try:
+            load_regions(config.masks, len(config.masks) and 1 + max(r.style for r in config.masks))
+        except StylelabError as exc:
+            message = str(exc)
+            for r in config.masks:
+                for path in (r.content_mask, r.style_mask):
+                    if path:
+                        message = message.replace(path, self.upload(Path(path).stem)["name"] or "upload")
+            raise type(exc)(message) from None
 
     def job(self, job_id: int) -> dict:
         rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -234,7 +262,7 @@ class Runner:
         image.convert("RGB").save(buf, format="PNG")
         init = self.add_upload(buf.getvalue(), "png", f"job {job_id}", image.size)["sha256"]
         return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
-                           init=init, parent=job_id, priority=1)
+                           init=init, parent=job_id, priority=1, masks=row["masks"])
 
     def restart(self, job_id: int, settings: dict[str, Any] | None) -> dict:
         """Cancel the job if it runs or waits and queue it again from the start (with new `settings`)."""
@@ -242,7 +270,7 @@ class Runner:
         if row["state"] in ("queued", "running"):
             self.cancel(job_id)
         return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
-                           parent=job_id, priority=1)
+                           parent=job_id, priority=1, masks=row["masks"])
 
     def delete(self, job_id: int) -> None:
         with self.lock:
@@ -275,17 +303,77 @@ class Runner:
         DATA/reports/<job id>/ (made once; later calls return it)."""
         from ..explain import explain
 
-        row = self.job(job_id)
-        if row["kind"] != "run":
-            raise Conflict("explain needs a content image; this job is a texture")
-        if not row["result"]:
-            raise Conflict(f"job {job_id} has no result to explain ({row['state']})")
+        self._finished_run(job_id, "explain")
         folder = self.data / "reports" / str(job_id)
         with self.explain_lock:
             if not (folder / "index.html").is_file():
                 job, config = cli.read_provenance(str(self.result_path(job_id)))
                 explain(job["content"], job["styles"], folder, str(self.result_path(job_id)), config)
         return folder
+
+    def compare(self, job_id: int, losses: str) -> list[dict]:
+        """Queue the finished run `job_id` again under each style loss of `losses` (the specs of `stylelab compare
+        --losses`: a comma list, or 'all') other than its own, with its inputs and other settings: its children,
+        which its compare report puts side by side. Returns the queued jobs."""
+        from ..compare import split_specs
+
+        row = self._finished_run(job_id, "compare")
+        try:
+            specs = split_specs(losses)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return [self.submit(row["content"], row["styles"], {**row["settings"], "style_loss": spec}, parent=job_id,
+                            masks=row["masks"]) for spec in specs if spec != row["settings"]["style_loss"]]
+
+    def compare_report(self, job_id: int) -> Path:
+        """The report of `compare`: the result and its finished comparison runs (same inputs and settings, another
+        style loss) in a grid, and every one measured under every loss they used (stylelab.compare.evaluator;
+        content image = 1). Written to DATA/reports/<job id>/compare.html and compare.png, remade on each call."""
+        from ..compare import Row, evaluator, grid, page
+        from ..lossspec import parse_style_losses
+        from ..optimize import load_inputs
+
+        row = self._finished_run(job_id, "compare")
+        same = {k: v for k, v in row["settings"].items() if k != "style_loss"}
+        runs, seen = [row], {row["settings"]["style_loss"]}
+        for c in self.jobs()[::-1]:  # oldest first
+            if (c["parent"] == job_id and c["state"] == "done" and c["init"] is None and c["kind"] == "run"
+                    and (c["content"], c["styles"], c["masks"]) == (row["content"], row["styles"], row["masks"])
+                    and {k: v for k, v in c["settings"].items() if k != "style_loss"} == same
+                    and c["settings"]["style_loss"] not in seen):
+                runs.append(c)
+                seen.add(c["settings"]["style_loss"])
+        if len(runs) < 2:
+            raise Conflict(f"job {job_id} has no finished comparison runs yet (compare it first)")
+        labels = list(dict.fromkeys(t.label for r in runs for t in parse_style_losses(r["settings"]["style_loss"])))
+        job, config = cli.read_provenance(str(self.result_path(job_id)))
+        content, styles = load_inputs(job["content"], job["styles"])
+        assert content is not None  # a run has a content image
+        with self.explain_lock:
+            distances = evaluator(content, styles, config, labels)
+            reference = resize_long_edge(content, config.size)
+            rows = [Row("content image", tensor_to_pil(reference), distances(reference), float("nan"))]
+            for r in runs:
+                image = to_tensor(str(self.result_path(r["id"])), "result")
+                rows.append(Row(f"#{r['id']} {r['settings']['style_loss']}", tensor_to_pil(image), distances(image),
+                                (r["finished"] - r["started"]) / max(1, r["steps"])))
+            folder = self.data / "reports" / str(job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image(grid(rows), folder / "compare.png")
+            html = page(rows, f"Job {job_id} under other style losses", "compare.png",
+                        "s/step: the job's time over its steps (targets included)")
+            tmp = folder / "compare.html.part"
+            tmp.write_text(html, encoding="utf-8")
+            tmp.replace(folder / "compare.html")
+        return folder
+
+    def _finished_run(self, job_id: int, what: str) -> dict:
+        row = self.job(job_id)
+        if row["kind"] != "run":
+            raise Conflict(f"{what} needs a content image; this job is a texture")
+        if not row["result"]:
+            raise Conflict(f"job {job_id} has no result to {what} ({row['state']})")
+        return row
 
     def report_file(self, job_id: int, name: str) -> Path:
         """A file of the job's explain report, found by listing its folder (the name is only compared)."""
@@ -331,7 +419,7 @@ class Runner:
         encode_s: list[float] = []
 
         try:
-            config, _ = self._config(row["kind"], row["settings"], row["init"])
+            config, _ = self._config(row["kind"], row["settings"], row["init"], row["masks"])
             total = sum(steps for _, steps in config.schedule())
 
             def on_step(step: Step) -> None:
@@ -422,4 +510,5 @@ def _row(r: sqlite3.Row) -> dict:
     d["styles"] = json.loads(d["styles"])
     d["settings"] = json.loads(d["settings"])
     d["losses"] = json.loads(d["losses"]) if d["losses"] else {}
+    d["masks"] = json.loads(d["masks"]) if d["masks"] else []
     return d

@@ -8,15 +8,18 @@ bad value gets the same message as on the command line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from .. import cli
-from ..config import INITS, Config, ConfigError
+from ..config import INITS, Config, ConfigError, Region
 
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
-# these are not editable (-o, checkpoints, snapshots, --overwrite) or take an uploaded file instead (--mask,
-# --weights: not offered yet). --init: its named choices only; "continue" sets an uploaded image server-side.
+# these are not editable (-o, checkpoints, snapshots, --overwrite) or take uploaded files instead (--mask: the
+# job's `masks`, uploads; --weights: not offered). --init: its named choices only; "continue" sets an uploaded
+# image server-side.
 NOT_IN_FORM = ("help", "content", "styles", "output", "save_every", "checkpoint", "checkpoint_every", "resume",
                "overwrite", "quiet", "mask", "weights")
 
@@ -70,10 +73,11 @@ def _convert(action: argparse.Action, value: Any) -> Any:
         raise ConfigError(str(exc)) from None
 
 
-def settings_to_config(settings: dict[str, Any], texture_size: int | None = None, init_path: str | None = None
-                       ) -> tuple[Config, dict[str, Any]]:
+def settings_to_config(settings: dict[str, Any], texture_size: int | None = None, init_path: str | None = None,
+                       masks: Sequence[Region] = ()) -> tuple[Config, dict[str, Any]]:
     """Form values -> (Config, the normalised values). Unknown names and path-valued settings are refused.
-    `init_path`: a server-side image to start from (edit and continue); `texture_size`: a square texture."""
+    `init_path`: a server-side image to start from (edit and continue); `texture_size`: a square texture;
+    `masks`: regions of server-side mask images (`--mask`), not for textures."""
     actions = _actions()
     unknown = sorted(set(settings) - set(actions))
     if unknown:
@@ -88,5 +92,8 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
         ns.init = init_path
     tex = (texture_size, texture_size) if texture_size else None
     if tex:
-        ns.color, ns.mask = "none", []
-    return cli.config_from_args(ns, texture_size=tex), values
+        if masks:
+            raise ConfigError("masks need a content image; a texture has none")
+        ns.color = "none"
+    config = cli.config_from_args(ns, texture_size=tex)
+    return (dataclasses.replace(config, masks=tuple(masks)) if masks else config), values

@@ -167,9 +167,41 @@ function renderStyles() {
     const name = document.createElement("span");
     name.textContent = "weight";
     name.className = "hint";
-    li.append(img, name, w, x);
+    const row = document.createElement("div");
+    row.className = "style-row";
+    row.append(img, name, w, x);
+    li.append(row, maskRow(s, k));
     list.appendChild(li);
   });
+}
+
+// A region (`--mask`) for a style: where in the output it goes (white = here), optionally from where in the style.
+function maskRow(s, k) {
+  const row = document.createElement("div");
+  row.className = "mask-row";
+  for (const [key, label, title] of [
+    ["mask", "region…", "a mask of the content: where this style goes (white), the rest takes the other regions"],
+    ["styleMask", "from…", "optional: a mask of this style image, the part its statistics come from"]]) {
+    const pick = document.createElement("input");
+    pick.type = "file"; pick.accept = "image/*"; pick.hidden = true;
+    pick.className = "mask-file-" + key;
+    pick.addEventListener("change", () => guarded(async () => {
+      if (pick.files.length) { state.styles[k][key] = await uploadFile(pick.files[0]); renderStyles(); }
+    }));
+    const b = button(s[key] ? label.replace("…", "") + " ✓" : label, () => pick.click(), title);
+    b.className = "small mask-" + key;
+    row.append(pick, b);
+    if (s[key]) {
+      const thumb = document.createElement("img");
+      thumb.src = url(`/api/uploads/${s[key].sha256}/image`);
+      thumb.alt = key === "mask" ? "region mask" : "style mask";
+      thumb.className = "mask-thumb";
+      const clear = button("×", () => { delete state.styles[k][key]; renderStyles(); }, "no " + label.replace("…", ""));
+      clear.className = "small";
+      row.append(thumb, clear);
+    }
+  }
+  return row;
 }
 
 function wireDrop(zone, fileInput, onFiles) {
@@ -298,8 +330,12 @@ function jobBody() {
   const texture = $("texture").checked;
   if (!texture && !state.content) throw new Error("pick a content image (or tick texture)");
   if (!state.styles.length) throw new Error("add at least one style image");
+  const masks = state.styles.map((s, k) => s.mask ? { content_mask: s.mask.sha256, style: k + 1,
+    style_mask: s.styleMask ? s.styleMask.sha256 : null } : null).filter(Boolean);
+  if (texture && masks.length) throw new Error("masks need a content image; untick texture or remove the regions");
+  if (!masks.length && state.styles.some((s) => s.styleMask)) throw new Error("a style mask needs a region too");
   return { content: texture ? null : state.content.sha256, styles: state.styles.map((s) => s.sha256),
-           settings: readSettings() };
+           settings: readSettings(), masks };
 }
 
 async function start() {
@@ -399,6 +435,8 @@ function renderGallery(jobs) {
         const r = await api(`/api/jobs/${j.id}/explain`, { method: "POST" });
         window.open(url(r.report), "_blank");
       }), "stylelab explain: Gram matrices, moments and distances of this result"));
+      actions.appendChild(button("Compare", () => openCompare(j),
+        "stylelab compare: this job under other style losses, side by side and measured under each"));
     }
     actions.appendChild(button("Replay", () => guarded(async () => {
       const job = await api(`/api/jobs/${j.id}/restart`, { method: "POST", json: {} });
@@ -414,6 +452,11 @@ function renderGallery(jobs) {
       state.styles = [];
       const blend = (j.settings.style_blend || "").split(",").map(parseFloat);
       j.styles.forEach((s, k) => { if (bySha[s]) addStyle(bySha[s], blend[k] || 1); });
+      for (const m of j.masks || []) {
+        const target = state.styles.find((s) => s.sha256 === j.styles[m.style - 1]);
+        if (target && bySha[m.content_mask]) target.mask = bySha[m.content_mask];
+        if (target && m.style_mask && bySha[m.style_mask]) target.styleMask = bySha[m.style_mask];
+      }
       renderStyles();
       state.following = j.id;
       setButtons(state.source !== null);
@@ -427,6 +470,34 @@ function renderGallery(jobs) {
     box.appendChild(card);
   }
   if (!jobs.length) box.innerHTML = "<p class='hint'>finished jobs appear here, with their settings</p>";
+}
+
+function openCompare(j) {
+  const dialog = $("compare");
+  dialog.dataset.job = j.id;
+  $("compare-title").textContent = `Compare job ${j.id} (style loss ${j.settings.style_loss}) with other losses`;
+  $("compare-status").textContent = "";
+  dialog.showModal();
+}
+
+async function compareQueue() {
+  const id = $("compare").dataset.job;
+  await guarded(async () => {
+    const r = await api(`/api/jobs/${id}/compare`, { method: "POST", json: { losses: $("compare-losses").value } });
+    $("compare-status").textContent = r.jobs.length
+      ? `queued jobs ${r.jobs.map((x) => "#" + x.id).join(", ")}; show the report when they are done`
+      : "nothing to queue: the job already uses that loss";
+    if (r.jobs.length && state.source === null) follow(r.jobs[0].id);
+    refresh();
+  });
+}
+
+async function compareReport() {
+  const id = $("compare").dataset.job;
+  $("compare-status").textContent = "measuring the results...";
+  const r = await guarded(() => api(`/api/jobs/${id}/compare-report`, { method: "POST" }));
+  $("compare-status").textContent = r ? "" : $("error").textContent;
+  if (r) window.open(url(r.report), "_blank");
 }
 
 // ------------------------------------------------------------------------------------------------- start-up
@@ -451,6 +522,8 @@ async function init() {
   $("cancel").addEventListener("click", () => steer("cancel"));
   $("continue").addEventListener("click", () => steer("continue"));
   $("restart").addEventListener("click", () => steer("restart"));
+  $("compare-queue").addEventListener("click", compareQueue);
+  $("compare-report").addEventListener("click", compareReport);
   drawPlot();
   await guarded(refresh);
   setInterval(() => refresh().catch((e) => showError(e.message)), 2000);
