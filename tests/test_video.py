@@ -110,9 +110,21 @@ def test_parse_frames():
             parse_frames(bad)
 
 
-@pytest.mark.parametrize("kind", ["text", "audio-only", "empty-folder", "missing", "out-of-range"])
+def unknown_codec_clip(path: Path) -> Path:
+    """A Matroska file whose video track names a codec FFmpeg has no decoder for (the H.264 codec id replaced by
+    another of the same length, so the container stays valid)."""
+    data = make_clip(path.with_name("h264.mkv"), n=3, audio=False).read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_STYLELAB/NONE"))
+    path.with_name("h264.mkv").unlink()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "audio-only", "empty-folder", "missing", "out-of-range", "codec"])
 def test_bad_inputs_raise_one_line(tmp_path, kind):
-    if kind == "text":
+    if kind == "codec":
+        src = unknown_codec_clip(tmp_path / "clip.mkv")
+    elif kind == "text":
         src = tmp_path / "clip.mp4"
         src.write_text("not a video")
     elif kind == "audio-only":  # a container without a single video frame
@@ -134,6 +146,8 @@ def test_bad_inputs_raise_one_line(tmp_path, kind):
     with pytest.raises(VideoError) as err:
         read_video(src, frames=(10, 20) if kind == "out-of-range" else None)
     assert "\n" not in str(err.value) and str(err.value)
+    if kind == "codec":
+        assert str(err.value) == "cannot decode clip.mkv: its video codec has no decoder in this FFmpeg build"
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -302,12 +316,52 @@ def test_cli_resumes_at_the_next_frame(tmp_path, style_png, monkeypatch):
     assert main(["video", str(src), str(style_png), "-o", str(tmp_path / "out.mp4"), *FAST]) == 2
 
 
-@pytest.mark.parametrize("kind", ["text", "zero-frames", "bad-output", "bad-frames"])
+def test_cli_job_store_redoes_frames_from_a_changed_one_on(tmp_path, style_png, monkeypatch):
+    """The work folder's job store: frames done with their sha256 and times; a frame whose file changed is done
+    again, and so is every frame after it (each starts from the one before); the ones before it are kept."""
+    from PIL import Image
+
+    from stylelab.store import Store
+
+    src = make_clip(tmp_path / "in.mp4", n=4)
+    out = tmp_path / "out.mp4"
+    work = tmp_path / "out.mp4.frames"
+    real = videocli.save_image
+    saved = []
+
+    def save_then_die(image, path, **kw):
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return real(image, path, **kw)
+
+    monkeypatch.setattr(videocli, "save_image", save_then_die)
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
+    with Store(work, create=False) as store:
+        rows = {r.key: r for r in store.rows()}
+    assert [rows[f"frame_00000{k}.png"].state for k in (1, 2, 3, 4)] == ["done", "done", "done", "running"]
+    assert all(rows[f"frame_00000{k}.png"].sha256 and rows[f"frame_00000{k}.png"].seconds["steps"] > 0
+               for k in (1, 2, 3))
+    Image.new("RGB", Image.open(work / "frame_000002.png").size, "red").save(work / "frame_000002.png")
+    monkeypatch.setattr(videocli, "save_image", real)
+    frames_done = []
+    real_optimize = video.optimize
+    monkeypatch.setattr(video, "optimize", lambda *a, **k: frames_done.append(1) or real_optimize(*a, **k))
+    monkeypatch.setattr(video, "transfer", lambda *a, **k: pytest.fail("frame 1 was kept and is not redone"))
+    assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 0
+    assert len(frames_done) == 3  # frames 2, 3 and 4
+    stylised = read_video(out).frames
+    assert len(stylised) == 4 and np.abs(stylised[1].astype(int) - [255, 0, 0]).mean() > 40  # not the red frame
+
+
+@pytest.mark.parametrize("kind", ["text", "zero-frames", "bad-output", "bad-frames", "codec"])
 def test_cli_bad_input_exit_2_one_line_no_output(tmp_path, style_png, capsys, kind):
     src = tmp_path / "in.mp4"
     out = tmp_path / "out.mp4"
     extra = []
-    if kind == "text":
+    if kind == "codec":
+        src = unknown_codec_clip(tmp_path / "in.mkv")
+    elif kind == "text":
         src.write_text("not a video")
     elif kind == "zero-frames":
         src = tmp_path / "empty"

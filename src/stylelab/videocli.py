@@ -2,13 +2,16 @@
 
 Registered by cli.build_parser (`add_video`) and dispatched by cli.main (`run_video`); the run flags are cli's own
 (`add_settings`, `config_from_args`). Finished frames are kept as PNGs in OUTPUT.frames/ (each written
-atomically) next to the output, so a killed run continues at the next frame when started again with the same
-settings; the folder is removed once the output is written.
+atomically) next to the output, with the run's settings and a job store (stylelab.store: one row per frame, its
+sha256, seconds and losses; `stylelab batch --status OUTPUT.frames` reads it). A killed run continues at the next
+frame when started again with the same settings: the frames from the first one on whose file is missing or
+changed are done again (each frame starts from the one before). The folder is removed once the output is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -27,6 +30,7 @@ from .flags import source as _source
 from .flow import PRESETS
 from .image import save_image
 from .optimize import Step, load_inputs
+from .store import Store, file_sha256
 from .video import DEFAULT_TEMPORAL_WEIGHT, check_video_config, default_frame_steps, stylize_video
 
 WORK_SUFFIX = ".frames"  # OUTPUT.frames/: the frames finished so far
@@ -76,33 +80,46 @@ def run_video(args: argparse.Namespace) -> int:
                 "temporal_weight": args.temporal_weight, "frame_steps": frame_steps, "long_term": args.long_term,
                 "frames": args.frames, "fps": args.fps, "flow": args.flow, "count": len(clip.frames)}
     work = output.with_name(output.name + WORK_SUFFIX)
-    kept = _work_folder(work, settings)
-
-    def done(t: int) -> str | None:
-        path = work / frame_name(t + 1)
-        return str(path) if path.is_file() else None
-
+    _work_folder(work, settings)
     n = len(clip.frames)
-    bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
-    seconds: list[float] = []
+    with Store(work) as store:
+        kept = _kept_frames(store, settings, n, frame_name)
 
-    def on_step(t: int, step: Step) -> None:
-        if not step.final:
-            bar.set_postfix_str(f"frame {t + 1} step {step.i}/{step.n} loss {step.loss:.4g}")
+        def done(t: int) -> str | None:
+            return str(work / frame_name(t + 1)) if t < kept else None
 
-    start = time.perf_counter()
-    try:
-        for frame in stylize_video(clip.frames, styles, config, temporal_weight=args.temporal_weight,
-                                   frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
-                                   done=done, flow_preset=args.flow):
-            if frame.resumed:
-                continue
-            save_image(frame.image, work / frame_name(frame.index + 1))
-            seconds.append(frame.seconds)
-            bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
-            bar.update(1)
-    finally:
-        bar.close()
+        bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
+        seconds: list[float] = []
+        in_steps = [0.0, 0]  # this frame's seconds in steps (and final report), steps taken
+
+        def on_step(t: int, step: Step) -> None:
+            in_steps[0] += step.seconds
+            in_steps[1] += not step.final
+            if not step.final:
+                bar.set_postfix_str(f"frame {t + 1} step {step.i}/{step.n} loss {step.loss:.4g}")
+
+        start = time.perf_counter()
+        try:
+            for frame in stylize_video(clip.frames, styles, config, temporal_weight=args.temporal_weight,
+                                       frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
+                                       done=done, flow_preset=args.flow):
+                if frame.resumed:
+                    continue
+                key = frame_name(frame.index + 1)
+                store.start(key)
+                t0 = time.perf_counter()
+                path = save_image(frame.image, work / key)
+                encode = time.perf_counter() - t0
+                # "targets": the frame's time outside its steps (optical flow, warping, content targets)
+                times = {"steps": in_steps[0], "targets": frame.seconds - in_steps[0], "encode": encode,
+                         "total": frame.seconds + encode}
+                store.finish(key, file_sha256(path) or "", times, {"loss": frame.loss or 0.0}, int(in_steps[1]))
+                in_steps[:] = [0.0, 0]
+                seconds.append(frame.seconds)
+                bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
+                bar.update(1)
+        finally:
+            bar.close()
     arrays = (np.asarray(Image.open(work / frame_name(t + 1)).convert("RGB")) for t in range(n))  # one at a time
     if kind == "video":
         write_video(arrays, output, clip.fps, audio=clip)
@@ -118,9 +135,18 @@ def run_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _work_folder(work: Path, settings: dict) -> int:
-    """Create OUTPUT.frames/ with the run's settings, or check a kept one holds frames of the same run; returns
-    how many frames it holds."""
+def _kept_frames(store: Store, settings: dict, n: int, frame_name) -> int:
+    """Register the clip's frames in the store; returns how many leading frames are done with their file intact
+    (from the first missing or changed one on, every frame is done again: each starts from the one before)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    keys = [frame_name(t + 1) for t in range(n)]
+    _, skipped = store.plan([(key, {"frame": t}, digest) for t, key in enumerate(keys)])
+    done = set(skipped)
+    return next((t for t, key in enumerate(keys) if key not in done), n)
+
+
+def _work_folder(work: Path, settings: dict) -> None:
+    """Create OUTPUT.frames/ with the run's settings, or check a kept one holds frames of the same run."""
     record = work / SETTINGS_FILE
     text = json.dumps(settings, sort_keys=True)
     if work.exists():
@@ -130,9 +156,8 @@ def _work_folder(work: Path, settings: dict) -> int:
             same = False
         if not same:
             raise ConfigError(f"{work} holds frames of a run with other settings; delete it to start over")
-        return sum(1 for p in work.glob("frame_*.png"))
+        return
     work.mkdir()
     tmp = record.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(record)
-    return 0

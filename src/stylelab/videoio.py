@@ -158,6 +158,8 @@ def _read_file(path: Path, start: int | None, stop: int | None, size: int | None
         if not container.streams.video:
             raise VideoError(f"{path.name} has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a codec FFmpeg does not know, or has no decoder for in this build
+            raise VideoError(f"cannot decode {path.name}: its video codec has no decoder in this FFmpeg build")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = Fraction(rate).limit_denominator(100_000) if rate else Fraction(25)
         stream.thread_type = "AUTO"
