@@ -7,6 +7,10 @@ Overhead = everything but the optimiser steps (start-up, weights, decoding, styl
   shell loop:   per `stylelab run` process, its wall time minus its steps (steps x the median s/step it prints)
 Scaling: the same jobs on a ray.cluster_utils.Cluster of 2 nodes x 1 CPU against 1 node x 1 CPU (1 actor per
 CPU, torch 1 thread each): throughput = jobs / wall time of the batch.
+Round trip (Ray's own floor per job): a no-op actor method taking 100 KB and returning 150 KB of bytes (a job's
+input and output sizes here), median of 50 calls, on a local 1-CPU Ray.
+Floor (no Ray): what this machine gives 2 workers at all: 2 independent processes, each the in-process executor
+with 1 torch thread on every other job, started together (after loading), against 1 such process on all the jobs.
 
     PYTHONPATH=src python bench/batch.py --jobs 24 --loop-jobs 6 --size 256 --steps 2 --skip ray
 """
@@ -133,13 +137,68 @@ def bench_ray(specs: list[JobSpec], out: Path, nodes: int, cpus_per_node: int) -
     return result
 
 
+def bench_floor(args) -> dict[str, float]:
+    def together(parts: list[tuple[int, int]]) -> float:
+        start_at = time.time() + 25  # every process has loaded torch and the weights by then
+        procs = [subprocess.Popen([sys.executable, __file__, "--jobs", str(args.jobs), "--size", str(args.size),
+                                   "--steps", str(args.steps), "--worker", f"{k}/{n}@{start_at}"],
+                                  env=ENV, stdout=subprocess.PIPE, text=True) for k, n in parts]
+        ends = [float(p.communicate()[0].split()[-1]) for p in procs]
+        assert all(p.returncode == 0 for p in procs)
+        return args.jobs / (max(ends) - start_at)
+
+    one = together([(0, 1)])
+    two = together([(0, 2), (1, 2)])
+    return {"one_process_jobs_per_s": one, "two_processes_jobs_per_s": two, "floor_scaling": two / one}
+
+
+def bench_round_trip() -> dict[str, float]:
+    import ray
+
+    class Echo:
+        def call(self, data: bytes) -> bytes:
+            return data + bytes(50_000)
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        actor = ray.remote(num_cpus=1)(Echo).remote()
+        payload = os.urandom(100_000)
+        ray.get(actor.call.remote(payload))
+        times = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            ray.get(actor.call.remote(payload))
+            times.append(time.perf_counter() - t0)
+    finally:
+        ray.shutdown()
+    return {"round_trip_median_s": statistics.median(times), "round_trip_min_s": min(times)}
+
+
+def run_worker(specs: list[JobSpec], out: Path, which: str) -> None:
+    """--worker K/N@T: jobs K, K+N, ... through the in-process executor (1 thread), starting at time T."""
+    import torch
+
+    import stylelab
+
+    part, start_at = which.split("@")
+    k, n = map(int, part.split("/"))
+    torch.set_num_threads(1)
+    executor = stylelab.InProcess(threads=1)
+    executor.worker.warm()
+    out.mkdir(parents=True, exist_ok=True)
+    time.sleep(max(0.0, float(start_at) - time.time()))
+    assert stylelab.batch(specs[k::n], out, executor=executor).ok
+    print(time.time())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=24)
     ap.add_argument("--loop-jobs", type=int, default=24, help="contents for the shell loop (each is a process)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: loop,batch,local1,ray,scaling")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: loop,batch,local1,ray,scaling,rpc,floor")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # a process of the floor part
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     with tempfile.TemporaryDirectory(prefix="stylelab-bench-batch-") as tmp:
@@ -147,6 +206,9 @@ def main() -> None:
         contents, style = make_inputs(tmp / "in", args.jobs, args.size)
         config = Config(size=args.size, steps=args.steps, device="cpu")
         specs = [JobSpec(str(c), (str(style),), config, f"{c.stem}.png") for c in contents]
+        if args.worker:
+            run_worker(specs, tmp / "out", args.worker)
+            return
         print(f"load: {os.getloadavg()}", flush=True)
         if "batch" not in skip:
             print("batch (in-process)", bench_batch_cli(contents, style, tmp / "batch", args), flush=True)
@@ -163,6 +225,10 @@ def main() -> None:
             two = bench_ray(specs, tmp / "ray2x1", 2, 1)
             print("ray 2 nodes x 1 CPU", two, flush=True)
             print(f"scaling 2 nodes / 1 node: {two['throughput_jobs_per_s'] / one['throughput_jobs_per_s']:.2f}x")
+        if "rpc" not in skip:
+            print("Ray actor round trip, 100 KB in / 150 KB out", bench_round_trip(), flush=True)
+        if "floor" not in skip:
+            print("floor: 2 processes / 1, no Ray", bench_floor(args), flush=True)
         print(f"load: {os.getloadavg()}", flush=True)
 
 

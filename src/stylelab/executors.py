@@ -206,9 +206,9 @@ class RayActors:
         ray = self.ray
         while True:
             ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.1)
-            self._drain()
             if ready:
-                break
+                break  # its steps are drained below, after its result: one round trip to the sink per job
+            self._drain()
             if self.job_timeout is not None:
                 late = [ref for ref, (_, _, t0) in self.running.items() if time.monotonic() - t0 > self.job_timeout]
                 if late:
