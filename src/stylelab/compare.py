@@ -137,7 +137,8 @@ def page(rows: Sequence[Row], title: str, grid_file: str, note: str = "") -> str
     width = max(600, rows[0].image.width * min(4, len(rows)))  # grid()'s width, small tiles shown larger
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td:first-child{{text-align:left}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child{{text-align:left}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><img src="{html.escape(grid_file)}" alt="the outputs side by side" style="width:{width}px"></p>
 <p>Distances to the style under each loss, normalised so that the content image is 1 (content distance: 0 at the
