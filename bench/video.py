@@ -7,7 +7,8 @@ Measured, per method:
   - temporal warping error: mean over consecutive frame pairs of the mean squared difference between output frame
     t and output frame t-1 warped by the DIS flow of the *content* frames, on the pixels the consistency mask
     keeps (stylelab.flow.warping_error); also the content clip's own error, the floor a faithful video has;
-  - seconds per frame (wall time of the whole clip / frames);
+  - seconds per frame (wall time of the whole clip / frames); (a) keeps the style statistics between frames (a
+    style cache, as `stylelab batch` does), so only the warm start and fewer steps separate (b) from it;
   - style distance: the independent evaluator's (bench/_evaluator.py) normalised Gram and sliced-W2 distances of
     each output frame to the style, references built per content frame (1 = the content frame itself), mean.
 Writes a strip of consecutive frames of (a) and (b) with their warped differences, a side-by-side mp4 and a JSON.
@@ -31,6 +32,7 @@ from _evaluator import STYLE_LAYERS, Net, gram, sorted_projections, sw2  # noqa:
 from stylelab import Config, stylize, stylize_video  # noqa: E402
 from stylelab.flow import FlowEstimator, consistency, warp, warping_error  # noqa: E402
 from stylelab.image import to_tensor  # noqa: E402
+from stylelab.jobs import StyleCache  # noqa: E402
 from stylelab.videoio import write_video  # noqa: E402
 
 
@@ -106,7 +108,8 @@ def main() -> None:
     est = FlowEstimator()
 
     t0 = time.perf_counter()
-    independent = [to_tensor(stylize(p, style, config)) for p in pil]
+    cache = StyleCache(4)  # (a) at its fastest: the style's statistics computed once, as `stylelab batch` does
+    independent = [to_tensor(stylize(p, style, config, style_cache=cache)) for p in pil]
     sec_a = (time.perf_counter() - t0) / len(pil)
     runs = []
     for weight in args.temporal_weight:

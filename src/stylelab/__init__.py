@@ -15,7 +15,7 @@ _PUBLIC = {
     "StylelabError": "errors", "Step": "optimize", "stylize": "optimize", "synthesize": "optimize",
     "BatchEvent": "executors", "BatchReport": "executors", "InProcess": "executors", "LocalProcesses": "executors",
     "RayActors": "executors", "batch": "executors", "JobResult": "jobs", "JobSpec": "jobs", "run_job": "jobs",
-    "stylize_video": "video",
+    "stylize_video": "video", "stylize_video_ray": "videoray",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +64,8 @@ class VideoFrame:
     loss: float | None  # the objective at the output (temporal term included); None for a resumed frame
     seconds: float  # wall time of this frame (flow, targets, steps)
     resumed: bool = False  # taken from `done`, not computed
+    steps: int = 0  # optimiser steps taken for this frame
+    step_seconds: float = 0.0  # of `seconds`, in those steps and the final report
 
 
 def default_frame_steps(config: Config) -> int:
@@ -82,16 +84,18 @@ def stylize_video(
     callback: Callable[[int, Step], None] | None = None,
     done: Callable[[int], ImageLike | None] | None = None,
     flow_preset: str = "medium",
+    flows: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Iterator[VideoFrame]:
     """Stylise a clip frame by frame with temporal consistency; yields a `VideoFrame` per frame, in order.
 
     frames_or_path: a video file or folder/glob of frames (read with `stylelab.videoio.read_video` at
     `config.size`), or a sequence of frames (uint8 (H, W, 3) arrays, PIL images or (1, 3, H, W) tensors).
     callback(index, step) sees every optimiser step. done(index) may return an already stylised frame (resuming a
-    run): it is yielded as it is and the next frame is warped from it."""
+    run): it is yielded as it is and the next frame is warped from it. `flows`: precomputed (backward, forward)
+    flows by (t, j), frame t against frame t-j (stylelab.videoray computes them in parallel); others are computed."""
     check_video_config(config, temporal_weight, frame_steps)
     frame_steps = default_frame_steps(config) if frame_steps is None else frame_steps
-    contents = _content_frames(frames_or_path, config)
+    contents = content_frames(frames_or_path, config)
     _, style_ts = load_inputs(None, styles)
     config.blend_weights(len(style_ts))
     estimator = FlowEstimator(flow_preset)
@@ -114,9 +118,14 @@ def stylize_video(
         t0 = time.perf_counter()
         last: dict[str, float] = {}
 
+        last["steps"], last["step_seconds"] = 0, 0.0
+
         def on_step(step: Step, t: int = t, last: dict[str, float] = last) -> None:
+            last["step_seconds"] += step.seconds
             if step.final:
                 last["loss"] = step.loss
+            else:
+                last["steps"] += 1
             if callback is not None:
                 callback(t, step)
 
@@ -128,13 +137,14 @@ def stylize_video(
                 s_k = [resize_long_edge(s, style_edge(config, config.size)).to(device) for s in style_ts]
                 base = compute_targets(model, contents[0].to(device), s_k, config, losses)
             targets = _content_targets(base, model, content.to(device), config)
-            warped, weights = _temporal_terms(estimator, uint8, outputs, t, back, device)
+            warped, weights = _temporal_terms(estimator, uint8, outputs, t, back, device, flows)
             extra = _temporal_loss(warped, weights, temporal_weight)
             x, _ = optimize(model, warped[0], targets, config, losses, frame_steps, on_step,
                             stop=StopRule(None, config.tol), extra_loss=extra)
             out = x.detach().clamp(0, 1).cpu()
         outputs[t] = out
-        yield VideoFrame(t, out, last.get("loss"), time.perf_counter() - t0)
+        yield VideoFrame(t, out, last.get("loss"), time.perf_counter() - t0, steps=int(last["steps"]),
+                         step_seconds=last["step_seconds"])
         _forget(outputs, t)
 
 
@@ -154,7 +164,7 @@ def check_video_config(config: Config, temporal_weight: float, frame_steps: int 
         raise ConfigError(f"frame steps must be an integer >= 1, got {frame_steps!r}")
 
 
-def _content_frames(source: FrameSource, config: Config) -> list[Tensor]:
+def content_frames(source: FrameSource, config: Config) -> list[Tensor]:
     if isinstance(source, (str, os.PathLike)):
         from .videoio import read_video
 
@@ -185,12 +195,15 @@ def _content_targets(base: Targets, model, content: Tensor, config: Config) -> T
 
 
 def _temporal_terms(estimator: FlowEstimator, frames: list[np.ndarray], outputs: dict[int, Tensor], t: int,
-                    back: Sequence[int], device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
+                    back: Sequence[int], device: torch.device,
+                    flows: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None
+                    ) -> tuple[list[Tensor], list[Tensor]]:
     """Per j in `back`: the stylised frame t-j warped to frame t, and its weights (1, 1, H, W): the consistency
     mask, and for j > 1 Ruder's long-term weights max(c_j − Σ_{k<j} c_k, 0)."""
     warped, masks = [], []
     for j in back:
-        backward, forward = estimator.pair(frames[t], frames[t - j])
+        known = (flows or {}).get((t, j))
+        backward, forward = known if known is not None else estimator.pair(frames[t], frames[t - j])
         warped.append(warp(outputs[t - j], backward).clamp(0, 1).to(device))
         masks.append(torch.from_numpy(consistency(forward, backward))[None, None].to(device))
     weights = [(m - sum(masks[:k], torch.zeros_like(m))).clamp_min(0) for k, m in enumerate(masks)]

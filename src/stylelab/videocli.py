@@ -60,6 +60,13 @@ def add_video(sub: argparse._SubParsersAction) -> None:
                    help="resample to this frame rate (a folder of frames: its rate, default 24)")
     p.add_argument("--long-term", action="store_true", help="also keep consistency with frames t-2 and t-4")
     p.add_argument("--flow", default="medium", choices=PRESETS, help="DIS optical flow preset")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="on Ray (pip install 'stylelab[ray]'): the flows in parallel tasks, then the clip in "
+                   "consecutive chunks stylised in parallel; no ADDRESS starts a local Ray, 'auto' joins RAY_ADDRESS")
+    p.add_argument("--chunks", type=int, default=None,
+                   help="with --ray: how many chunks (default: the cluster's CPUs)")
+    p.add_argument("--overlap", type=int, default=2,
+                   help="with --ray: frames each chunk stylises before its own as a warm-up (not kept)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -68,6 +75,14 @@ def run_video(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     check_video_config(config, args.temporal_weight, args.frame_steps)
+    if args.ray is not None:
+        from .executors import _ray
+        from .videoray import chunk_plan
+
+        _ray()  # the extra is installed
+        chunk_plan(1, args.chunks or 1, args.overlap)  # valid chunks and overlap
+    elif args.chunks is not None or args.overlap != 2:
+        raise ConfigError("--chunks and --overlap need --ray")
     output = Path(args.output)
     kind = output_kind(output)
     frames = parse_frames(args.frames) if args.frames else None
@@ -90,19 +105,25 @@ def run_video(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
         seconds: list[float] = []
-        in_steps = [0.0, 0]  # this frame's seconds in steps (and final report), steps taken
 
         def on_step(t: int, step: Step) -> None:
-            in_steps[0] += step.seconds
-            in_steps[1] += not step.final
             if not step.final:
                 bar.set_postfix_str(f"frame {t + 1} step {step.i}/{step.n} loss {step.loss:.4g}")
 
         start = time.perf_counter()
+        if args.ray is None:
+            produced = stylize_video(clip.frames, styles, config, temporal_weight=args.temporal_weight,
+                                     frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
+                                     done=done, flow_preset=args.flow)
+        else:
+            from .videoray import stylize_video_ray
+
+            produced = stylize_video_ray(clip.frames, styles, config, chunks=args.chunks, overlap=args.overlap,
+                                         start=kept, address=None if args.ray == "local" else args.ray,
+                                         temporal_weight=args.temporal_weight, frame_steps=frame_steps,
+                                         long_term=args.long_term, flow_preset=args.flow)
         try:
-            for frame in stylize_video(clip.frames, styles, config, temporal_weight=args.temporal_weight,
-                                       frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
-                                       done=done, flow_preset=args.flow):
+            for frame in produced:
                 if frame.resumed:
                     continue
                 key = frame_name(frame.index + 1)
@@ -111,10 +132,9 @@ def run_video(args: argparse.Namespace) -> int:
                 path = save_image(frame.image, work / key)
                 encode = time.perf_counter() - t0
                 # "targets": the frame's time outside its steps (optical flow, warping, content targets)
-                times = {"steps": in_steps[0], "targets": frame.seconds - in_steps[0], "encode": encode,
-                         "total": frame.seconds + encode}
-                store.finish(key, file_sha256(path) or "", times, {"loss": frame.loss or 0.0}, int(in_steps[1]))
-                in_steps[:] = [0.0, 0]
+                times = {"steps": frame.step_seconds, "targets": frame.seconds - frame.step_seconds,
+                         "encode": encode, "total": frame.seconds + encode}
+                store.finish(key, file_sha256(path) or "", times, {"loss": frame.loss or 0.0}, frame.steps)
                 seconds.append(frame.seconds)
                 bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
                 bar.update(1)
