@@ -19,30 +19,31 @@ def test_chunk_plan():
             chunk_plan(5, chunks, overlap)
 
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("av")
-pytest.importorskip("cv2")
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from test_video import make_clip, moving_frames  # noqa: E402
 
 from stylelab import Config, samples  # noqa: E402
 from stylelab.cli import main  # noqa: E402
 from stylelab.image import to_tensor  # noqa: E402
-from stylelab.video import stylize_video  # noqa: E402
-from stylelab.videoio import read_video  # noqa: E402
-from stylelab.videoray import stylize_video_ray  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A local Ray of 2 CPUs, and the video extra (tests needing it skip without Ray, PyAV or OpenCV)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
 
 def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
+    from test_video import moving_frames
+
+    from stylelab.video import stylize_video
+    from stylelab.videoray import stylize_video_ray
+
     frames = moving_frames(6, 48, 36)
     style = to_tensor(samples.swirls(48, 48, seed=1))
     config = Config(size=48, steps=4, device="cpu")
@@ -65,6 +66,10 @@ def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
 
 
 def test_cli_video_on_ray(cluster, tmp_path):
+    from test_video import make_clip
+
+    from stylelab.videoio import read_video
+
     src = make_clip(tmp_path / "in.mp4", n=4)
     style = tmp_path / "style.png"
     samples.swirls(64, 64, seed=1).save(style)
@@ -76,3 +81,39 @@ def test_cli_video_on_ray(cluster, tmp_path):
     assert len(clip.frames) == 4 and clip.frames[0].shape == (48, 64, 3) and clip.has_audio
     assert np.asarray(clip.frames).std() > 5  # painted frames, not blank
     assert main(["video", str(src), str(style), "-o", str(tmp_path / "b.mp4"), *fast, "--chunks", "2"]) == 2
+
+
+def test_cli_resume_on_ray_goes_on_from_the_kept_frames(cluster, tmp_path, monkeypatch):
+    from test_video import make_clip
+
+    import stylelab.videocli as videocli
+    import stylelab.videoray as videoray
+    from stylelab.videoio import read_video
+
+    src = make_clip(tmp_path / "in.mp4", n=5)
+    style = tmp_path / "style.png"
+    samples.swirls(64, 64, seed=1).save(style)
+    out = tmp_path / "out.mp4"
+    fast = ["--size", "64", "--steps", "3", "--frame-steps", "2", "-q"]
+    real, saved = videocli.save_image, []
+
+    def save_then_die(image, path, **kw):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return real(image, path, **kw)
+
+    monkeypatch.setattr(videocli, "save_image", save_then_die)
+    assert main(["video", str(src), str(style), "-o", str(out), *fast]) == 130
+    kept = [np.asarray(to_tensor(str(p))) for p in saved]
+    monkeypatch.setattr(videocli, "save_image", real)
+    seen = []
+    original = videoray.stylize_video_ray  # the CLI imports it when it runs, so it gets the spy
+    monkeypatch.setattr(videoray, "stylize_video_ray",
+                        lambda *a, **k: seen.append((k["start"], k["previous"] is not None)) or original(*a, **k))
+    assert main(["video", str(src), str(style), "-o", str(out), *fast, "--ray", "--chunks", "2"]) == 0
+    assert seen == [(2, True)]  # frames 1-2 kept, the rest on Ray going on from frame 2
+    frames = read_video(out).frames
+    assert len(frames) == 5
+    for k in (0, 1):  # the kept frames are in the output as they were (up to the H.264 encode)
+        assert np.abs(frames[k].astype(float) / 255 - kept[k][0].transpose(1, 2, 0)).mean() < 0.05

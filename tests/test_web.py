@@ -340,6 +340,8 @@ def test_compare_report_of_a_result(client: TestClient) -> None:
     assert {k: v for k, v in queued[0]["settings"].items() if k != "style_loss"} == \
         {k: v for k, v in client.get(f"/api/jobs/{job}").json()["settings"].items() if k != "style_loss"}
     child = queued[0]["id"]
+    again = client.post(f"/api/jobs/{job}/compare", json={"losses": "sliced-wasserstein,gram"})
+    assert again.status_code == 200 and again.json()["jobs"] == []  # queued already, or the job's own loss
     assert wait(client, child)["state"] == "done"
     r = client.post(f"/api/jobs/{job}/compare-report")
     assert r.status_code == 200, r.text
@@ -355,9 +357,21 @@ def test_compare_report_of_a_result(client: TestClient) -> None:
     assert client.post(f"/api/jobs/{texture}/compare", json={}).status_code == 409
 
 
+def tinted(keep: int) -> Image.Image:
+    """Swirls with two of the three channels darkened: a style of one colour (0 red, 2 blue)."""
+    a = np.asarray(samples.swirls(48, 48, seed=1)).astype(float)
+    a[..., [k for k in (0, 2) if k != keep]] *= 0.2
+    a[..., 1] *= 0.5
+    return Image.fromarray(a.clip(0, 255).astype(np.uint8))
+
+
+def redness(image: np.ndarray) -> float:
+    return float((image[..., 0].astype(float) - image[..., 2]).mean())
+
+
 def test_masks_are_uploads_and_reach_the_run(client: TestClient) -> None:
-    c, s = inputs(client)
-    s2 = upload(client, png(samples.swirls(48, 48, seed=2).rotate(90)), "s2.png")
+    c = upload(client, png(samples.landscape(64, 48)), "c.png")
+    s, s2 = upload(client, png(tinted(0)), "red.png"), upload(client, png(tinted(2)), "blue.png")
     left = Image.new("L", (64, 48), 0)
     left.paste(255, (0, 0, 32, 48))
     m1 = upload(client, png(left), "left.png")
@@ -383,15 +397,43 @@ def test_masks_are_uploads_and_reach_the_run(client: TestClient) -> None:
     assert r.status_code == 400 and "texture" in r.json()["error"]
     assert client.get("/api/jobs").json()["jobs"] == []  # nothing queued by a bad request
 
-    regions = [{"content_mask": m1, "style": 1, "style_mask": None}, {"content_mask": m2, "style": 2, "style_mask": s}]
-    r = post(regions)
-    assert r.status_code == 200, r.text
-    masked = r.json()["id"]
-    plain = submit(client, c, [s, s2])
-    assert wait(client, masked)["state"] == "done" and wait(client, plain)["state"] == "done"
-    record = client.get(f"/api/jobs/{masked}/provenance").json()
+    white = upload(client, png(Image.new("L", (48, 48), 255)), "white.png")
+    regions = [{"content_mask": m1, "style": 1, "style_mask": None},
+               {"content_mask": m2, "style": 2, "style_mask": white}]
+    swapped = [{"content_mask": m2, "style": 1, "style_mask": None},
+               {"content_mask": m1, "style": 2, "style_mask": None}]
+    jobs = []
+    for masks in (regions, swapped):
+        r = post(masks)
+        assert r.status_code == 200, r.text
+        jobs.append(r.json()["id"])
+    for j in jobs:
+        assert wait(client, j)["state"] == "done"
+    record = client.get(f"/api/jobs/{jobs[0]}/provenance").json()
     assert [(m["style"], m["style_mask"] is not None) for m in record["config"]["masks"]] == [(0, False), (1, True)]
-    a, b = (np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{j}/result").content))) for j in (masked, plain))
-    assert np.abs(a.astype(int) - b.astype(int)).mean() > 1  # the regions changed the painting
-    again = client.post(f"/api/jobs/{masked}/restart", json={}).json()
+    a, b = (np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{j}/result").content))) for j in jobs)
+    # each half takes its region's style: red where style 1 (red) goes, blue where style 2 (blue) goes
+    assert redness(a[:, :32]) - redness(a[:, 32:]) > 15 and redness(b[:, 32:]) - redness(b[:, :32]) > 15
+    again = client.post(f"/api/jobs/{jobs[0]}/restart", json={}).json()
     assert again["masks"] == regions
+
+
+def test_a_data_folder_from_before_masks_is_migrated(tmp_path: Path) -> None:
+    """A jobs table without the masks column (an older data folder) gets it, and its jobs stay readable."""
+    import sqlite3
+
+    from stylelab.web.runner import DB_NAME
+
+    data = tmp_path / "data"
+    with TestClient(create_app(data), base_url=BASE) as client:
+        c, s = inputs(client)
+        wait(client, submit(client, c, [s], steps=1))
+    db = sqlite3.connect(data / DB_NAME)
+    db.execute("ALTER TABLE jobs DROP COLUMN masks")
+    db.commit()
+    db.close()
+    with TestClient(create_app(data), base_url=BASE) as client:
+        jobs = client.get("/api/jobs").json()["jobs"]
+        assert [(j["state"], j["masks"]) for j in jobs] == [("done", [])]
+        wait(client, submit(client, c, [s], steps=1))  # and new jobs are stored with the column
+        assert len(client.get("/api/jobs").json()["jobs"]) == 2

@@ -156,6 +156,9 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
         page.wait_for_selector("#styles > li:nth-child(1) img.mask-thumb")
         page.locator("#styles > li").nth(1).locator(".mask-file-mask").set_input_files(str(other))
         page.wait_for_selector("#styles > li:nth-child(2) img.mask-thumb")
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.locator("section.inputs").screenshot(
+                path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_regions.png")))
         page.fill("#f-size", "48")
         page.fill("#f-steps", "3")
         page.select_option("#f-style_loss", "gram") if page.locator("select#f-style_loss").count() \
@@ -186,7 +189,6 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
         assert len(rows) == 4 and rows[2].startswith("#1 gram") and rows[3].startswith("#2 sliced-wasserstein")
         if os.environ.get("STYLELAB_SCREENSHOT"):
             report.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_compare.png")))
-            page.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_regions.png")))
         assert page.locator("#error").is_hidden(), page.inner_text("#error")
         assert not errors, errors
         browser.close()

@@ -87,7 +87,8 @@ class RegionTargets:
 
 @dataclass
 class Targets:
-    """What the output is compared with, computed once per scale under no_grad."""
+    """What the output is compared with, computed once per scale under no_grad (the content targets and the
+    normalisers possibly by the first objective: `pending`)."""
 
     content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32; empty for textures
     content_power: dict[str, Tensor]  # layer -> mean(F_c²), the content loss's normaliser
@@ -210,10 +211,15 @@ def transfer(
         s_k = [resize_long_edge(s, style_edge(config, size)).to(device) for s in styles]
         _check_sizes(c_k, s_k, hw, config)
         reference = c_k if c_k is not None else _noise(hw, config.seed, device)
+        resuming = saved is not None and k == saved["scale"]
+        # The first step's pass is one of the reference when the run starts there: content init, or a texture
+        # from its noise (which is the reference). Deferring elsewhere would only move the pass into step 1.
+        starts_at_reference = x is None and not resuming and init_image is None and (
+            config.init == "content" or (content is None and config.init == "noise"))
         targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
-                                  style_cache=style_cache, defer=True)
+                                  style_cache=style_cache, defer=starts_at_reference)
         start = 0
-        if saved is not None and k == saved["scale"]:
+        if resuming:
             x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
             saved = None
         elif x is None:
@@ -481,7 +487,9 @@ def objective(
     content_layers = tuple(targets.content)
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})
-    at_reference = targets.pending is not None and _settle(model, x, feats, targets, config, losses)
+    at_reference = False  # x is the reference image of deferred targets: its raw style losses set the normalisers
+    if targets.pending is not None:
+        at_reference = _settle(model, x, feats, targets, config, losses)
     content = sum(
         (w * content_loss(feats[layer], targets.content[layer], targets.content_power[layer])
          for layer, w in config.content_layer_weight_map().items() if layer in targets.content),

@@ -186,7 +186,8 @@ def _frame_tensor(frame: np.ndarray | Image.Image | Tensor, k: int) -> Tensor:
 
 @torch.no_grad()
 def _content_targets(base: Targets, model, content: Tensor, config: Config) -> Targets:
-    """`base` with the content targets of this frame (the style side is the clip's)."""
+    """`base` with the content targets of this frame (the style side is the clip's; `base` is never deferred)."""
+    assert base.pending is None
     with conv_precision(config, content.device):
         acts = model(content, set(base.content))
     target = {layer: at_least_float32(acts[layer]) for layer in base.content}

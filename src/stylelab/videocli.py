@@ -28,7 +28,7 @@ from .flags import add_config_flags as add_settings
 from .flags import config_from_args
 from .flags import source as _source
 from .flow import PRESETS
-from .image import save_image
+from .image import save_image, to_tensor
 from .optimize import Step, load_inputs
 from .store import Store, file_sha256
 from .video import DEFAULT_TEMPORAL_WEIGHT, check_video_config, default_frame_steps, stylize_video
@@ -80,7 +80,7 @@ def run_video(args: argparse.Namespace) -> int:
         from .videoray import chunk_plan
 
         _ray()  # the extra is installed
-        chunk_plan(1, args.chunks or 1, args.overlap)  # valid chunks and overlap
+        chunk_plan(1, 1 if args.chunks is None else args.chunks, args.overlap)  # valid chunks and overlap
     elif args.chunks is not None or args.overlap != 2:
         raise ConfigError("--chunks and --overlap need --ray")
     output = Path(args.output)
@@ -118,8 +118,10 @@ def run_video(args: argparse.Namespace) -> int:
         else:
             from .videoray import stylize_video_ray
 
+            before = None if not kept else to_tensor(str(work / frame_name(kept)), "stylised frame")
             produced = stylize_video_ray(clip.frames, styles, config, chunks=args.chunks, overlap=args.overlap,
-                                         start=kept, address=None if args.ray == "local" else args.ray,
+                                         start=kept, previous=before,
+                                         address=None if args.ray == "local" else args.ray,
                                          temporal_weight=args.temporal_weight, frame_steps=frame_steps,
                                          long_term=args.long_term, flow_preset=args.flow)
         try:
@@ -134,7 +136,8 @@ def run_video(args: argparse.Namespace) -> int:
                 # "targets": the frame's time outside its steps (optical flow, warping, content targets)
                 times = {"steps": frame.step_seconds, "targets": frame.seconds - frame.step_seconds,
                          "encode": encode, "total": frame.seconds + encode}
-                store.finish(key, file_sha256(path) or "", times, {"loss": frame.loss or 0.0}, frame.steps)
+                store.finish(key, file_sha256(path) or "", times, {} if frame.loss is None else {"loss": frame.loss},
+                             frame.steps)
                 seconds.append(frame.seconds)
                 bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
                 bar.update(1)
@@ -160,7 +163,15 @@ def _kept_frames(store: Store, settings: dict, n: int, frame_name) -> int:
     (from the first missing or changed one on, every frame is done again: each starts from the one before)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     keys = [frame_name(t + 1) for t in range(n)]
+    new = not any(store.counts().values())
     _, skipped = store.plan([(key, {"frame": t}, digest) for t, key in enumerate(keys)])
+    if new:  # a work folder made before the job store (same settings): its leading frames are taken as done
+        for key in keys:
+            sha = file_sha256(store.folder / key)
+            if sha is None:
+                break
+            store.finish(key, sha, {}, {}, 0)
+            skipped.append(key)
     done = set(skipped)
     return next((t for t, key in enumerate(keys) if key not in done), n)
 

@@ -24,7 +24,15 @@ from .config import Config, ConfigError
 from .flow import FlowEstimator, as_uint8
 from .image import ImageLike
 from .optimize import load_inputs
-from .video import DEFAULT_TEMPORAL_WEIGHT, LONG_TERM, FrameSource, VideoFrame, content_frames, stylize_video
+from .video import (
+    DEFAULT_TEMPORAL_WEIGHT,
+    LONG_TERM,
+    FrameSource,
+    VideoFrame,
+    check_video_config,
+    content_frames,
+    stylize_video,
+)
 
 
 def chunk_plan(n: int, chunks: int, overlap: int, start: int = 0) -> list[tuple[int, int, int]]:
@@ -50,13 +58,19 @@ def stylize_video_ray(
     frame_steps: int | None = None,
     long_term: bool = False,
     flow_preset: str = "medium",
+    previous: torch.Tensor | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Iterator[VideoFrame]:
     """Like `stylize_video` (same settings), on Ray: yields frames `start`.. in order, a chunk at a time.
     `chunks`: default the cluster's CPUs; each chunk task takes 1 CPU and 1 torch thread. `address` as for
-    `RayActors` (None: a local Ray, or the one this process joined). on_chunk(done, total) after each chunk."""
+    `RayActors` (None: a local Ray, or the one this process joined). `previous`: the stylised frame start-1 of a
+    resumed run, which the first chunk then goes on from (warped) instead of warming up. on_chunk(done, total)
+    after each chunk."""
     from .executors import _ray
 
+    check_video_config(config, temporal_weight, frame_steps)
+    if chunks is not None:
+        chunk_plan(1, chunks, overlap)  # refused before any work
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -66,17 +80,23 @@ def stylize_video_ray(
     n = len(contents)
     if start >= n:
         return
-    plan = chunk_plan(n, chunks or int(ray.cluster_resources().get("CPU", 1)), overlap, start)
+    plan = chunk_plan(n, chunks if chunks is not None else int(ray.cluster_resources().get("CPU", 1)), overlap,
+                      start)
+    first = None
+    if previous is not None and start > 0:  # the first chunk goes on from the kept frame before it
+        first = previous.detach().float().cpu()
+        plan[0] = (start - 1, start, plan[0][2])
     frame_refs = [ray.put(c) for c in contents]
     flow_task = ray.remote(num_cpus=1)(_flow_pair)
     back = LONG_TERM if long_term else (1,)
-    flows = {(t, j): flow_task.remote(frame_refs[t], frame_refs[t - j], flow_preset)
-             for w, _, end in plan for t in range(w + 1, end) for j in back if t - j >= w}
+    pairs = sorted({(t, j) for w, _, end in plan for t in range(w + 1, end) for j in back if t - j >= w})
+    flows = {(t, j): flow_task.remote(frame_refs[t], frame_refs[t - j], flow_preset) for t, j in pairs}
     chunk_task = ray.remote(num_cpus=1)(_chunk)
     kwargs = {"temporal_weight": temporal_weight, "frame_steps": frame_steps, "long_term": long_term}
     refs = [chunk_task.remote([frame_refs[t] for t in range(w, end)], style_ts, config, kwargs,
-                              {(t - w, j): ref for (t, j), ref in flows.items() if w <= t - j and t < end}, a - w)
-            for w, a, end in plan]
+                              {(t - w, j): ref for (t, j), ref in flows.items() if w <= t - j and t < end}, a - w,
+                              first if k == 0 else None)
+            for k, (w, a, end) in enumerate(plan)]
     for k, ((_, a, _), ref) in enumerate(zip(plan, refs)):
         try:
             outputs = ray.get(ref)
@@ -97,16 +117,18 @@ def _flow_pair(frame: np.ndarray, previous: np.ndarray, preset: str) -> tuple[np
 
 
 def _chunk(frame_refs: list, styles: list[torch.Tensor], config: Config, kwargs: dict, flow_refs: dict,
-           own_from: int) -> list[tuple[np.ndarray, float | None, float, int, float]]:
-    """One chunk, in a Ray task: `stylize_video` of its frames with the precomputed flows; the frames from
-    `own_from` on (the rest was warm-up) as (float32 image (1, 3, H, W), loss, seconds, steps, step seconds)."""
+           own_from: int, first: torch.Tensor | None) -> list[tuple[np.ndarray, float | None, float, int, float]]:
+    """One chunk, in a Ray task: `stylize_video` of its frames with the precomputed flows (and `first`, when
+    given, as its frame 0, already stylised); the frames from `own_from` on (the rest was warm-up) as (float32
+    image (1, 3, H, W), loss, seconds, steps, step seconds)."""
     import ray
 
     torch.set_num_threads(1)
     frames = ray.get(frame_refs)
     flows = dict(zip(flow_refs, ray.get(list(flow_refs.values()))))
     out = []
-    for f in stylize_video(frames, styles, config, flows=flows, **kwargs):
+    done = None if first is None else (lambda t: first if t == 0 else None)
+    for f in stylize_video(frames, styles, config, flows=flows, done=done, **kwargs):
         if f.index >= own_from:
             out.append((f.image.numpy(), f.loss, f.seconds, f.steps, f.step_seconds))
     return out

@@ -203,8 +203,9 @@ class Runner:
 
     def _check_masks(self, config: Config) -> None:
         """The mask images as a run reads them (an all-black one is refused), messages naming the upload."""
+        n_styles = 1 + max((r.style for r in config.masks), default=0)  # submit() checked the style numbers
         try:
-            load_regions(config.masks, len(config.masks) and 1 + max(r.style for r in config.masks))
+            load_regions(config.masks, n_styles)
         except StylelabError as exc:
             message = str(exc)
             for r in config.masks:
@@ -316,14 +317,27 @@ class Runner:
         --losses`: a comma list, or 'all') other than its own, with its inputs and other settings: its children,
         which its compare report puts side by side. Returns the queued jobs."""
         from ..compare import split_specs
+        from ..lossspec import parse_style_losses
 
         row = self._finished_run(job_id, "compare")
         try:
             specs = split_specs(losses)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        own = [t.label for t in parse_style_losses(row["settings"]["style_loss"])]
+        have = {c["settings"]["style_loss"] for c in self._comparisons(row, ("queued", "running", "done"))}
+        have |= set(own) if len(own) == 1 else set()  # a single loss is the job's own row; a mix is not a spec
         return [self.submit(row["content"], row["styles"], {**row["settings"], "style_loss": spec}, parent=job_id,
-                            masks=row["masks"]) for spec in specs if spec != row["settings"]["style_loss"]]
+                            masks=row["masks"]) for spec in specs if spec not in have]
+
+    def _comparisons(self, row: dict, states: tuple[str, ...]) -> list[dict]:
+        """The job's comparison runs, oldest first: its children with the same inputs and settings but the style
+        loss, started from the content (not an edit and continue)."""
+        same = {k: v for k, v in row["settings"].items() if k != "style_loss"}
+        return [c for c in self.jobs()[::-1]
+                if c["parent"] == row["id"] and c["state"] in states and c["init"] is None and c["kind"] == "run"
+                and (c["content"], c["styles"], c["masks"]) == (row["content"], row["styles"], row["masks"])
+                and {k: v for k, v in c["settings"].items() if k != "style_loss"} == same]
 
     def compare_report(self, job_id: int) -> Path:
         """The report of `compare`: the result and its finished comparison runs (same inputs and settings, another
@@ -334,13 +348,9 @@ class Runner:
         from ..optimize import load_inputs
 
         row = self._finished_run(job_id, "compare")
-        same = {k: v for k, v in row["settings"].items() if k != "style_loss"}
         runs, seen = [row], {row["settings"]["style_loss"]}
-        for c in self.jobs()[::-1]:  # oldest first
-            if (c["parent"] == job_id and c["state"] == "done" and c["init"] is None and c["kind"] == "run"
-                    and (c["content"], c["styles"], c["masks"]) == (row["content"], row["styles"], row["masks"])
-                    and {k: v for k, v in c["settings"].items() if k != "style_loss"} == same
-                    and c["settings"]["style_loss"] not in seen):
+        for c in self._comparisons(row, ("done",)):
+            if c["settings"]["style_loss"] not in seen:
                 runs.append(c)
                 seen.add(c["settings"]["style_loss"])
         if len(runs) < 2:
@@ -360,8 +370,13 @@ class Runner:
             folder = self.data / "reports" / str(job_id)
             folder.mkdir(parents=True, exist_ok=True)
             save_image(grid(rows), folder / "compare.png")
-            html = page(rows, f"Job {job_id} under other style losses", "compare.png",
-                        "s/step: the job's time over its steps (targets included)")
+            notes = ["s/step: the job's time over its steps (targets included)."]
+            if row["init"]:
+                notes.append(f"Job {job_id} continued from an earlier image; its comparison runs start from the "
+                             "content.")
+            if row["masks"]:
+                notes.append("With regions, the distances are over the whole image, to the blend of the styles.")
+            html = page(rows, f"Job {job_id} under other style losses", "compare.png", " ".join(notes))
             tmp = folder / "compare.html.part"
             tmp.write_text(html, encoding="utf-8")
             tmp.replace(folder / "compare.html")

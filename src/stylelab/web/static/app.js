@@ -170,13 +170,13 @@ function renderStyles() {
     const row = document.createElement("div");
     row.className = "style-row";
     row.append(img, name, w, x);
-    li.append(row, maskRow(s, k));
+    li.append(row, maskRow(s));
     list.appendChild(li);
   });
 }
 
 // A region (`--mask`) for a style: where in the output it goes (white = here), optionally from where in the style.
-function maskRow(s, k) {
+function maskRow(s) {
   const row = document.createElement("div");
   row.className = "mask-row";
   for (const [key, label, title] of [
@@ -186,7 +186,10 @@ function maskRow(s, k) {
     pick.type = "file"; pick.accept = "image/*"; pick.hidden = true;
     pick.className = "mask-file-" + key;
     pick.addEventListener("change", () => guarded(async () => {
-      if (pick.files.length) { state.styles[k][key] = await uploadFile(pick.files[0]); renderStyles(); }
+      if (!pick.files.length) return;
+      const upload = await uploadFile(pick.files[0]);
+      const target = state.styles.find((x) => x.sha256 === s.sha256); // by image: the list may change meanwhile
+      if (target) { target[key] = upload; renderStyles(); }
     }));
     const b = button(s[key] ? label.replace("…", "") + " ✓" : label, () => pick.click(), title);
     b.className = "small mask-" + key;
@@ -196,7 +199,7 @@ function maskRow(s, k) {
       thumb.src = url(`/api/uploads/${s[key].sha256}/image`);
       thumb.alt = key === "mask" ? "region mask" : "style mask";
       thumb.className = "mask-thumb";
-      const clear = button("×", () => { delete state.styles[k][key]; renderStyles(); }, "no " + label.replace("…", ""));
+      const clear = button("×", () => { delete s[key]; renderStyles(); }, "no " + label.replace("…", ""));
       clear.className = "small";
       row.append(thumb, clear);
     }
@@ -333,7 +336,9 @@ function jobBody() {
   const masks = state.styles.map((s, k) => s.mask ? { content_mask: s.mask.sha256, style: k + 1,
     style_mask: s.styleMask ? s.styleMask.sha256 : null } : null).filter(Boolean);
   if (texture && masks.length) throw new Error("masks need a content image; untick texture or remove the regions");
-  if (!masks.length && state.styles.some((s) => s.styleMask)) throw new Error("a style mask needs a region too");
+  if (state.styles.some((s) => s.styleMask && !s.mask)) {
+    throw new Error("a style mask (from…) needs a region (region…) for the same style");
+  }
   return { content: texture ? null : state.content.sha256, styles: state.styles.map((s) => s.sha256),
            settings: readSettings(), masks };
 }
@@ -446,16 +451,19 @@ function renderGallery(jobs) {
     actions.appendChild(button("Run again with changes", () => guarded(async () => {
       applySettings(j.settings);
       const uploads = await api("/api/uploads");
-      const bySha = Object.fromEntries(uploads.map((u) => [u.sha256, u]));
+      const known = Object.fromEntries(uploads.map((u) => [u.sha256, u]));
+      // The list holds the newest uploads only; an older one is still served by its id.
+      const bySha = new Proxy(known, { get: (o, sha) => o[sha] || { sha256: sha, name: "earlier upload",
+                                                                       width: "?", height: "?" } });
       $("texture").checked = j.content === null;
       setContent(j.content ? bySha[j.content] || null : null);
       state.styles = [];
       const blend = (j.settings.style_blend || "").split(",").map(parseFloat);
       j.styles.forEach((s, k) => { if (bySha[s]) addStyle(bySha[s], blend[k] || 1); });
-      for (const m of j.masks || []) {
+      for (const m of j.masks || []) { // the form holds one region per style (the API takes several)
         const target = state.styles.find((s) => s.sha256 === j.styles[m.style - 1]);
-        if (target && bySha[m.content_mask]) target.mask = bySha[m.content_mask];
-        if (target && m.style_mask && bySha[m.style_mask]) target.styleMask = bySha[m.style_mask];
+        if (target) target.mask = bySha[m.content_mask];
+        if (target && m.style_mask) target.styleMask = bySha[m.style_mask];
       }
       renderStyles();
       state.following = j.id;
@@ -480,24 +488,27 @@ function openCompare(j) {
   dialog.showModal();
 }
 
+// Errors of the compare dialog show in the dialog (the page's error box is behind it).
 async function compareQueue() {
   const id = $("compare").dataset.job;
-  await guarded(async () => {
+  try {
     const r = await api(`/api/jobs/${id}/compare`, { method: "POST", json: { losses: $("compare-losses").value } });
     $("compare-status").textContent = r.jobs.length
       ? `queued jobs ${r.jobs.map((x) => "#" + x.id).join(", ")}; show the report when they are done`
-      : "nothing to queue: the job already uses that loss";
+      : "nothing to queue: those losses are this job's own or already compared";
     if (r.jobs.length && state.source === null) follow(r.jobs[0].id);
     refresh();
-  });
+  } catch (e) { $("compare-status").textContent = e.message; }
 }
 
 async function compareReport() {
   const id = $("compare").dataset.job;
   $("compare-status").textContent = "measuring the results...";
-  const r = await guarded(() => api(`/api/jobs/${id}/compare-report`, { method: "POST" }));
-  $("compare-status").textContent = r ? "" : $("error").textContent;
-  if (r) window.open(url(r.report), "_blank");
+  try {
+    const r = await api(`/api/jobs/${id}/compare-report`, { method: "POST" });
+    $("compare-status").textContent = "";
+    window.open(url(r.report), "_blank");
+  } catch (e) { $("compare-status").textContent = e.message; }
 }
 
 // ------------------------------------------------------------------------------------------------- start-up
