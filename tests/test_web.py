@@ -437,3 +437,21 @@ def test_a_data_folder_from_before_masks_is_migrated(tmp_path: Path) -> None:
         assert [(j["state"], j["masks"]) for j in jobs] == [("done", [])]
         wait(client, submit(client, c, [s], steps=1))  # and new jobs are stored with the column
         assert len(client.get("/api/jobs").json()["jobs"]) == 2
+
+
+def test_a_job_can_start_from_an_uploaded_image(client: TestClient) -> None:
+    c, s = inputs(client)
+    start = upload(client, png(samples.swirls(64, 48, seed=5)), "start.png")
+    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": FAST, "init": "../start.png"})
+    assert r.status_code == 400 and r.json()["error"].startswith("init must be the id of an upload")
+    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {**FAST, "steps": 1}, "init": start})
+    assert r.status_code == 200, r.text
+    job = r.json()["id"]
+    assert wait(client, job)["state"] == "done"
+    record = client.get(f"/api/jobs/{job}/provenance").json()
+    assert Path(record["config"]["init"]).name.startswith(start)  # the upload, by its hash
+    out = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result").content))).astype(float)
+    size = out.shape[1::-1]
+    init = np.asarray(samples.swirls(64, 48, seed=5).resize(size, Image.BICUBIC)).astype(float)
+    content = np.asarray(samples.landscape(64, 48).resize(size, Image.BICUBIC)).astype(float)
+    assert np.abs(out - init).mean() < np.abs(out - content).mean()  # one step from the swirls, not the content

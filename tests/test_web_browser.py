@@ -163,6 +163,9 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
         page.fill("#f-steps", "3")
         page.select_option("#f-style_loss", "gram") if page.locator("select#f-style_loss").count() \
             else page.fill("#f-style_loss", "gram")
+        page.set_input_files("#init-file", str(s2))  # start from an image of one's own (--init PATH)
+        page.wait_for_selector("#init-thumb:not([hidden])")
+        assert page.locator("#f-init").is_disabled()
         page.click("#form details summary")
         page.fill("#f-device", "cpu")
         page.click("#start")
@@ -170,7 +173,8 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
         assert page.locator("#error").is_hidden(), page.inner_text("#error")
         page.click(".card[data-state=done] button:text('Settings')")
         page.wait_for_selector("#details[open]")
-        assert page.inner_text("#details-text").count('"content_mask"') == 2
+        record = page.inner_text("#details-text")
+        assert record.count('"content_mask"') == 2 and '/uploads/' in record.split('"init":')[1].split(",")[0]
         page.click("#details button")
 
         page.click(".card[data-state=done] button:text('Compare')")

@@ -171,7 +171,11 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
             raise BadRequest("content must be the id of an upload, or null for a texture")
         if not isinstance(styles, list) or not all(isinstance(s, str) and _SHA.match(s) for s in styles):
             raise BadRequest("styles must be a list of upload ids")
-        return await run_in_threadpool(runner.submit, content, styles, _settings(body), masks=_masks(body))
+        init = body.get("init")
+        if init is not None and not (isinstance(init, str) and _SHA.match(init)):
+            raise BadRequest("init must be the id of an upload (an image to start from), or null")
+        return await run_in_threadpool(runner.submit, content, styles, _settings(body), init=init,
+                                       masks=_masks(body))
 
     @app.get("/api/jobs")
     async def jobs() -> dict:

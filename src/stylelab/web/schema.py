@@ -18,8 +18,8 @@ from ..config import INITS, Config, ConfigError, Region
 
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
 # these are not editable (-o, checkpoints, snapshots, --overwrite) or take uploaded files instead (--mask: the
-# job's `masks`, uploads; --weights: not offered). --init: its named choices only; "continue" sets an uploaded
-# image server-side.
+# job's `masks`, uploads; --weights: not offered). --init: its named choices here; an uploaded image to start
+# from is the job's `init` (as "continue" sets it).
 NOT_IN_FORM = ("help", "content", "styles", "output", "save_every", "checkpoint", "checkpoint_every", "resume",
                "overwrite", "quiet", "mask", "weights")
 

@@ -5,7 +5,8 @@ const token = new URLSearchParams(location.search).get("token");
 const $ = (id) => document.getElementById(id);
 const MAIN_FIELDS = ["size", "steps", "style_weight", "content_weight", "style_loss", "init", "seed"];
 const HIDDEN_FIELDS = ["style_blend"]; // set from the weights next to each style image
-const state = { fields: [], content: null, styles: [], following: null, source: null, points: [], runningJob: null };
+const state = { fields: [], content: null, styles: [], following: null, source: null, points: [], runningJob: null,
+                initImage: null };
 
 // ------------------------------------------------------------------------------------------------ requests
 
@@ -89,6 +90,7 @@ function renderForm(fields) {
     label.appendChild(flag);
     const input = fieldInput(f);
     if (f.kind === "bool") { label.prepend(input); div.appendChild(label); } else { div.append(label, input); }
+    if (f.name === "init") div.appendChild(initPicker());
     const help = document.createElement("div");
     help.className = "help";
     help.textContent = f.help;
@@ -96,6 +98,34 @@ function renderForm(fields) {
     (MAIN_FIELDS.includes(f.name) ? form : more).appendChild(div);
   }
   form.appendChild(more);
+}
+
+// --init PATH as an upload: "or an image…" next to the named choices; while one is set, it is the start.
+function initPicker() {
+  const row = document.createElement("div");
+  row.id = "init-image";
+  row.className = "mask-row";
+  const pick = document.createElement("input");
+  pick.type = "file"; pick.accept = "image/*"; pick.hidden = true; pick.id = "init-file";
+  pick.addEventListener("change", () => guarded(async () => {
+    if (pick.files.length) setInitImage(await uploadFile(pick.files[0]));
+    pick.value = "";
+  }));
+  const b = button("or an image…", () => pick.click(), "start from an image of yours (the content is still the content)");
+  b.className = "small";
+  const thumb = document.createElement("img");
+  thumb.id = "init-thumb"; thumb.className = "mask-thumb"; thumb.alt = "start image"; thumb.hidden = true;
+  const clear = button("×", () => setInitImage(null), "no start image");
+  clear.className = "small"; clear.id = "init-clear"; clear.hidden = true;
+  row.append(pick, b, thumb, clear);
+  return row;
+}
+
+function setInitImage(upload) {
+  state.initImage = upload;
+  $("init-thumb").hidden = $("init-clear").hidden = !upload;
+  if (upload) $("init-thumb").src = url(`/api/uploads/${upload.sha256}/image`);
+  $("f-init").disabled = !!upload;
 }
 
 function readSettings() {
@@ -340,7 +370,7 @@ function jobBody() {
     throw new Error("a style mask (from…) needs a region (region…) for the same style");
   }
   return { content: texture ? null : state.content.sha256, styles: state.styles.map((s) => s.sha256),
-           settings: readSettings(), masks };
+           settings: readSettings(), masks, init: state.initImage ? state.initImage.sha256 : null };
 }
 
 async function start() {
