@@ -96,6 +96,7 @@ def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server
         assert later != first, "the preview did not change while the job ran"
         assert "step" in page.inner_text("#stats") and "ETA" in page.inner_text("#stats")
         if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.evaluate("window.scrollTo(0, 0)")  # filling the device field scrolled the form into view
             page.screenshot(path=os.environ["STYLELAB_SCREENSHOT"], full_page=False)
 
         page.fill("#f-style_weight", "50")  # edit and continue: stronger style, from the current image
