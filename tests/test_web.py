@@ -430,11 +430,12 @@ def test_a_data_folder_from_before_masks_is_migrated(tmp_path: Path) -> None:
         wait(client, submit(client, c, [s], steps=1))
     db = sqlite3.connect(data / DB_NAME)
     db.execute("ALTER TABLE jobs DROP COLUMN masks")
+    db.execute("ALTER TABLE jobs DROP COLUMN continued")
     db.commit()
     db.close()
     with TestClient(create_app(data), base_url=BASE) as client:
         jobs = client.get("/api/jobs").json()["jobs"]
-        assert [(j["state"], j["masks"]) for j in jobs] == [("done", [])]
+        assert [(j["state"], j["masks"], j["continued"]) for j in jobs] == [("done", [], 0)]
         wait(client, submit(client, c, [s], steps=1))  # and new jobs are stored with the column
         assert len(client.get("/api/jobs").json()["jobs"]) == 2
 
@@ -455,3 +456,10 @@ def test_a_job_can_start_from_an_uploaded_image(client: TestClient) -> None:
     init = np.asarray(samples.swirls(64, 48, seed=5).resize(size, Image.BICUBIC)).astype(float)
     content = np.asarray(samples.landscape(64, 48).resize(size, Image.BICUBIC)).astype(float)
     assert np.abs(out - init).mean() < np.abs(out - content).mean()  # one step from the swirls, not the content
+    again = client.post(f"/api/jobs/{job}/restart", json={}).json()  # Replay: from the same chosen image
+    assert again["init"] == start and not again["continued"]
+    wait(client, again["id"])
+    went_on = client.post(f"/api/jobs/{job}/continue", json={}).json()  # from the result: a continuation
+    assert went_on["continued"] and went_on["init"] not in (None, start)
+    wait(client, went_on["id"])
+    assert client.post(f"/api/jobs/{went_on['id']}/restart", json={}).json()["init"] is None  # afresh

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     settings TEXT NOT NULL,        -- JSON: the form's values (names of `stylelab run` options)
     init TEXT,                     -- sha256 of an upload to start from (edit and continue), else NULL
     masks TEXT,                    -- JSON list of regions {content_mask, style (from 1), style_mask}: uploads
+    continued INTEGER NOT NULL DEFAULT 0,  -- 1: `init` is the image of the job it continues (edit and continue)
     parent INTEGER,                -- the job this one continues or restarts
     priority INTEGER NOT NULL DEFAULT 0,  -- higher runs first (continue / restart of the running job)
     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
@@ -62,6 +63,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL, started REAL, finished REAL
 );
 """
+
+
+_ADDED_COLUMNS = {"masks": "TEXT", "continued": "INTEGER NOT NULL DEFAULT 0"}  # since the first data folders
 
 
 class Cancelled(Exception):
@@ -100,8 +104,10 @@ class Runner:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(_SCHEMA)
-        if "masks" not in {r["name"] for r in self.db.execute("PRAGMA table_info(jobs)")}:  # a data folder of 0.1
-            self.db.execute("ALTER TABLE jobs ADD COLUMN masks TEXT")
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(jobs)")}
+        for name, sql in _ADDED_COLUMNS.items():  # a data folder made before them
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
         # A job that was running when the server stopped did not finish: say so (its inputs are kept).
         self.db.execute("UPDATE jobs SET state = 'failed', error = 'interrupted: the server stopped while it ran', "
                         "finished = ? WHERE state = 'running'", (time.time(),))
@@ -162,9 +168,11 @@ class Runner:
     # ----------------------------------------------------------------------------------------------- jobs
 
     def submit(self, content: str | None, styles: list[str], settings: dict[str, Any], init: str | None = None,
-               parent: int | None = None, priority: int = 0, masks: list[dict] | None = None) -> dict:
+               parent: int | None = None, priority: int = 0, masks: list[dict] | None = None,
+               continued: bool = False) -> dict:
         """Validate (same code and messages as the CLI) and queue a job; returns its row. `masks`: regions
-        {"content_mask": upload, "style": number from 1, "style_mask": upload or None}, as `--mask`."""
+        {"content_mask": upload, "style": number from 1, "style_mask": upload or None}, as `--mask`; `init`: an
+        upload to start from, the parent's image when `continued`."""
         if not styles:
             raise StylelabError("add at least one style image")
         masks = masks or []
@@ -180,10 +188,10 @@ class Runner:
         self._check_masks(config)
         with self.lock:
             cur = self.db.execute(
-                "INSERT INTO jobs (kind, content, styles, settings, init, masks, parent, priority, state, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "INSERT INTO jobs (kind, content, styles, settings, init, masks, continued, parent, priority, state, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
                 ("texture" if content is None else "run", content, json.dumps(styles), json.dumps(values), init,
-                 json.dumps(masks) if masks else None, parent, priority, time.time()))
+                 json.dumps(masks) if masks else None, int(continued), parent, priority, time.time()))
             job_id = int(cur.lastrowid or 0)
             self.live[job_id] = Live()
             self._event(job_id, {"type": "state", "state": "queued"})
@@ -263,15 +271,17 @@ class Runner:
         image.convert("RGB").save(buf, format="PNG")
         init = self.add_upload(buf.getvalue(), "png", f"job {job_id}", image.size)["sha256"]
         return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
-                           init=init, parent=job_id, priority=1, masks=row["masks"])
+                           init=init, parent=job_id, priority=1, masks=row["masks"], continued=True)
 
     def restart(self, job_id: int, settings: dict[str, Any] | None) -> dict:
-        """Cancel the job if it runs or waits and queue it again from the start (with new `settings`)."""
+        """Cancel the job if it runs or waits and queue it again from the start (with new `settings`): from the
+        image it was started from, if one was chosen, else as `init` says (a continuation starts afresh)."""
         row = self.job(job_id)
         if row["state"] in ("queued", "running"):
             self.cancel(job_id)
         return self.submit(row["content"], row["styles"], settings if settings is not None else row["settings"],
-                           parent=job_id, priority=1, masks=row["masks"])
+                           init=None if row["continued"] else row["init"], parent=job_id, priority=1,
+                           masks=row["masks"])
 
     def delete(self, job_id: int) -> None:
         with self.lock:
@@ -327,15 +337,17 @@ class Runner:
         own = [t.label for t in parse_style_losses(row["settings"]["style_loss"])]
         have = {c["settings"]["style_loss"] for c in self._comparisons(row, ("queued", "running", "done"))}
         have |= set(own) if len(own) == 1 else set()  # a single loss is the job's own row; a mix is not a spec
-        return [self.submit(row["content"], row["styles"], {**row["settings"], "style_loss": spec}, parent=job_id,
-                            masks=row["masks"]) for spec in specs if spec not in have]
+        init = None if row["continued"] else row["init"]  # a chosen start image is one of the job's inputs
+        return [self.submit(row["content"], row["styles"], {**row["settings"], "style_loss": spec}, init=init,
+                            parent=job_id, masks=row["masks"]) for spec in specs if spec not in have]
 
     def _comparisons(self, row: dict, states: tuple[str, ...]) -> list[dict]:
         """The job's comparison runs, oldest first: its children with the same inputs and settings but the style
-        loss, started from the content (not an edit and continue)."""
+        loss, started as it was (from the content, or from the same chosen image), not edit-and-continue ones."""
         same = {k: v for k, v in row["settings"].items() if k != "style_loss"}
         return [c for c in self.jobs()[::-1]
-                if c["parent"] == row["id"] and c["state"] in states and c["init"] is None and c["kind"] == "run"
+                if c["parent"] == row["id"] and c["state"] in states and not c["continued"] and c["kind"] == "run"
+                and c["init"] == (None if row["continued"] else row["init"])
                 and (c["content"], c["styles"], c["masks"]) == (row["content"], row["styles"], row["masks"])
                 and {k: v for k, v in c["settings"].items() if k != "style_loss"} == same]
 
@@ -371,9 +383,9 @@ class Runner:
             folder.mkdir(parents=True, exist_ok=True)
             save_image(grid(rows), folder / "compare.png")
             notes = ["s/step: the job's time over its steps (targets included)."]
-            if row["init"]:
-                notes.append(f"Job {job_id} continued from an earlier image; its comparison runs start from the "
-                             "content.")
+            if row["continued"]:
+                notes.append(f"Job {job_id} went on from another job's image (edit and continue); its comparison "
+                             "runs start from the content.")
             if row["masks"]:
                 notes.append("With regions, the distances are over the whole image, to the blend of the styles.")
             html = page(rows, f"Job {job_id} under other style losses", "compare.png", " ".join(notes))
