@@ -22,7 +22,7 @@ demo: $(BIN)/stylelab
 # `ruff format` is not enforced yet: the code base was never formatted by it, and reformatting every file at once
 # would collide with every open branch.
 lint: $(BIN)/stylelab
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 test: lint

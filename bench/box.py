@@ -46,7 +46,8 @@ def setup(size: int, config: Config):
     return content, f
 
 
-def run_torch(x0: torch.Tensor, f: Callable, passes: int, mode: str) -> tuple[list[tuple[int, float, torch.Tensor]], float]:
+def run_torch(x0: torch.Tensor, f: Callable, passes: int, mode: str
+              ) -> tuple[list[tuple[int, float, torch.Tensor]], float]:
     """Torch L-BFGS (no line search, one pass a step) in one of the modes; snapshots of the image per pass."""
     if mode == "sigmoid":
         var = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)

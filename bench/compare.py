@@ -415,7 +415,7 @@ def write_section(path: Path, section: str) -> None:
     if SECTION in lines:
         start = lines.index(SECTION)
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = [""] + lines[end:] if end < len(lines) else []
+        tail = ["", *lines[end:]] if end < len(lines) else []
         lines = lines[:start] + new + tail
     else:
         while lines and not lines[-1].strip():

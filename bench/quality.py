@@ -34,7 +34,7 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluator import Net, Reference, load_rgb  # noqa: E402
+from _evaluator import Net, Reference, load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -78,7 +78,7 @@ def bare_pass_seconds(net: Net, hw: tuple[int, int], reps: int = 5) -> float:
         leaf = x.clone().requires_grad_(True)
         t0 = time.perf_counter()
         f = net.features(leaf, ("relu5_1",), inplace=True)["relu5_1"]
-        (g,) = torch.autograd.grad(f.sum(), leaf)
+        torch.autograd.grad(f.sum(), leaf)
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
 
@@ -138,7 +138,7 @@ def main() -> None:
         content, style, ref, _ = PAIRS[pair]
         refs = {k: Reference.build(net, DATA / content, DATA / style, (384, 512)) for k, net in nets.items()}
 
-        def score(path: Path) -> dict[str, dict[str, float]]:
+        def score(path: Path, refs=refs) -> dict[str, dict[str, float]]:
             rgb = load_rgb(path, size=(384, 512))
             return {k: refs[k].all_distances(nets[k], rgb) for k in nets}
 

@@ -51,7 +51,8 @@ def run(content: Tensor, styles: list[Tensor], config: Config) -> dict[str, tupl
             f"{config.size} px, {schedule}": (config.size, out)}
 
 
-def measure(content: Tensor, styles: list[Tensor], outputs: dict[str, tuple[int, Tensor]]) -> dict[str, dict[str, float]]:
+def measure(content: Tensor, styles: list[Tensor], outputs: dict[str, tuple[int, Tensor]]
+            ) -> dict[str, dict[str, float]]:
     """label -> {'style', 'content', and one L̂ per style layer} at the output's own size."""
     result: dict[str, dict[str, float]] = {label: {} for label in outputs}
     for size in sorted({size for size, _ in outputs.values()}):

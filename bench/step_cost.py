@@ -11,10 +11,8 @@ a schedule's cost is then Σ steps x cost(size), plus start-up.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,8 +21,8 @@ import stylelab
 from stylelab import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluator import Net  # noqa: E402
-from quality import bare_pass_seconds  # noqa: E402
+from _evaluator import Net
+from quality import bare_pass_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -39,14 +37,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     args = p.parse_args()
     net = Net.load("avg")
-    print("| style loss | size | s/step | bare pass s (around it) | step in 512-px bare passes |\n|---|---|---|---|---|")
+    print("| style loss | size | s/step | bare pass s (around it) | step in 512-px bare passes |\n"
+          "|---|---|---|---|---|")
     for spec in args.losses.split("|"):
         for size in map(int, args.sizes.split(",")):
             seconds: list[float] = []
             before = bare_pass_seconds(net, (384, 512), reps=3)
             config = Config(size=size, steps=args.steps + 1, style_loss=spec, scales=((size, args.steps + 1),))
-            stylelab.stylize(args.content, args.style, config,
-                             callback=lambda s: None if s.final or s.i == 1 else seconds.append(s.seconds))
+
+            def on_step(s, seconds=seconds) -> None:  # steps after the first (its pass is warm-up), no reports
+                if not s.final and s.i > 1:
+                    seconds.append(s.seconds)
+
+            stylelab.stylize(args.content, args.style, config, callback=on_step)
             after = bare_pass_seconds(net, (384, 512), reps=3)
             bare = (before + after) / 2
             step = statistics.median(seconds)

@@ -27,13 +27,13 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluator import STYLE_LAYERS, Net, gram, sorted_projections, sw2  # noqa: E402
+from _evaluator import STYLE_LAYERS, Net, gram, sorted_projections, sw2
 
-from stylelab import Config, stylize, stylize_video  # noqa: E402
-from stylelab.flow import FlowEstimator, consistency, warp, warping_error  # noqa: E402
-from stylelab.image import to_tensor  # noqa: E402
-from stylelab.jobs import StyleCache  # noqa: E402
-from stylelab.videoio import write_video  # noqa: E402
+from stylelab import Config, stylize, stylize_video
+from stylelab.flow import FlowEstimator, consistency, warp, warping_error
+from stylelab.image import to_tensor
+from stylelab.jobs import StyleCache
+from stylelab.videoio import write_video
 
 
 def camera_clip(path: str, n: int, size: int, pan: float = 1.0, zoom: float = 0.005) -> list[Image.Image]:

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluator import Net  # noqa: E402
-from video import camera_clip, style_distances  # noqa: E402
+from _evaluator import Net
+from video import camera_clip, style_distances
 
-from stylelab import Config, stylize_video, stylize_video_ray  # noqa: E402
-from stylelab.flow import FlowEstimator, consistency, warp  # noqa: E402
-from stylelab.image import to_tensor  # noqa: E402
-from stylelab.videoray import chunk_plan  # noqa: E402
+from stylelab import Config, stylize_video, stylize_video_ray
+from stylelab.flow import FlowEstimator, consistency, warp
+from stylelab.image import to_tensor
+from stylelab.videoray import chunk_plan
 
 
 def pair_errors(frames: list[torch.Tensor], contents: list[np.ndarray], est: FlowEstimator) -> list[float]:
