@@ -174,6 +174,17 @@ def test_write_video_trims_audio_to_the_range_and_crops_odd_sides(tmp_path):
     assert read_video(out).frames[0].shape == (46, 62, 3)  # yuv420p: even sides
 
 
+def test_written_video_has_a_plain_files_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = write_video(moving_frames(2, 32, 32), tmp_path / "out.mp4", 12)
+    finally:
+        os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o644  # not the 0600 of the temporary file it was written as
+
+
 def test_write_without_audio_and_frame_folder(tmp_path):
     frames = moving_frames(3, 32, 32)
     out = write_video(frames, tmp_path / "silent.mov", Fraction(10))

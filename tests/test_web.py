@@ -392,6 +392,8 @@ def test_masks_are_uploads_and_reach_the_run(client: TestClient) -> None:
     for masks, message in bad:
         r = post(masks)
         assert r.status_code == 400 and r.json() == {"error": message}, (masks, r.text)
+    r = post([{"content_mask": "0" * 64, "style": 1}])
+    assert r.status_code == 404 and r.json() == {"error": "mask 1: no upload 0000000000000000"}
     r = client.post("/api/jobs", json={"content": None, "styles": [s], "settings": FAST,
                                        "masks": [{"content_mask": m1, "style": 1}]})
     assert r.status_code == 400 and "texture" in r.json()["error"]

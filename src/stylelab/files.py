@@ -42,7 +42,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except OSError as exc:
         raise WriteError(f"cannot write {p}: {_reason(exc)}") from None
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, plain_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -64,6 +64,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def _reason(exc: OSError) -> str:
     return " ".join(str(exc.strerror or exc).split())
+
+
+def plain_mode() -> int:
+    """The permissions of a plainly created file: 0666 less the umask (mkstemp's files are 0600)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -28,6 +28,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import StylelabError
+from .files import plain_mode
 from .flow import ExtraMissing, as_uint8
 from .image import ImageError, open_image
 
@@ -97,7 +98,7 @@ def parse_fps(value: float | str | Fraction | None) -> Fraction | None:
     except (ValueError, ZeroDivisionError):
         raise VideoError(f"--fps must be a number > 0, got {value!r}") from None
     if fps <= 0 or fps > 1000:
-        raise VideoError(f"--fps must be between 0 and 1000, got {value!r}")
+        raise VideoError(f"--fps must be > 0 and at most 1000, got {value!r}")
     return fps
 
 
@@ -234,6 +235,7 @@ def write_video(frames: Iterable[np.ndarray | Tensor], path: str | os.PathLike, 
     rate = parse_fps(fps)
     fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=p.suffix)
     os.close(fd)
+    os.chmod(tmp, plain_mode())  # as a plainly created file, not mkstemp's 0600
     try:
         n = 0
         with av.open(tmp, "w", format=fmt) as out:

@@ -180,9 +180,15 @@ class Runner:
             if not 1 <= m["style"] <= len(styles):
                 raise StylelabError(f"mask {k}: style number {m['style']}, but the job has {len(styles)} "
                                     f"style image{'s' if len(styles) > 1 else ''}")
-        mask_shas = [sha for m in masks for sha in (m["content_mask"], m["style_mask"]) if sha]
-        for sha in [*styles, *([content] if content else []), *([init] if init else []), *mask_shas]:
-            self.upload(sha)  # NotFound for an unknown id
+        named = [*(("style image", sha) for sha in styles), *((("content image", content),) if content else ()),
+                 *((("start image", init),) if init else ()),
+                 *((f"mask {k}", sha) for k, m in enumerate(masks, 1) for sha in (m["content_mask"], m["style_mask"])
+                   if sha)]
+        for what, sha in named:
+            try:
+                self.upload(sha)
+            except NotFound:
+                raise NotFound(f"{what}: no upload {sha[:16]}") from None
         config, values = self._config("texture" if content is None else "run", settings, init, masks)
         config.blend_weights(len(styles))  # a blend with the wrong number of weights: the CLI's message
         self._check_masks(config)
@@ -388,6 +394,10 @@ class Runner:
                              "runs start from the content.")
             if row["masks"]:
                 notes.append("With regions, the distances are over the whole image, to the blend of the styles.")
+            waiting = len(self._comparisons(row, ("queued", "running")))
+            if waiting:
+                notes.append(f"{waiting} comparison run{'s are' if waiting > 1 else ' is'} still queued or "
+                             "running: show the report again when done.")
             html = page(rows, f"Job {job_id} under other style losses", "compare.png", " ".join(notes))
             tmp = folder / "compare.html.part"
             tmp.write_text(html, encoding="utf-8")
