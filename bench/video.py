@@ -87,14 +87,19 @@ def flicker(frames: list[torch.Tensor], contents: list[np.ndarray], est: FlowEst
     return d * mask + 0.5 * (1 - mask)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def clip_arguments(ap: argparse.ArgumentParser, steps: int, frame_steps: int) -> argparse.ArgumentParser:
+    """The clip and schedule arguments this benchmark and bench/video_ray.py share."""
     ap.add_argument("content", nargs="?", default="../shared/data/content/tubingen.jpg")
     ap.add_argument("style", nargs="?", default="../shared/data/styles/starry_night.jpg")
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--frame-steps", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--frame-steps", type=int, default=frame_steps)
+    return ap
+
+
+def main() -> None:
+    ap = clip_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), steps=60, frame_steps=15)
     ap.add_argument("--temporal-weight", type=float, nargs="+", default=[100.0],
                     help="one (b) run per weight; the strip and mp4 show the first")
     ap.add_argument("--out", default="docs/images/video")

@@ -22,33 +22,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evaluator import Net
-from video import camera_clip, style_distances
+from video import camera_clip, clip_arguments, style_distances
 
 from stylelab import Config, stylize_video, stylize_video_ray
-from stylelab.flow import FlowEstimator, consistency, warp
+from stylelab.flow import FlowEstimator, pair_warping_errors
 from stylelab.image import to_tensor
 from stylelab.videoray import chunk_plan
 
 
-def pair_errors(frames: list[torch.Tensor], contents: list[np.ndarray], est: FlowEstimator) -> list[float]:
-    """Warping error of each consecutive pair (t-1, t), t = 1..n-1 (stylelab.flow.warping_error, per pair)."""
-    errors = []
-    for t in range(1, len(frames)):
-        backward, forward = est.pair(contents[t], contents[t - 1])
-        mask = torch.from_numpy(consistency(forward, backward))
-        diff = ((frames[t] - warp(frames[t - 1], backward)) ** 2).mean(1)[0]
-        errors.append(float((diff * mask).sum() / mask.sum().clamp_min(1)))
-    return errors
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("content", nargs="?", default="../shared/data/content/tubingen.jpg")
-    ap.add_argument("style", nargs="?", default="../shared/data/styles/starry_night.jpg")
-    ap.add_argument("--frames", type=int, default=24)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=80)
-    ap.add_argument("--frame-steps", type=int, default=20)
+    ap = clip_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), steps=80, frame_steps=20)
     ap.add_argument("--chunks", type=int, default=2)
     ap.add_argument("--overlap", type=int, nargs="+", default=[0, 2])
     args = ap.parse_args()
@@ -84,7 +67,7 @@ def main() -> None:
     result: dict = {"frames": args.frames, "size": list(contents[0].shape[-2:]), "steps": args.steps,
                     "frame_steps": args.frame_steps}
     for name, (frames, borders, sec) in runs.items():
-        errors = pair_errors(frames, uint8, est)
+        errors = pair_warping_errors(frames, uint8, est)
         at_border = [errors[a - 1] for a in borders]  # pair (a-1, a) is errors[a-1]
         inside = [e for t, e in enumerate(errors, 1) if t not in borders]
         d = [style_distances(net, f, c, style_ref) for f, c in zip(frames, contents)]

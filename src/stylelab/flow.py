@@ -139,7 +139,14 @@ def consistency(forward: np.ndarray | Tensor, backward: np.ndarray | Tensor) -> 
 
 
 def warping_error(frames: list[Tensor], contents: list[np.ndarray | Tensor], estimator: FlowEstimator) -> float:
-    """Mean over consecutive pairs of the temporal warping error of `frames` (each (1, 3, H, W) in [0,1]): the
+    """Mean over consecutive pairs of `pair_warping_errors` (0 for fewer than two frames)."""
+    errors = pair_warping_errors(frames, contents, estimator)
+    return float(np.mean(errors)) if errors else 0.0
+
+
+def pair_warping_errors(frames: list[Tensor], contents: list[np.ndarray | Tensor], estimator: FlowEstimator
+                        ) -> list[float]:
+    """Temporal warping error of each consecutive pair (t-1, t) of `frames` (each (1, 3, H, W) in [0,1]): the
     mean squared difference between frame t and frame t-1 warped by the flow of the *content* frames, over the
     pixels the consistency mask keeps (the measure of Ruder et al. and of the video style transfer literature)."""
     errors = []
@@ -148,4 +155,4 @@ def warping_error(frames: list[Tensor], contents: list[np.ndarray | Tensor], est
         mask = torch.from_numpy(consistency(forward, backward))
         diff = ((frames[t] - warp(frames[t - 1], backward)) ** 2).mean(1)[0]
         errors.append(float((diff * mask).sum() / mask.sum().clamp_min(1)))
-    return float(np.mean(errors)) if errors else 0.0
+    return errors
