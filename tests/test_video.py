@@ -300,19 +300,25 @@ def test_cli_frames_to_png_folder_with_range(tmp_path, style_png):
     assert sorted(p.name for p in out.iterdir()) == [f"frame_00000{k}.png" for k in (1, 2, 3)]
 
 
-def test_cli_resumes_at_the_next_frame(tmp_path, style_png, monkeypatch):
-    src = make_clip(tmp_path / "in.mp4", n=3)
-    out = tmp_path / "out.mp4"
-    saved = []
-    real = videocli.save_image
+def die_after_saving(monkeypatch, n: int):
+    """The video CLI's frame saves, patched to act like a kill (KeyboardInterrupt) once `n` frames are saved.
+    Returns (the saved paths, the real save_image to patch back)."""
+    saved, real = [], videocli.save_image
 
     def save_then_die(image, path, **kw):
-        if len(saved) == 2:
+        if len(saved) == n:
             raise KeyboardInterrupt
         saved.append(path)
         return real(image, path, **kw)
 
     monkeypatch.setattr(videocli, "save_image", save_then_die)
+    return saved, real
+
+
+def test_cli_resumes_at_the_next_frame(tmp_path, style_png, monkeypatch):
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    out = tmp_path / "out.mp4"
+    _, real = die_after_saving(monkeypatch, 2)
     assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
     assert not out.exists() and len(list((tmp_path / "out.mp4.frames").glob("frame_*.png"))) == 2
     monkeypatch.setattr(videocli, "save_image", real)
@@ -337,16 +343,7 @@ def test_cli_job_store_redoes_frames_from_a_changed_one_on(tmp_path, style_png, 
     src = make_clip(tmp_path / "in.mp4", n=4)
     out = tmp_path / "out.mp4"
     work = tmp_path / "out.mp4.frames"
-    real = videocli.save_image
-    saved = []
-
-    def save_then_die(image, path, **kw):
-        if len(saved) == 3:
-            raise KeyboardInterrupt
-        saved.append(path)
-        return real(image, path, **kw)
-
-    monkeypatch.setattr(videocli, "save_image", save_then_die)
+    _, real = die_after_saving(monkeypatch, 3)
     assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
     with Store(work, create=False) as store:
         rows = {r.key: r for r in store.rows()}

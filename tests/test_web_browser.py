@@ -65,18 +65,24 @@ def server(tmp_path: Path):
     s.stop()
 
 
+def open_page(p, server: Server):
+    """Chromium on the server's page, its form rendered (from /api/schema); (browser, page, the page's JS errors)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_selector("#f-size")
+    return browser, page, errors
+
+
 @pytest.mark.slow
 def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server: Server, tmp_path: Path) -> None:
     content, style = tmp_path / "content.png", tmp_path / "style.png"
     samples.landscape(64, 48).save(content)
     samples.swirls(64, 64, seed=1).save(style)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.url)
-        page.wait_for_selector("#f-size")  # the form, rendered from /api/schema
+        browser, page, errors = open_page(p, server)
         page.set_input_files("#content-file", str(content))
         page.wait_for_selector("#content-thumb:not([hidden])")
         page.set_input_files("#style-file", str(style))
@@ -143,12 +149,7 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
     left.save(mask)
     Image.eval(left, lambda v: 255 - v).save(other)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.url)
-        page.wait_for_selector("#f-size")
+        browser, page, errors = open_page(p, server)
         page.set_input_files("#content-file", str(content))
         page.wait_for_selector("#content-thumb:not([hidden])")
         page.set_input_files("#style-file", [str(s1), str(s2)])
