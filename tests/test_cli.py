@@ -396,7 +396,7 @@ def test_interrupted_run_leaves_no_output(capsys, images, tmp_path, monkeypatch)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "stylize", interrupted)
+    monkeypatch.setattr("stylelab.optimize.stylize", interrupted)
     before = snapshot(tmp_path)
     code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "3"])
     captured = capsys.readouterr()
@@ -409,7 +409,7 @@ def test_interrupted_run_leaves_no_output(capsys, images, tmp_path, monkeypatch)
 
 def test_interrupted_while_saving_leaves_no_output(capsys, images, tmp_path, monkeypatch):
     content, style, out = images
-    monkeypatch.setattr(cli, "stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+    monkeypatch.setattr("stylelab.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
 
     def save(self, fp, *args, **kwargs):
         fp.write(b"half an image")
@@ -426,7 +426,7 @@ def test_interrupted_while_saving_leaves_no_output(capsys, images, tmp_path, mon
 
 def test_failed_save_is_exit_2_without_output(capsys, images, tmp_path, monkeypatch):
     content, style, out = images
-    monkeypatch.setattr(cli, "stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+    monkeypatch.setattr("stylelab.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
 
     def save(self, fp, *args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -651,8 +651,8 @@ def child_env() -> dict[str, str]:
                                                          os.environ.get("PYTHONPATH", "")])}
 
 
-def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
-    """Ctrl-C during start-up (importing torch takes seconds): the entry point catches it, exit 130."""
+def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path, input_files):
+    """Ctrl-C while torch loads (it takes seconds, when work starts): exit 130, no traceback."""
     code = (
         "import sys\n"
         "class Interrupt:\n"
@@ -664,8 +664,9 @@ def test_ctrl_c_while_torch_loads_is_exit_130_without_traceback(tmp_path):
         "sys.exit(entry())\n"
     )
     env = child_env()
-    r = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env,
-                       timeout=300, cwd=tmp_path)
+    c, s = input_files
+    r = subprocess.run([sys.executable, "-c", code, "run", str(c), str(s), "-o", "o.png"], capture_output=True,
+                       text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 130, r.stderr
     assert "Traceback" not in r.stderr and "interrupted" in r.stderr
 
@@ -723,3 +724,29 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     with Image.open(out) as im:
         assert im.size == (64, 48)
     assert torch.load(ckpt / "state.pt", weights_only=True)["step"] == 150
+
+
+def test_the_command_line_starts_without_torch():
+    """`--version`, `--help` and usage or file errors answer before torch loads: importing the CLI and building
+    its parser (every subcommand) imports no torch."""
+    code = ("import sys, stylelab.cli as c; c.build_parser(); "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('stylelab'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_input_is_reported_before_torch_loads(tmp_path):
+    code = ("import sys, stylelab.cli as c; "
+            f"r = c.main(['run', {str(tmp_path / 'missing.png')!r}, 's.png', '-o', 'o.png']); "
+            "assert r == 2 and 'torch' not in sys.modules, r")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"stylelab: error: content image not found: {tmp_path / 'missing.png'}\n"
+
+
+@pytest.mark.parametrize("tv", ["0", "1"])
+def test_progress_shows_the_tv_term_only_when_it_counts(input_files, tmp_path, capsys, tv):
+    c, s = input_files
+    assert main(["run", str(c), str(s), "-o", str(tmp_path / "o.png"), "--size", "48", "--steps", "1",
+                 "--tv-weight", tv]) == 0
+    err = capsys.readouterr().err
+    assert "style " in err and ((" tv " in err) == (tv == "1"))

@@ -7,7 +7,7 @@ import pytest
 from stylelab import Config
 from stylelab.cli import main
 from stylelab.compare import ALL_LOSSES, compare, grid, split_specs, table
-from stylelab.losses import STYLE_LOSSES
+from stylelab.lossspec import STYLE_LOSSES
 
 
 def test_split_specs():

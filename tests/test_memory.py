@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import stylelab.cli as cli
 from stylelab import memory
 from stylelab.cli import main
 from stylelab.config import Config
@@ -134,7 +133,7 @@ def test_cpu_out_of_memory_is_exit_1_with_a_clear_message(capsys, inputs, monkey
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 120795955200 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(cli, "stylize", oom)
+    monkeypatch.setattr("stylelab.optimize.stylize", oom)
     err = _one_line_exit(capsys, 1, ["run", c, s, "-o", out, "--size", "64"], "out of memory")
     assert "--size" in err and not out.exists()
 
@@ -145,7 +144,7 @@ def test_other_runtime_errors_are_not_called_out_of_memory(inputs, monkeypatch):
     def bug(*args, **kwargs):
         raise RuntimeError("a genuine bug")
 
-    monkeypatch.setattr(cli, "stylize", bug)
+    monkeypatch.setattr("stylelab.optimize.stylize", bug)
     with pytest.raises(RuntimeError, match="genuine bug"):
         main(["run", str(c), str(s), "-o", str(out), "--size", "64"])
 

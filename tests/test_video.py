@@ -190,7 +190,7 @@ def test_write_without_audio_and_frame_folder(tmp_path):
     out = write_video(frames, tmp_path / "silent.mov", Fraction(10))
     assert "audio" not in streams(out) and read_video(out).fps == 10
     folder = write_frames(frames, tmp_path / "pngs")
-    assert sorted(p.name for p in folder.iterdir()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
     assert np.array_equal(read_video(folder).frames[2], frames[2])  # PNG: lossless
 
 
@@ -297,13 +297,14 @@ def test_cli_frames_to_png_folder_with_range(tmp_path, style_png):
     src = make_clip(tmp_path / "in.mp4", n=8, audio=False)
     out = tmp_path / "pngs"
     assert main(["video", str(src), str(style_png), "-o", str(out), "--frames", "2:5", *FAST]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"frame_00000{k}.png" for k in (1, 2, 3)]
+    # named as --frames counts: input frames 2, 3 and 4
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_00000{k}.png" for k in (2, 3, 4)]
 
 
 def die_after_saving(monkeypatch, n: int):
     """The video CLI's frame saves, patched to act like a kill (KeyboardInterrupt) once `n` frames are saved.
-    Returns (the saved paths, the real save_image to patch back)."""
-    saved, real = [], videocli.save_image
+    Returns (the saved paths, the real save_frame to patch back)."""
+    saved, real = [], videocli.save_frame
 
     def save_then_die(image, path, **kw):
         if len(saved) == n:
@@ -311,7 +312,7 @@ def die_after_saving(monkeypatch, n: int):
         saved.append(path)
         return real(image, path, **kw)
 
-    monkeypatch.setattr(videocli, "save_image", save_then_die)
+    monkeypatch.setattr(videocli, "save_frame", save_then_die)
     return saved, real
 
 
@@ -321,7 +322,7 @@ def test_cli_resumes_at_the_next_frame(tmp_path, style_png, monkeypatch):
     _, real = die_after_saving(monkeypatch, 2)
     assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
     assert not out.exists() and len(list((tmp_path / "out.mp4.frames").glob("frame_*.png"))) == 2
-    monkeypatch.setattr(videocli, "save_image", real)
+    monkeypatch.setattr(videocli, "save_frame", real)
     starts = []
     real_transfer = video.transfer
     monkeypatch.setattr(video, "transfer", lambda *a, **k: starts.append(1) or real_transfer(*a, **k))
@@ -347,22 +348,22 @@ def test_cli_job_store_redoes_frames_from_a_changed_one_on(tmp_path, style_png, 
     assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 130
     with Store(work, create=False) as store:
         rows = {r.key: r for r in store.rows()}
-    assert [rows[f"frame_00000{k}.png"].state for k in (1, 2, 3, 4)] == ["done", "done", "done", "running"]
+    assert [rows[f"frame_00000{k}.png"].state for k in (0, 1, 2, 3)] == ["done", "done", "done", "running"]
     assert all(rows[f"frame_00000{k}.png"].sha256 and rows[f"frame_00000{k}.png"].seconds["steps"] > 0
-               for k in (1, 2, 3))
-    Image.new("RGB", Image.open(work / "frame_000002.png").size, "red").save(work / "frame_000002.png")
-    monkeypatch.setattr(videocli, "save_image", real)
+               for k in (0, 1, 2))
+    Image.new("RGB", Image.open(work / "frame_000001.png").size, "red").save(work / "frame_000001.png")
+    monkeypatch.setattr(videocli, "save_frame", real)
     frames_done = []
     real_optimize = video.optimize
     monkeypatch.setattr(video, "optimize", lambda *a, **k: frames_done.append(1) or real_optimize(*a, **k))
-    monkeypatch.setattr(video, "transfer", lambda *a, **k: pytest.fail("frame 1 was kept and is not redone"))
+    monkeypatch.setattr(video, "transfer", lambda *a, **k: pytest.fail("frame 0 was kept and is not redone"))
     assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 0
-    assert len(frames_done) == 3  # frames 2, 3 and 4
+    assert len(frames_done) == 3  # frames 1, 2 and 3
     stylised = read_video(out).frames
     assert len(stylised) == 4 and np.abs(stylised[1].astype(int) - [255, 0, 0]).mean() > 40  # not the red frame
 
 
-@pytest.mark.parametrize("kind", ["text", "zero-frames", "bad-output", "bad-frames", "codec"])
+@pytest.mark.parametrize("kind", ["text", "zero-frames", "bad-output", "bad-frames", "negative-frames", "codec"])
 def test_cli_bad_input_exit_2_one_line_no_output(tmp_path, style_png, capsys, kind):
     src = tmp_path / "in.mp4"
     out = tmp_path / "out.mp4"
@@ -377,6 +378,9 @@ def test_cli_bad_input_exit_2_one_line_no_output(tmp_path, style_png, capsys, ki
     elif kind == "bad-output":
         make_clip(src, n=2)
         out = tmp_path / "out.avi"
+    elif kind == "negative-frames":  # a value that starts with '-' is the option's value, not another option
+        make_clip(src, n=2)
+        extra = ["--frames", "-3:2"]
     else:
         make_clip(src, n=2)
         extra = ["--frames", "5:9"]
@@ -385,3 +389,32 @@ def test_cli_bad_input_exit_2_one_line_no_output(tmp_path, style_png, capsys, ki
     err = capsys.readouterr().err
     assert err.startswith("stylelab: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert set(tmp_path.iterdir()) == before  # no output, no work folder
+    if kind == "negative-frames":
+        assert "--frames must be A:B" in err
+
+
+def test_cli_refuses_to_replace_its_input(tmp_path, style_png, capsys):
+    """`-o` equal to the input video (or a style image) is refused before any work, as `stylelab run` does."""
+    import hashlib
+
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    for out in (src, tmp_path / "." / "in.mp4", style_png):
+        assert main(["video", str(src), str(style_png), "-o", str(out), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("stylelab: error: output ") and "--overwrite" in err and err.count("\n") == 1
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", style_png.name]
+    assert main(["video", str(src), str(style_png), "-o", str(src), *FAST, "--overwrite"]) == 0  # when asked to
+    assert hashlib.sha256(src.read_bytes()).hexdigest() != digest
+
+
+def test_frame_folder_has_a_plain_folders_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        folder = write_frames(moving_frames(2, 32, 32), tmp_path / "pngs")
+    finally:
+        os.umask(mask)
+    assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700

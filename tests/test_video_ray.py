@@ -99,7 +99,7 @@ def test_cli_resume_on_ray_goes_on_from_the_kept_frames(cluster, tmp_path, monke
     saved, real = die_after_saving(monkeypatch, 2)
     assert main(["video", str(src), str(style), "-o", str(out), *fast]) == 130
     kept = [np.asarray(to_tensor(str(p))) for p in saved]
-    monkeypatch.setattr(videocli, "save_image", real)
+    monkeypatch.setattr(videocli, "save_frame", real)
     seen = []
     original = videoray.stylize_video_ray  # the CLI imports it when it runs, so it gets the spy
     monkeypatch.setattr(videoray, "stylize_video_ray",

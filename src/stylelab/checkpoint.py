@@ -32,6 +32,8 @@ class CheckpointError(StylelabError, RuntimeError):
 class CheckpointWriteError(CheckpointError):
     """Saving failed mid-run (disk full, file-size limit, I/O error); the previous checkpoint is intact."""
 
+    exit_code = 1
+
 
 @dataclass(frozen=True)
 class Checkpoint:

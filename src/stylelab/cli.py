@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 2 bad input or settings (one-line message, no traceback, no output file), 1 a run that
 failed (diverged, out of memory), 130 interrupted.
+
+torch is imported when work starts, not with this module: `--version`, `--help`, usage errors and missing files
+answer at once.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import re
 import statistics
 import sys
 import time
@@ -17,13 +21,12 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, batchcli, memory
-from .checkpoint import Checkpoint, CheckpointWriteError
-from .compare import ALL_LOSSES, compare, grid, split_specs, table
 from .config import (
     INITS,
     MAX_SIZE,
@@ -33,11 +36,16 @@ from .config import (
     config_to_dict,
 )
 from .errors import StylelabError
+from .files import check_not_an_input
 from .flags import add_config_flags as add_settings
 from .flags import config_from_args, local_path, parse_texture_size
 from .flags import source as _source
-from .image import check_output_path, is_url, load_alpha, read_image, read_metadata, save_image
-from .optimize import OptimizationError, Step, pick_device, stylize, synthesize, weights_checksum
+from .image import check_input_file, check_output_path, is_url, load_alpha, read_image, read_metadata, save_image
+from .lossspec import ALL_LOSSES
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .optimize import Step
 
 PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
 
@@ -99,17 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--overwrite", action="store_true", help="allow the grid to replace one of the input files")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    exp = sub.add_parser(
-        "explain", help="an HTML report of what the style losses see (Gram heatmaps, moments, distances)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Write REPORT_DIR/index.html with per-layer Gram matrices, channel means and stds, distances "
-        "under every loss, and the Gram = MMD identity checked on these images.",
-    )
-    add_inputs(exp)
-    exp.add_argument("--output", dest="output_image", default=None, help="a stylised output to explain")
-    exp.add_argument("-o", "--report", required=True, metavar="REPORT_DIR", help="folder for the report")
-    add_settings(exp)
-
+    from . import explaincli  # `stylelab explain`
+    explaincli.register(sub)
     batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
     from .videocli import add_video  # `stylelab video` (stylelab.videocli builds on this module's flag builders)
     add_video(sub)
@@ -138,16 +137,30 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     job = {"command": "run", "content": _source(args.content), "styles": [_source(x) for x in args.styles]}
+    check_input_files(job)
     return execute(job, config_from_args(args), args)
 
 
 def run_texture(args: argparse.Namespace) -> int:
     size = parse_texture_size(args.size)
     job = {"command": "texture", "size": list(size), "styles": [_source(x) for x in args.styles]}
+    check_input_files(job)
     return execute(job, config_from_args(args, texture_size=size), args)
 
 
+def check_input_files(job: dict) -> None:
+    """Missing or empty input files are reported at once, before the settings are checked (which loads torch)."""
+    styles = job["styles"]
+    roles = {"content image": job.get("content"),
+             **{("style image" if len(styles) == 1 else f"style image {k + 1}"): s for k, s in enumerate(styles)}}
+    for role, path in roles.items():
+        if isinstance(path, str) and not is_url(path):
+            check_input_file(path, role)
+
+
 def run_replay(args: argparse.Namespace) -> int:
+    import torch
+
     job, config = read_provenance(args.image)
     if args.device is not None:
         config = dataclasses.replace(config, device=args.device)
@@ -164,6 +177,8 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
+    from .optimize import stylize, synthesize
+
     output = output_path(args.output)
     checkpoint = check_run_flags(job, config, args, output)
     progress = Progress(config, args, output)
@@ -205,6 +220,8 @@ def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     if not args.checkpoint:
         return None
+    from .checkpoint import Checkpoint
+
     checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume)
     if checkpoint.resume and not checkpoint.path.is_file():
         raise ConfigError(f"nothing to resume: no checkpoint in {checkpoint.folder}")
@@ -219,9 +236,12 @@ class Progress:
     def __init__(self, config: Config, args: argparse.Namespace, output: Path) -> None:
         self.total = sum(steps for _, steps in config.schedule())
         self.multi = len(config.schedule()) > 1
+        self.tv = config.tv_weight > 0  # the tv term is shown only when it counts
+        self.budget = config.time_budget
         self.args, self.output = args, output
         self.bar: tqdm | None = None
         self.seconds: list[float] = []
+        self.ends: list[Step] = []  # the final report of each scale
 
     def on_step(self, step: Step) -> None:
         if self.bar is None:
@@ -232,10 +252,12 @@ class Progress:
         t = step.terms
         h, w = step.image.shape[-2:]
         self.bar.set_description_str(f"{w}x{h}" if self.multi else "", refresh=False)
+        tv = f"tv {t['tv']:.2e} " if self.tv else ""
         self.bar.set_postfix_str(
-            f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} tv {t['tv']:.2e} "
+            f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} {tv}"
             f"{step.seconds:.2f}s/step", refresh=not step.final)
         if step.final:
+            self.ends.append(step)
             return
         self.bar.update(1)
         every = self.args.save_every
@@ -247,11 +269,30 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        note = budget_note(self.ends, self.budget, self.total)
+        if note and not self.args.quiet:
+            print(f"stylelab: note: {note}", file=sys.stderr)
+
+
+def budget_note(ends: Sequence[Step], budget: float | None, total: int) -> str:
+    """A line saying how far --time-budget let the run go ('' when it ran every planned step): a barely
+    stylised picture should not be a mystery."""
+    if not any(e.stopped == "time" for e in ends):
+        return ""
+    done = sum(e.i for e in ends)
+    parts = []
+    for e in ends:
+        h, w = e.image.shape[-2:]
+        parts.append(f"{e.i} of {e.n} at {w}x{h} px")
+    return (f"the time budget ({budget:g} s) stopped the run after {done} of {total} steps "
+            f"({', '.join(parts)}); raise --time-budget or lower --size for a more stylised result")
 
 
 def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
                  shape: tuple[int, int] | None = None) -> memory.Estimate:
     """The run's peak-memory estimate; a ConfigError with advice when it exceeds what the device has free."""
+    from .optimize import pick_device
+
     device = pick_device(config.device).type
     est = memory.estimate(config, content_hw, [_image_hw(s) for s in styles], shape=shape, device=device)
     free = memory.available(device)
@@ -297,20 +338,12 @@ def job_inputs(job: dict, config: Config) -> dict[str, str]:
     return {role: str(p) for role, p in inputs.items() if isinstance(p, str) and not is_url(p)}
 
 
-def check_not_an_input(output: str | Path, inputs: dict[str, str]) -> None:
-    """Refuse an output that would replace one of the inputs (same path, or the same file by another name)."""
-    out = Path(output)
-    for role, path in inputs.items():
-        p = Path(path)
-        same = out.absolute() == p.absolute() or out.resolve() == p.resolve()
-        if not same and out.exists() and p.exists():
-            same = out.samefile(p)
-        if same:
-            raise ConfigError(f"output {out} is also the {role}; choose another -o, or add --overwrite to replace it")
-
-
 def provenance(job: dict, config: Config) -> dict[str, str]:
     """The PNG text chunk that lets `replay` rerun this image: inputs, every setting, versions, weights."""
+    import torch
+
+    from .optimize import weights_checksum
+
     record = {**job, "config": config_to_dict(config), "stylelab": __version__, "torch": torch.__version__,
               "weights_sha256": weights_checksum(config.weights)}
     return {PROVENANCE_KEY: json.dumps(record, sort_keys=True)}
@@ -360,6 +393,8 @@ def check_job(job: dict) -> str | None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, grid, split_specs, table
+
     config = config_from_args(args)
     try:
         specs = split_specs(args.losses)
@@ -399,43 +434,42 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_explain(args: argparse.Namespace) -> int:
-    from .explain import explain  # matplotlib is imported only for this command
+# Options whose values may start with '-' ('--frames -3:2'): argparse would take such a value for another option
+# and answer "expected one argument"; joined as '--frames=-3:2' the value reaches the option's own check.
+_DASH_VALUES = ("--frames",)
 
-    config = config_from_args(args)
-    report = Path(args.report)
-    if report.exists() and not report.is_dir():
-        raise ConfigError(f"report folder is a file: {report}")
-    if not report.parent.is_dir():
-        raise ConfigError(f"folder does not exist: {report.parent}")
-    path = explain(args.content, args.styles, report, args.output_image, config)
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _DASH_VALUES and re.fullmatch(r"-[\d:]*", arg) and arg != "--":
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0)
     except KeyboardInterrupt:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130
     try:
+        from . import explaincli
         from .videocli import run_video
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
-                    "explain": run_explain, "batch": batchcli.run, "video": run_video}
+                    "explain": explaincli.run, "batch": batchcli.run, "video": run_video}
         if args.command == "serve":
             from . import servecli
             return servecli.run(args)
         return commands[args.command](args)
-    except (OptimizationError, CheckpointWriteError) as exc:
+    except StylelabError as exc:  # a run that failed (diverged, a checkpoint not written) is exit 1, bad input 2
         print(f"stylelab: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    except StylelabError as exc:
-        print(f"stylelab: error: {exc}", file=sys.stderr)
-        return 2
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        return exc.exit_code
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         if not memory.is_out_of_memory(exc):
             raise
         print("stylelab: error: out of memory; try a smaller --size, --low-memory or --scales", file=sys.stderr)

@@ -11,13 +11,6 @@ from torch import Tensor
 
 from .errors import StylelabError
 
-COLOR_MODES = (
-    "none",  # keep the colours the stylisation produces
-    "keep-luminance",  # Gatys 2017: stylise the luminance_only() greys, then restore_color() with the content's UV
-    "transfer",  # post hoc on a colour result: its luminance + the content's UV (jcjohnson -original_colors)
-    "match",  # before stylising, map the style's colour mean/covariance onto the content's (match_colors)
-    "palette-only",  # no stylisation: the content recoloured with the style's colour distribution (palette_only)
-)
 MATCH_METHODS = ("chol", "pca", "sym")
 
 # Y, U, V rows of BT.601 (docs/method.md §7). The inverse is the exact one, not the rounded 1.139/0.395/... table,

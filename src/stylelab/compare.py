@@ -19,11 +19,8 @@ from torch import Tensor
 
 from .config import Config
 from .image import ImageLike, resize, resize_long_edge, tensor_to_pil
-from .losses import STYLE_LOSSES, parse_style_losses
+from .lossspec import ALL_LOSSES, parse_style_losses
 from .optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
-
-# One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
-ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .color import COLOR_MODES
 from .errors import StylelabError
-from .features import LAYER_NAMES, POOLINGS
+from .layers import LAYER_NAMES, POOLINGS
 from .lossspec import LossTerm, parse_style_losses
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -21,6 +20,13 @@ OPTIMIZERS = ("lbfgs", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("content", "noise", "fast")  # or a path to an image; fast: a feed-forward stylisation (stylelab[fast])
 PRECISIONS = ("auto", "float32")
+COLOR_MODES = (
+    "none",  # keep the colours the stylisation produces
+    "keep-luminance",  # Gatys 2017: stylise the luminance_only() greys, then restore_color() with the content's UV
+    "transfer",  # post hoc on a colour result: its luminance + the content's UV (jcjohnson -original_colors)
+    "match",  # before stylising, map the style's colour mean/covariance onto the content's (match_colors)
+    "palette-only",  # no stylisation: the content recoloured with the style's colour distribution (palette_only)
+)
 MAX_SEED = 2**64 - 1
 # px: the largest long edge of an output, a style image or a scale. 8192² px needs ~40 GiB of features at
 # relu1_1 alone; larger runs would not fit any machine stylelab runs on (stylelab.memory estimates each run).

@@ -3,3 +3,5 @@
 
 class StylelabError(Exception):
     """Bad input, settings, weights or device; `str(err)` is a complete one-line message."""
+
+    exit_code = 2  # the command line's exit status: 2 bad input or settings, 1 a run that failed

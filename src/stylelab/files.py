@@ -71,7 +71,24 @@ def plain_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def plain_dir_mode() -> int:
+    """The permissions of a plainly created folder: 0777 less the umask (mkdtemp's folders are 0700)."""
+    return 0o777 & ~_umask()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_not_an_input(output: str | Path, inputs: dict[str, str]) -> None:
+    """Refuse an output that would replace one of the inputs (same path, or the same file by another name)."""
+    out = Path(output)
+    for role, path in inputs.items():
+        p = Path(path)
+        same = out.absolute() == p.absolute() or out.resolve() == p.resolve()
+        if not same and out.exists() and p.exists():
+            same = out.samefile(p)
+        if same:
+            raise StylelabError(f"output {out} is also the {role}; choose another -o, or add --overwrite to replace it")

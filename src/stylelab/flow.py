@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import StylelabError
+from .videodefaults import FLOW_PRESETS
 
 # DIS presets, fast to accurate. OpenCV ships ultrafast, fast and medium; "fine" is medium refined down to full
 # resolution (finest scale 0, patch stride 2, 10 variational iterations), about 3x its time.
-PRESETS = ("ultrafast", "fast", "medium", "fine")
+PRESETS = FLOW_PRESETS
 # Ruder et al. 2016, section 3.1: forward-backward disagreement and motion-boundary thresholds.
 FB_RATIO, FB_OFFSET = 0.01, 0.5
 MB_RATIO, MB_OFFSET = 0.01, 0.002

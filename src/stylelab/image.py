@@ -13,6 +13,7 @@ import functools
 import http.client
 import io
 import os
+import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -20,13 +21,9 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeGuard
+from typing import TYPE_CHECKING, BinaryIO, TypeGuard, Union
 
-import cv2
 import numpy as np
-import tifffile
-import torch
-import torch.nn.functional as F
 from PIL import (
     ExifTags,
     Image,
@@ -36,10 +33,14 @@ from PIL import (
     TiffImagePlugin,
     UnidentifiedImageError,
 )
-from torch import Tensor
 
 from .errors import StylelabError
 from .files import WriteError, write_atomic
+
+if TYPE_CHECKING:
+    from torch import Tensor
+# torch is imported by the functions that make tensors, not here: reading, checking and writing files need none
+# (the command line answers usage and file errors before torch loads).
 
 MAX_PIXELS = 100_000_000  # refuse larger inputs: a decompression bomb, or more than this tool can use
 MAX_DOWNLOAD_BYTES = 200 * 2**20  # a URL may send no more than this
@@ -76,7 +77,13 @@ class Picture:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-ImageLike = str | os.PathLike | Image.Image | Tensor | Picture
+ImageLike = Union[str, os.PathLike, Image.Image, "Tensor", Picture]  # "Tensor": torch loads lazily
+
+
+def is_tensor(x: object) -> TypeGuard[Tensor]:
+    """True for a torch tensor; False without importing torch (nothing can be a tensor before torch loads)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 # ------------------------------------------------------------------------------------------------- reading
@@ -122,6 +129,12 @@ def _fetch(path: object, what: str) -> tuple[Path | io.BytesIO, str | Path]:
         return io.BytesIO(_download(path, what)), path
     if not isinstance(path, (str, os.PathLike)):
         raise ImageError(f"{what} must be a path or an http(s) URL, got {type(path).__name__}")
+    p = check_input_file(path, what)
+    return p, p
+
+
+def check_input_file(path: str | os.PathLike, what: str = "image") -> Path:
+    """A local input that exists, is a file and is not empty (checked before any work; decoding comes later)."""
     p = Path(path)
     if not p.exists():
         raise ImageError(f"{what} not found: {p}")
@@ -129,7 +142,7 @@ def _fetch(path: object, what: str) -> tuple[Path | io.BytesIO, str | Path]:
         raise ImageError(f"{what} is a directory, not an image file: {p}")
     if p.stat().st_size == 0:
         raise ImageError(f"{what} is an empty file: {p}")
-    return p, p
+    return p
 
 
 def _download(url: str, what: str) -> bytes:
@@ -206,6 +219,8 @@ def _decode16(im: Image.Image, source: Path | io.BytesIO) -> np.ndarray | None:
     """The (H, W, C) uint16 RGB(A) pixels of a 16-bit RGB(A) PNG or TIFF, decoded by OpenCV; None for any other
     image (Pillow's) and for one whose ICC profile is to be converted (LittleCMS converts RGB at 8 bits in Pillow).
     Damaged data raises OSError (which `_opened` words)."""
+    import cv2  # imported where used: the command line starts without them
+
     if not _is_16bit_rgb(im, source) or _profile_to_convert(im) is not None:
         return None
     if im.format == "PNG":
@@ -249,6 +264,8 @@ def _seq(value: object) -> tuple:
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV logs decoder warnings and errors to stderr; the library never prints, it raises or falls back."""
+    import cv2  # imported where used: the command line starts without them
+
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
@@ -363,6 +380,8 @@ def pil_to_tensor(im: Image.Image) -> Tensor:
 
 def _composited(rgb: np.ndarray, alpha: np.ndarray | None) -> Tensor:
     """(H, W, 3) colour and (H, W) alpha or None -> (1, 3, H, W) float32, over white where there is alpha."""
+    import torch
+
     if alpha is not None:
         rgb = _over_white(rgb, alpha)
     t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))
@@ -371,7 +390,9 @@ def _composited(rgb: np.ndarray, alpha: np.ndarray | None) -> Tensor:
 
 def to_tensor(image: ImageLike, what: str = "image") -> Tensor:
     """A path, http(s) URL, PIL image, `Picture` or tensor -> (1, 3, H, W) float32 RGB in [0,1]."""
-    if isinstance(image, Tensor):
+    import torch
+
+    if is_tensor(image):
         t = image.detach()
         if t.dim() == 3:
             t = t.unsqueeze(0)
@@ -395,7 +416,9 @@ def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
     """The alpha of a path, URL, PIL image or `Picture` as (1, 1, H, W) float32 in [0,1] (oriented like
     `to_tensor`); None if it has none or it is fully opaque. Tensors are RGB by contract (`to_tensor`), so a tensor
     gives None."""
-    if isinstance(source, Tensor):
+    import torch
+
+    if is_tensor(source):
         return None
     if isinstance(source, Image.Image):
         _, alpha = _arrays(ImageOps.exif_transpose(source))
@@ -415,6 +438,8 @@ def load_alpha(source: ImageLike, what: str = "image") -> Tensor | None:
 
 def resize(image: Tensor, hw: Sequence[int]) -> Tensor:
     """(B, C, H, W) -> (B, C, *hw), antialiased bicubic (not clamped: bicubic may overshoot [0,1] slightly)."""
+    import torch.nn.functional as F
+
     if tuple(image.shape[-2:]) == tuple(hw):
         return image
     return F.interpolate(image, size=tuple(hw), mode="bicubic", align_corners=False, antialias=True)
@@ -432,6 +457,8 @@ def resize_long_edge(image: Tensor, long_edge: int) -> Tensor:
 
 def tensor_to_pil(image: Tensor) -> Image.Image:
     """(1, 3, H, W) or (3, H, W) in [0,1] -> 8-bit RGB PIL image (rounded, clipped)."""
+    import torch
+
     t = image.detach().float().cpu()
     if t.dim() == 4:
         t = t[0]
@@ -504,7 +531,7 @@ def _output_arrays(image: Image.Image | Tensor | Picture, alpha: Tensor | None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """The image to write as (H, W, 3) colour and (H, W) alpha or None, floats in [0,1]; `alpha` replaces any
     alpha of a PIL image or a Picture."""
-    if isinstance(image, Tensor):
+    if is_tensor(image):
         rgb, own = to_tensor(image, "output image")[0].permute(1, 2, 0).numpy(), None
     elif isinstance(image, Image.Image):
         rgb, own = _arrays(image)
@@ -517,9 +544,12 @@ def _output_arrays(image: Image.Image | Tensor | Picture, alpha: Tensor | None
 
 def _resized_alpha(alpha: Tensor, size: tuple[int, int]) -> np.ndarray:
     """(1, 1, h, w) float alpha -> (H, W) in [0,1]: bilinear, antialiased when shrinking."""
-    if not (isinstance(alpha, Tensor) and alpha.dim() == 4 and alpha.shape[:2] == (1, 1)
+    import torch
+    import torch.nn.functional as F
+
+    if not (is_tensor(alpha) and alpha.dim() == 4 and alpha.shape[:2] == (1, 1)
             and alpha.is_floating_point()):
-        got = f"{tuple(alpha.shape)} {alpha.dtype}" if isinstance(alpha, Tensor) else type(alpha).__name__
+        got = f"{tuple(alpha.shape)} {alpha.dtype}" if is_tensor(alpha) else type(alpha).__name__
         raise ImageError(f"alpha must be a float tensor of shape (1, 1, H, W), got {got}")
     a = alpha.detach().float().cpu()
     if not torch.isfinite(a).all():
@@ -557,6 +587,9 @@ def _save_options(fmt: str, text: dict[str, str]) -> dict:
 def _encode16(image: Image.Image | Tensor | Picture, alpha: Tensor | None, fmt: str, text: dict[str, str]) -> bytes:
     """16 bits per channel RGB(A): PNG by OpenCV (zlib level 6, `text` as iTXt chunks), TIFF by tifffile (Deflate,
     alpha marked unassociated)."""
+    import cv2
+    import tifffile  # imported where used: the command line starts without them
+
     rgb, a = _output_arrays(image, alpha)
     x = rgb if a is None else np.dstack([rgb, a])
     pixels = np.round(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)

@@ -23,7 +23,6 @@ by its value between the content and style images (docs/method.md §3.1), so the
 
 from __future__ import annotations
 
-import inspect
 import math
 import weakref
 import zlib
@@ -556,53 +555,28 @@ def _gaussian_mmd(x: Sample, y: Sample, gamma: float) -> Tensor:
     return biased_mmd(x, y, k)
 
 
-# ---------------------------------------------------------------------------------------------- the registry
-# name -> factory(**params) -> StyleLoss. Parameters are bound explicitly when the loss is built.
-
-STYLE_LOSSES: dict[str, Callable[..., StyleLoss]] = {
-    "gram": lambda: StyleLoss(stats=gram, loss=gram_distance, weighted=True),
-    "mmd-poly": mmd_poly,
-    "mmd-linear": lambda: StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True),
-    "bn": lambda: StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True),
-    "mmd-gaussian": mmd_gaussian,
-    "w2": lambda: StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True),
-    "sliced-wasserstein": sliced_wasserstein,
-    "histogram": lambda: StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend, weighted=True),
-}
-RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
+# ---------------------------------------------------------------------------------------------- factories
+# The registry (name -> factory) lives in stylelab.lossspec, which needs no torch; these build the plain losses.
 
 
-def __getattr__(name: str) -> Any:
-    """`LossTerm` and `parse_style_losses` moved to stylelab.lossspec; the old import path still works."""
-    if name in ("LossTerm", "parse_style_losses"):
-        from . import lossspec
-
-        return getattr(lossspec, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def gram_loss() -> StyleLoss:
+    return StyleLoss(stats=gram, loss=gram_distance, weighted=True)
 
 
-def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) -> StyleLoss:
-    """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
-    try:
-        factory = STYLE_LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
-    signature = inspect.signature(factory).parameters
-    for key, value in params.items():
-        if key not in signature or key in RUN_CONTEXT:
-            own = [k for k in signature if k not in RUN_CONTEXT]
-            raise ValueError(f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
-        default = signature[key].default  # its type is the parameter's type
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if isinstance(default, (int, float)) and not (numeric and (isinstance(default, float) or value == int(value))):
-            kind = "an integer" if isinstance(default, int) else "a number"
-            raise ValueError(f"style loss {name!r}: {key} must be {kind}, got {value!r}")
-        if isinstance(default, float) and not math.isfinite(value):
-            raise ValueError(f"style loss {name!r}: {key} must be finite, got {value!r}")
-        if isinstance(default, int):
-            params[key] = int(value)
-    context = {k: v for k, v in (("seed", seed), ("resample", resample)) if k in signature}
-    return factory(**params, **context)
+def mean_loss() -> StyleLoss:
+    return StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True)
+
+
+def bn_loss() -> StyleLoss:
+    return StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True)
+
+
+def w2_loss() -> StyleLoss:
+    return StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True)
+
+
+def histogram_loss() -> StyleLoss:
+    return StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend, weighted=True)
 
 
 # ---------------------------------------------------------------------------------------------- content and TV

@@ -1,18 +1,76 @@
-"""Style-loss specs: the text of `--style-loss` / `Config.style_loss` -> a mix of `LossTerm`s.
+"""The style-loss registry and its specs: the text of `--style-loss` / `Config.style_loss` -> a mix of `LossTerm`s.
 
     'gram:0.5,mmd-poly(c=1):0.5'  ->  [LossTerm('gram', (), 0.5), LossTerm('mmd-poly', (('c', 1),), 0.5)]
 
-The registry and the losses themselves live in `stylelab.losses`; this module only parses and checks the text
-(each term is built once, so every parameter is checked against its valid range before any work).
+The registry names every style loss and its factory in `stylelab.losses`; the factory is imported when a loss is
+first built, so names can be listed and specs split without torch (the command line answers `--help` and usage
+errors before torch loads). Parsing builds each term once, so every parameter is checked against its valid range
+before any work.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .losses import StyleLoss, style_loss
+if TYPE_CHECKING:
+    from .losses import StyleLoss
+
+__all__ = ["ALL_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses", "split_terms", "style_loss"]
+
+# name -> factory(**params) -> StyleLoss: the name of a function in stylelab.losses (or, for an extension, the
+# function itself). Parameters are bound explicitly when the loss is built.
+STYLE_LOSSES: dict[str, str | Callable[..., StyleLoss]] = {
+    "gram": "gram_loss",
+    "mmd-poly": "mmd_poly",
+    "mmd-linear": "mean_loss",
+    "bn": "bn_loss",
+    "mmd-gaussian": "mmd_gaussian",
+    "w2": "w2_loss",
+    "sliced-wasserstein": "sliced_wasserstein",
+    "histogram": "histogram_loss",
+}
+# One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
+ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
+RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
+
+
+def loss_factory(name: str) -> Callable[..., StyleLoss]:
+    """The factory of registry entry `name` (imports stylelab.losses, and so torch, on first use)."""
+    try:
+        entry = STYLE_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
+    if isinstance(entry, str):
+        return getattr(importlib.import_module(".losses", __package__), entry)
+    return entry
+
+
+def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) -> StyleLoss:
+    """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
+    factory = loss_factory(name)
+    signature = inspect.signature(factory).parameters
+    for key, value in params.items():
+        if key not in signature or key in RUN_CONTEXT:
+            own = [k for k in signature if k not in RUN_CONTEXT]
+            raise ValueError(
+                f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
+        default = signature[key].default  # its type is the parameter's type
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, (int, float)) and not (numeric and (isinstance(default, float) or value == int(value))):
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"style loss {name!r}: {key} must be {kind}, got {value!r}")
+        if isinstance(default, float) and not math.isfinite(value):
+            raise ValueError(f"style loss {name!r}: {key} must be finite, got {value!r}")
+        if isinstance(default, int):
+            params[key] = int(value)
+    context = {k: v for k, v in (("seed", seed), ("resample", resample)) if k in signature}
+    return factory(**params, **context)
 
 
 @dataclass(frozen=True)

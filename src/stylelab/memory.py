@@ -29,9 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import Config
-from .features import LAYER_NAMES, pools_before
+from .layers import LAYER_NAMES, channels, pools_before
 
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}  # by block
 FLOAT = 4  # bytes; statistics are float32 whatever the precision
 # Calibrated on peak RSS (bench/memory.py, CPU, torch 2.x): interpreter + torch + VGG19 weights, and the factor
 # for what autograd and the allocator add to the values counted below.
@@ -169,7 +168,7 @@ def _target_values(config: Config) -> float:
 
 
 def _channels(name: str) -> int:
-    return _CHANNELS[int(name[-1]) if name.startswith("pool") else int(name[-3])]  # relu3_2 -> 3, pool4 -> 4
+    return channels(name)
 
 
 def _feature_values(name: str) -> float:

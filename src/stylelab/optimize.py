@@ -30,18 +30,11 @@ from .checkpoint import Checkpoint, fingerprint
 from .color import luminance_only, match_colors, palette_only, restore_color
 from .config import INITS, Config, ConfigError
 from .errors import StylelabError
-from .features import VGG19, Weights, load_weights, pools_before
+from .features import VGG19, Weights, load_weights
 from .image import ImageLike, resize, resize_long_edge, tensor_to_pil, to_tensor
-from .losses import (
-    STYLE_LOSSES,
-    Stats,
-    StyleLoss,
-    at_least_float32,
-    content_loss,
-    flatten,
-    style_loss,
-    tv_loss,
-)
+from .layers import pools_before
+from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, tv_loss
+from .lossspec import STYLE_LOSSES, style_loss
 from .masks import LoadedRegion, load_regions, position_weights
 
 
@@ -51,6 +44,8 @@ class DeviceError(StylelabError, RuntimeError):
 
 class OptimizationError(StylelabError, RuntimeError):
     """The optimisation diverged (the loss became NaN or infinite)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +63,9 @@ class Step:
     # a scale's last step, no step taken: loss and terms of the image the scale ends with (a forward pass), so
     # the last numbers shown are those of the saved image; `seconds` is that pass's time.
     final: bool = False
+    # On the final report: why the scale ended before its `n` steps ("time": --time-budget, "plateau": --tol), or ""
+    # when it ran them all. `i` is then the number of steps taken (0 when the budget was spent before the first).
+    stopped: str = ""
 
 
 Callback = Callable[[Step], None]
@@ -625,6 +623,7 @@ def optimize(
         opt.load_state_dict(state)
     last: dict[str, Any] = {}
     done: int | None = None  # the last step taken
+    stopped = ""  # why the loop ended early (Step.stopped)
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
@@ -635,6 +634,7 @@ def optimize(
 
     for i in range(start + 1, steps + 1):
         if stop is not None and stop.out_of_time():
+            stopped = "time"
             break
         t0 = time.perf_counter()
         opt.step(closure)
@@ -655,14 +655,15 @@ def optimize(
         if save is not None:
             save(steps if plateau else i, x, opt.state_dict())
         if plateau:
+            stopped = "plateau" if i < steps else ""
             break
-    if callback is not None and done is not None:
+    if callback is not None and (done is not None or stopped):
         t0 = time.perf_counter()
         with torch.no_grad():
             total, terms = objective(model, x, targets, config, losses, extra_loss)
         values = _values(total, terms)
-        callback(Step(scale, done, steps, values[0], dict(zip(terms, values[1:])), time.perf_counter() - t0,
-                      x.detach(), final=True))
+        callback(Step(scale, start if done is None else done, steps, values[0], dict(zip(terms, values[1:])),
+                      time.perf_counter() - t0, x.detach(), final=True, stopped=stopped))
     return x.detach(), opt.state_dict()
 
 

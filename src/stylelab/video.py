@@ -48,8 +48,8 @@ from .optimize import (
     style_edge,
     transfer,
 )
+from .videodefaults import DEFAULT_TEMPORAL_WEIGHT
 
-DEFAULT_TEMPORAL_WEIGHT = 100.0  # not yet tuned: bench/video.py --temporal-weight 100 1000 compares weights
 LONG_TERM = (1, 2, 4)  # frames back the long-term loss looks at (Ruder et al.'s J)
 
 FrameSource = str | os.PathLike | Sequence[np.ndarray | Image.Image | Tensor]

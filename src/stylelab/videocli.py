@@ -2,7 +2,8 @@
 
 Registered by cli.build_parser (`add_video`) and dispatched by cli.main (`run_video`); the run flags are cli's own
 (`add_settings`, `config_from_args`). Finished frames are kept as PNGs in OUTPUT.frames/ (each written
-atomically) next to the output, with the run's settings and a job store (stylelab.store: one row per frame, its
+atomically; named frame_000000.png on, counting input frames as `--frames` does) next to the output, with the
+run's settings and a job store (stylelab.store: one row per frame, its
 sha256, seconds and losses; `stylelab batch --status OUTPUT.frames` reads it). A killed run continues at the next
 frame when started again with the same settings: the frames from the first one on whose file is missing or
 changed are done again (each frame starts from the one before). The folder is removed once the output is written.
@@ -17,21 +18,22 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, config_to_dict
+from .files import check_not_an_input
 from .flags import add_config_flags as add_settings
 from .flags import config_from_args
 from .flags import source as _source
-from .flow import PRESETS
-from .image import save_image, to_tensor
-from .optimize import Step, load_inputs
-from .store import Store, file_sha256
-from .video import DEFAULT_TEMPORAL_WEIGHT, check_video_config, default_frame_steps, stylize_video
+from .videodefaults import DEFAULT_TEMPORAL_WEIGHT, FLOW_PRESETS
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .optimize import Step
+    from .store import Store
 
 WORK_SUFFIX = ".frames"  # OUTPUT.frames/: the frames finished so far
 SETTINGS_FILE = "settings.json"
@@ -59,7 +61,7 @@ def add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None,
                    help="resample to this frame rate (a folder of frames: its rate, default 24)")
     p.add_argument("--long-term", action="store_true", help="also keep consistency with frames t-2 and t-4")
-    p.add_argument("--flow", default="medium", choices=PRESETS, help="DIS optical flow preset")
+    p.add_argument("--flow", default="medium", choices=FLOW_PRESETS, help="DIS optical flow preset")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="on Ray (pip install 'stylelab[ray]'): the flows in parallel tasks, then the clip in "
                    "consecutive chunks stylised in parallel; no ADDRESS starts a local Ray, 'auto' joins RAY_ADDRESS")
@@ -67,12 +69,24 @@ def add_video(sub: argparse._SubParsersAction) -> None:
                    help="with --ray: how many chunks (default: the cluster's CPUs)")
     p.add_argument("--overlap", type=int, default=2,
                    help="with --ray: frames each chunk stylises before its own as a warm-up (not kept)")
+    p.add_argument("--overwrite", action="store_true", help="allow the output to replace the input video")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
 def run_video(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .image import to_tensor
+    from .optimize import load_inputs
+    from .store import Store, file_sha256
+    from .video import check_video_config, default_frame_steps, stylize_video
     from .videoio import frame_name, output_kind, parse_frames, read_video, write_frames, write_video  # needs av
 
+    if not args.overwrite:  # before anything is read: the output must never replace an input
+        check_not_an_input(args.output, {"input video": args.input,
+                                         **{f"style image {k + 1}": s for k, s in enumerate(args.styles)}})
     config = config_from_args(args)
     check_video_config(config, args.temporal_weight, args.frame_steps)
     if args.ray is not None:
@@ -86,6 +100,7 @@ def run_video(args: argparse.Namespace) -> int:
     output = Path(args.output)
     kind = output_kind(output)
     frames = parse_frames(args.frames) if args.frames else None
+    first = (frames[0] or 0) if frames and args.fps is None else 0  # file names count input frames, as --frames
     _, styles = load_inputs(None, args.styles)  # bad style images fail here, before any file is made
     config.blend_weights(len(styles))
     clip = read_video(args.input, frames=frames, fps=args.fps, size=config.size)
@@ -93,15 +108,19 @@ def run_video(args: argparse.Namespace) -> int:
     settings = {"input": _source(args.input), "styles": [_source(s) for s in args.styles],
                 "config": {k: v for k, v in config_to_dict(config).items() if k != "device"},
                 "temporal_weight": args.temporal_weight, "frame_steps": frame_steps, "long_term": args.long_term,
-                "frames": args.frames, "fps": args.fps, "flow": args.flow, "count": len(clip.frames)}
+                "frames": args.frames, "fps": args.fps, "flow": args.flow, "count": len(clip.frames),
+                "numbering": first}  # frame_name(first + t); folders of older versions counted from 1
     work = output.with_name(output.name + WORK_SUFFIX)
     _work_folder(work, settings)
     n = len(clip.frames)
     with Store(work) as store:
-        kept = _kept_frames(store, settings, n, frame_name)
+        def name(t: int) -> str:
+            return frame_name(first + t)
+
+        kept = _kept_frames(store, settings, n, name)
 
         def done(t: int) -> str | None:
-            return str(work / frame_name(t + 1)) if t < kept else None
+            return str(work / name(t)) if t < kept else None
 
         bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
         seconds: list[float] = []
@@ -118,7 +137,7 @@ def run_video(args: argparse.Namespace) -> int:
         else:
             from .videoray import stylize_video_ray
 
-            before = None if not kept else to_tensor(str(work / frame_name(kept)), "stylised frame")
+            before = None if not kept else to_tensor(str(work / name(kept - 1)), "stylised frame")
             produced = stylize_video_ray(clip.frames, styles, config, chunks=args.chunks, overlap=args.overlap,
                                          start=kept, previous=before,
                                          address=None if args.ray == "local" else args.ray,
@@ -128,10 +147,10 @@ def run_video(args: argparse.Namespace) -> int:
             for frame in produced:
                 if frame.resumed:
                     continue
-                key = frame_name(frame.index + 1)
+                key = name(frame.index)
                 store.start(key)
                 t0 = time.perf_counter()
-                path = save_image(frame.image, work / key)
+                path = save_frame(frame.image, work / key)
                 encode = time.perf_counter() - t0
                 # "targets": the frame's time outside its steps (optical flow, warping, content targets)
                 times = {"steps": frame.step_seconds, "targets": frame.seconds - frame.step_seconds,
@@ -143,11 +162,11 @@ def run_video(args: argparse.Namespace) -> int:
                 bar.update(1)
         finally:
             bar.close()
-    arrays = (np.asarray(Image.open(work / frame_name(t + 1)).convert("RGB")) for t in range(n))  # one at a time
+    arrays = (np.asarray(Image.open(work / name(t)).convert("RGB")) for t in range(n))  # one at a time
     if kind == "video":
         write_video(arrays, output, clip.fps, audio=clip)
     else:
-        write_frames(arrays, output)
+        write_frames(arrays, output, first)
     shutil.rmtree(work, ignore_errors=True)
     if not args.quiet:
         per = statistics.median(seconds) if seconds else float("nan")
@@ -158,11 +177,20 @@ def run_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kept_frames(store: Store, settings: dict, n: int, frame_name) -> int:
+def save_frame(image: Tensor, path: Path) -> Path:
+    """One finished frame, written atomically (a kill never leaves half a frame)."""
+    from .image import save_image
+
+    return save_image(image, path)
+
+
+def _kept_frames(store: Store, settings: dict, n: int, frame_name: Callable[[int], str]) -> int:
     """Register the clip's frames in the store; returns how many leading frames are done with their file intact
     (from the first missing or changed one on, every frame is done again: each starts from the one before)."""
+    from .store import file_sha256
+
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    keys = [frame_name(t + 1) for t in range(n)]
+    keys = [frame_name(t) for t in range(n)]
     new = not any(store.counts().values())
     _, skipped = store.plan([(key, {"frame": t}, digest) for t, key in enumerate(keys)])
     if new:  # a work folder made before the job store (same settings): its leading frames are taken as done

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import StylelabError
-from .files import plain_mode
+from .files import plain_dir_mode, plain_mode
 from .flow import ExtraMissing, as_uint8
 from .image import ImageError, open_image
 
@@ -327,15 +327,17 @@ class _AudioCopy:
             self.out.mux(packet)
 
 
-def write_frames(frames: Iterable[np.ndarray | Tensor], folder: str | os.PathLike) -> Path:
-    """Save `frames` as folder/frame_000001.png, ... Atomic: written into a temporary folder beside `folder`,
-    renamed to it at the end (`folder` must not exist or be empty)."""
+def write_frames(frames: Iterable[np.ndarray | Tensor], folder: str | os.PathLike, first: int = 0) -> Path:
+    """Save `frames` as folder/frame_000000.png, ... (numbered from `first`, as `--frames` counts). Atomic:
+    written into a temporary folder beside `folder`, renamed to it at the end (`folder` must not exist or be
+    empty); the folder gets a plain folder's permissions, not mkdtemp's 0700."""
     p = Path(folder)
     tmp = Path(tempfile.mkdtemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}."))
     try:
+        os.chmod(tmp, plain_dir_mode())
         n = 0
         for n, frame in enumerate(frames, start=1):
-            Image.fromarray(as_uint8(frame)).save(tmp / frame_name(n))
+            Image.fromarray(as_uint8(frame)).save(tmp / frame_name(first + n - 1))
         if n == 0:
             raise VideoError("no frames to write")
         if p.is_dir():
@@ -348,5 +350,5 @@ def write_frames(frames: Iterable[np.ndarray | Tensor], folder: str | os.PathLik
 
 
 def frame_name(n: int) -> str:
-    """File name of frame n (from 1) in a frame folder."""
+    """File name of frame n (from 0, as `--frames` counts) in a frame folder."""
     return f"frame_{n:06d}.png"
