@@ -261,3 +261,119 @@ def test_product_zip_and_names(images: Path, tmp_path: Path) -> None:
     with pytest.raises(stylelab.ConfigError, match="--pairing zip needs as many styles as contents"):
         keys("--style", s1, "--pairing", "zip")
     assert main(["batch", str(images / "none*.png"), "--style", s1, "-o", str(tmp_path / "o")]) == 2
+
+
+# A batch whose job, once running, waits until the process is killed: `Worker.run` replaced, nothing else.
+HANG = """
+import sys
+from stylelab import jobs
+from stylelab.cli import main
+
+def hang(self, spec, inputs=None, callback=None):
+    print(spec.key, flush=True)  # the job is running now
+    sys.stdin.read()  # until killed
+
+jobs.Worker.run = hang
+sys.exit(main(sys.argv[1:]))
+"""
+
+# Holds the batch lock of a folder until killed.
+HOLD = """
+import sys
+from stylelab.store import exclusive
+
+with exclusive(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _child(code: str, *args: str) -> subprocess.Popen:
+    """A Python child running `code`; it has written its first line once this returns."""
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(60)
+        pytest.fail(f"the child ended early: {proc.stderr.read()}")
+    return proc
+
+
+def _kill_9(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        f.close()
+
+
+def _one_job(images: Path, out: Path) -> list[str]:
+    return ["batch", str(images / "c0.png"), "--style", str(images / "style.png"), "-o", str(out), "--size", "48",
+            "--steps", "2", "--device", "cpu", "-q"]
+
+
+def test_status_after_kill_9_of_a_running_job_says_interrupted_and_a_rerun_redoes_it(images: Path, tmp_path: Path,
+                                                                                     capsys) -> None:
+    out = tmp_path / "out"
+    argv = _one_job(images, out)
+    proc = _child(HANG, *argv)
+    try:
+        assert _store_rows(out)["c0_style.png"][0] == "running"
+    finally:
+        _kill_9(proc)
+    assert _store_rows(out)["c0_style.png"][0] == "running"  # as the killed batch left it
+
+    capsys.readouterr()
+    assert main(["batch", "--status", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:3] == ["c0_style.png", "interrupted", "1"]
+    assert table[-1] == "0 queued, 0 running, 1 interrupted, 0 done, 0 failed"
+
+    assert main(argv) == 0
+    assert _store_rows(out)["c0_style.png"][0] == "done" and Store(out).row("c0_style.png").attempts == 2
+
+
+def test_second_batch_on_a_folder_is_refused_until_the_first_is_gone(images: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with Store(out) as store:
+        store.plan([("old.png", {}, "d")])
+    holder = _child(HOLD, str(out))
+    try:
+        capsys.readouterr()
+        assert main(_one_job(images, out)) == 2
+        err = capsys.readouterr().err
+        assert err == f"stylelab: error: another batch is running on {out} (pid {holder.pid}); wait for it to end " \
+                      "or stop it\n"
+        assert [r.key for r in Store(out).rows()] == ["old.png"]  # nothing planned, nothing run
+        assert not (out / "c0_style.png").exists()
+        assert main(["batch", "--status", str(out)]) == 0  # reading takes no lock
+        assert "old.png" in capsys.readouterr().out
+    finally:
+        _kill_9(holder)
+    assert (out / ".stylelab-jobs.lock").read_text().split()[0] == str(holder.pid)  # left behind by the killed one
+    assert main(_one_job(images, out)) == 0
+    assert Store(out).row("c0_style.png").state == "done"
+
+
+@pytest.mark.parametrize("kind", ["other database", "garbage"])
+def test_a_file_in_place_of_the_job_store_that_is_not_one_exits_2(images: Path, tmp_path: Path, capsys,
+                                                                   kind: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / STORE_NAME
+    if kind == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    else:
+        db = sqlite3.connect(path)
+        db.executescript("CREATE TABLE jobs (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO jobs (title) "
+                         "VALUES ('keep me')")
+        db.close()
+    before = path.read_bytes()
+    capsys.readouterr()
+    for argv in (_one_job(images, out), ["batch", "--status", str(out)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"stylelab: error: {path} is not a stylelab job store (") and err.count("\n") == 1
+    assert path.read_bytes() == before
+    assert not (out / "c0_style.png").exists()

@@ -5,7 +5,9 @@
     stylelab batch --status OUTDIR
 
 Every flag of `stylelab run` applies (the flag builders are cli.py's). Exit 0 only if every job succeeded (or
-was already done), 1 if any failed, 2 for bad usage or a malformed manifest (before any work).
+was already done), 1 if any failed, 2 for bad usage, a malformed manifest, another batch running on OUTDIR or
+a file in place of its job store that is not one (all before any work). `--status` reads the store while a batch
+runs; a job left running by a batch that is gone (killed) shows as interrupted, and a rerun redoes it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Stylise every CONTENT (files, folders, globs) with every --style (or --pairing zip), or every "
         "row of --manifest, into OUTDIR. A job store in OUTDIR makes a rerun skip finished jobs whose output is "
-        "unchanged and redo the rest. Run flags apply to every job; manifest columns override them per row.",
+        "unchanged and redo the rest; one batch at a time runs on a folder. Run flags apply to every job; manifest "
+        "columns override them per row.",
     )
     p.add_argument("contents", nargs="*", metavar="content", help="content images, folders or globs")
     p.add_argument("--style", action="append", default=[], metavar="STYLE[;STYLE...]",
@@ -57,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray actors (pip install 'stylelab[ray]'): no ADDRESS starts a local Ray, 'auto' "
                    "joins RAY_ADDRESS or the cluster of `ray start`")
-    p.add_argument("--status", default=None, metavar="OUTDIR", help="print the job table of OUTDIR and exit")
+    p.add_argument("--status", default=None, metavar="OUTDIR",
+                   help="print the job table of OUTDIR and exit (interrupted: left running by a batch that was "
+                   "killed)")
     add_settings(p)
     add_outputs(p)
 
@@ -111,21 +116,23 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder is a file: {out}")
     planned = plan_manifest(args) if args.manifest else plan_product(args)
-    executor = make_executor(args)
+    check_executor(args)
     out.mkdir(parents=True, exist_ok=True)
     specs = [p.spec for p in planned if p.spec is not None]
-    from .store import Store
+    from .store import Store, exclusive
 
-    with Store(out) as store:
-        for seq, p in enumerate(planned):
-            if p.spec is None:
-                store.reject(p.key, seq, p.raw or {}, p.error)
-    progress = _Progress(args.quiet)
-    try:
-        report = batch(specs, out, executor=executor, callback=progress, retries=args.retries)
-    finally:
-        progress.close()
-        executor.close()
+    with exclusive(out):  # before any work: a second batch on the folder stops here (`--status` takes no lock)
+        with Store(out) as store:
+            for seq, p in enumerate(planned):
+                if p.spec is None:
+                    store.reject(p.key, seq, p.raw or {}, p.error)
+        executor = make_executor(args)
+        progress = _Progress(args.quiet)
+        try:
+            report = batch(specs, out, executor=executor, callback=progress, retries=args.retries)
+        finally:
+            progress.close()
+            executor.close()
     rejected = [p for p in planned if p.spec is None]
     if not args.quiet:
         print_status(out, keys={p.key for p in planned}, stream=sys.stderr)
@@ -135,11 +142,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+def check_executor(args: argparse.Namespace) -> None:
+    """The executor flags' errors, before any work (make_executor starts processes or joins Ray)."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.ray is not None:
+        from .executors import _ray
+
+        _ray()  # the extra is installed
+
+
 def make_executor(args: argparse.Namespace):
     from .executors import InProcess, LocalProcesses, RayActors
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    check_executor(args)
     if args.ray is not None:
         return RayActors(None if args.ray == "local" else args.ray, actors=args.workers)
     if args.workers and args.workers > 1:

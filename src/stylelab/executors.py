@@ -29,7 +29,7 @@ from .files import WriteError, remove_partial_writes, write_atomic
 from .image import check_output_path
 from .jobs import JobInputs, JobResult, JobSpec, Worker, read_inputs
 from .optimize import Step
-from .store import Store
+from .store import Store, exclusive
 
 StepSink = Callable[[str, str, Step], None]  # (job key, worker name, step)
 
@@ -307,8 +307,10 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
           jobs_inputs: dict[str, JobInputs] | None = None) -> BatchReport:
     """Run `jobs` into `output_dir` (outputs at output_dir / spec.output) with a job store there: done jobs whose
     output is unchanged are skipped; a failed attempt is retried up to `retries` times unless the failure was a
-    bad input or setting (it would fail again). One job's failure never stops the others.
-    Raises ConfigError before any work for duplicate or unwritable output names."""
+    bad input or setting (it would fail again). One job's failure never stops the others. The batch holds the
+    folder's lock (`store.exclusive`) while it runs.
+    Raises ConfigError before any work for duplicate or unwritable output names, StoreBusy while another batch
+    runs on the folder and StoreError for a file in its place that is not a job store."""
     folder = Path(output_dir)
     if not folder.is_dir():
         raise ConfigError(f"output folder does not exist: {folder}")
@@ -329,7 +331,7 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
     executor = InProcess() if own else executor
     emit = callback or (lambda event: None)
     report = BatchReport()
-    with Store(folder) as store:
+    with exclusive(folder), Store(folder) as store:
         remove_partial_writes(folder)
         to_run, report.skipped = store.plan([(s.key, s.to_dict(), s.digest()) for s in specs])
         total = len(specs)

@@ -1,29 +1,42 @@
 """The job store: one SQLite file (standard library sqlite3, WAL mode) in a batch's output folder.
 
 One row per job (keyed by its output name): spec (JSON), spec digest, state queued / running / done / failed,
-attempts, the last one-line error, the output's sha256 and where the time went. Only the driver writes; every
-change is one transaction, so a batch killed at any point leaves a consistent store (a job left `running` was
-interrupted and is queued again by the next `plan`). WAL lets `stylelab batch --status` read during a run.
+attempts, the last one-line error, the output's sha256, where the time went and which process runs it. Only the
+driver writes; every change is one transaction, so a batch killed at any point leaves a consistent store. A job
+left `running` by a process that is gone reads as `interrupted` (the file is not changed) and is queued again by
+the next `plan`. WAL lets `stylelab batch --status` read during a run.
+
+The schema is versioned (`PRAGMA user_version`, with our `application_id` to tell the file from other SQLite
+databases): opening a store brings an older one up to date, one migration per version, in one transaction.
+`exclusive(folder)` is the folder's lock: one batch at a time, released by the kernel however its process ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StylelabError
 
 STORE_NAME = ".stylelab-jobs.sqlite"
-STATES = ("queued", "running", "done", "failed")
+LOCK_NAME = ".stylelab-jobs.lock"
+STATES = ("queued", "running", "done", "failed")  # as stored
+REPORTED = ("queued", "running", "interrupted", "done", "failed")  # as read: running whose process is gone
 TIMINGS = ("load", "targets", "steps", "encode", "total")
+APPLICATION_ID = 0x53544C4A  # "STLJ" in the file header: a stylelab job store
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
+# Migration k brings a store from version k to k + 1, each a list of statements run in one transaction.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("""CREATE TABLE jobs (
     key TEXT PRIMARY KEY,          -- output name, relative to the output folder
     seq INTEGER NOT NULL,          -- order in the batch
     spec TEXT NOT NULL,            -- JobSpec.to_dict() as JSON
@@ -38,12 +51,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     t_load REAL, t_targets REAL, t_steps REAL, t_encode REAL, t_total REAL,  -- seconds, last attempt
     losses TEXT,                   -- final losses (JSON)
     started REAL, finished REAL    -- unix time of the last attempt
-);
-"""
+)""",),
+    # 2: the process that started the last attempt (host, pid and what tells it from a later one with its pid)
+    ("ALTER TABLE jobs ADD COLUMN owner_host TEXT",
+     "ALTER TABLE jobs ADD COLUMN owner_pid INTEGER",
+     "ALTER TABLE jobs ADD COLUMN owner_start TEXT"),
+)
+VERSION = len(_MIGRATIONS)
+# The jobs table of version 1, which stores made before versioning have (user_version 0, no application_id).
+_V1_COLUMNS = {"key", "seq", "spec", "digest", "state", "attempts", "error", "permanent", "sha256", "worker",
+               "steps", "t_load", "t_targets", "t_steps", "t_encode", "t_total", "losses", "started", "finished"}
 
 
 class StoreError(StylelabError):
     """The job store cannot be opened or is not a stylelab job store."""
+
+
+class StoreBusy(StoreError):
+    """Another batch holds the folder's lock."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +102,9 @@ def file_sha256(path: Path) -> str | None:
 
 
 class Store:
-    """The job store at `folder / STORE_NAME` (created if missing, unless `create` is False)."""
+    """The job store at `folder / STORE_NAME` (created if missing, unless `create` is False). Raises StoreError
+    for a file that is not a stylelab job store (another program's database, garbage) or one of a newer stylelab;
+    such a file is left as it was."""
 
     def __init__(self, folder: str | Path, create: bool = True) -> None:
         self.folder = Path(folder)
@@ -87,12 +114,53 @@ class Store:
         try:
             # isolation_level=None: autocommit; each change below is one explicit transaction.
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
+        try:
+            version = self._version()  # reads only: a foreign file is refused before anything is written
             self.db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a power cut may lose the last commits, never corrupt the file
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            if version < VERSION:
+                self._migrate()
         except sqlite3.Error as exc:
+            self.db.close()
+            if "not a database" in str(exc):
+                raise StoreError(f"{self.path} is not a stylelab job store (not an SQLite database); move it away "
+                                 "or use another output folder") from None
             raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
+        except StoreError:
+            self.db.close()
+            raise
+
+    def _version(self) -> int:
+        """The schema version of the open file (0: a new, empty database). Raises StoreError for a database that
+        is not a job store or is of a newer version than this module knows."""
+        app = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if app == APPLICATION_ID:
+            if version > VERSION:
+                raise StoreError(f"the job store {self.path} is of a newer stylelab (version {version}; this one "
+                                 f"reads up to {VERSION}); upgrade stylelab")
+            return version
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app == 0 and version == 0:
+            if not tables:
+                return 0
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
+            if tables == {"jobs"} and columns == _V1_COLUMNS:
+                return 1  # made before versioning
+        raise StoreError(f"{self.path} is not a stylelab job store (an SQLite database of something else); move it "
+                         "away or use another output folder")
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = self._version()  # again, in the transaction: another process may have migrated meanwhile
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.db.execute(f"PRAGMA user_version = {VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -138,9 +206,12 @@ class Store:
     # -------------------------------------------------------------------------------------------- updates
 
     def start(self, key: str, worker: str = "") -> None:
+        """Mark an attempt started by this process (its owner: should it die, readers see `interrupted`)."""
         with self._tx():
             self.db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, started = ?, "
-                            "finished = NULL WHERE key = ?", (worker, time.time(), key))
+                            "finished = NULL, owner_host = ?, owner_pid = ?, owner_start = ? WHERE key = ?",
+                            (worker, time.time(), socket.gethostname(), os.getpid(), process_start(os.getpid()),
+                             key))
 
     def finish(self, key: str, sha256: str, seconds: dict[str, float], losses: dict[str, float], steps: int,
                worker: str = "") -> None:
@@ -165,15 +236,18 @@ class Store:
     # -------------------------------------------------------------------------------------------- reading
 
     def rows(self, keys: Iterable[str] | None = None) -> list[Row]:
+        """The jobs in batch order; `state` as read: a running job whose process is gone is `interrupted`."""
         cur = self.db.execute("SELECT key, seq, spec, digest, state, attempts, error, permanent, sha256, worker, "
-                              "steps, t_load, t_targets, t_steps, t_encode, t_total, losses, started, finished "
-                              "FROM jobs ORDER BY seq, key")
+                              "steps, t_load, t_targets, t_steps, t_encode, t_total, losses, started, finished, "
+                              "owner_host, owner_pid, owner_start FROM jobs ORDER BY seq, key")
         wanted = None if keys is None else set(keys)
+        gone = _Gone()
         out = []
         for r in cur.fetchall():
             if wanted is not None and r[0] not in wanted:
                 continue
-            out.append(Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10],
+            state = "interrupted" if r[4] == "running" and gone(*r[19:22]) else r[4]
+            out.append(Row(r[0], r[1], json.loads(r[2]), r[3], state, r[5], r[6], bool(r[7]), r[8], r[9], r[10],
                            dict(zip(TIMINGS, r[11:16])), json.loads(r[16]) if r[16] else {}, r[17], r[18]))
         return out
 
@@ -182,8 +256,13 @@ class Store:
         return rows[0] if rows else None
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
-        counts.update(dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()))
+        """Jobs by state as read (REPORTED: `interrupted` for running jobs whose process is gone)."""
+        counts = dict.fromkeys(REPORTED, 0)
+        gone = _Gone()
+        for state, host, pid, start, n in self.db.execute(
+                "SELECT state, owner_host, owner_pid, owner_start, COUNT(*) FROM jobs "
+                "GROUP BY state, owner_host, owner_pid, owner_start"):
+            counts["interrupted" if state == "running" and gone(host, pid, start) else state] += n
         return counts
 
     def _tx(self):
@@ -201,3 +280,113 @@ class _Transaction:
 
     def __exit__(self, exc_type, *_) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+# ---------------------------------------------------------------------------------------- owners and the lock
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3 on of /proc/PID/stat (proc(5)): state, ppid, ...; None where there is no such file."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": comm may hold spaces and parentheses
+
+
+def process_start(pid: int) -> str | None:
+    """What tells process `pid` from a later one given the same pid: the boot's id and the process's start time
+    in clock ticks since boot (Linux /proc). None where /proc does not say (another system, no such process)."""
+    fields = _proc_stat(pid)
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return None if fields is None else f"{boot}:{fields[19]}"  # field 22, starttime
+
+
+def process_gone(host: str | None, pid: int | None, start: str | None) -> bool:
+    """Whether the process recorded as (host, pid, start) has ended. False where this cannot be told: no owner
+    recorded (a row written before owners were), another host's process, a system without POSIX signals."""
+    if host != socket.gethostname() or not pid or pid < 0 or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, as another user's process
+    fields = _proc_stat(pid)
+    if fields is not None and fields[0] in ("Z", "X"):
+        return True  # a zombie: it has ended, only its exit status waits to be collected
+    now = process_start(pid)
+    return start is not None and now is not None and now != start  # the pid was given to another process
+
+
+class _Gone:
+    """`process_gone`, asked once per owner while reading one table."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple, bool] = {}
+
+    def __call__(self, host: str | None, pid: int | None, start: str | None) -> bool:
+        key = (host, pid, start)
+        if key not in self.known:
+            self.known[key] = process_gone(host, pid, start)
+        return self.known[key]
+
+
+_held: dict[str, tuple[int, int, int]] = {}  # lock file -> (fd, thread id, depth): the locks this process holds
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive(folder: str | Path) -> Iterator[None]:
+    """Hold `folder`'s batch lock (flock on folder/LOCK_NAME, which records the holder's pid and host) for the
+    block: one batch at a time on a folder. The kernel releases it when the holder's process ends, even by kill -9,
+    so a lock file left behind never blocks. Nests within one thread. Raises StoreBusy while another process (or
+    thread) holds it. Without fcntl (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = os.path.realpath(Path(folder) / LOCK_NAME)
+    me = threading.get_ident()
+    with _held_guard:
+        held = _held.get(path)
+        if held is not None and held[1] != me:
+            raise StoreBusy(f"another batch is running on {folder} (in this process)")
+        if held is None:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreError(f"cannot lock {folder}: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 256).decode(errors="replace").split()
+                os.close(fd)
+                raise StoreBusy(f"another batch is running on {folder}{_holder(holder)}; wait for it to end or "
+                                "stop it") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            held = (fd, me, 0)
+        _held[path] = (held[0], me, held[2] + 1)
+    try:
+        yield
+    finally:
+        with _held_guard:
+            fd, _, depth = _held.pop(path)
+            if depth > 1:
+                _held[path] = (fd, me, depth - 1)
+            else:
+                os.close(fd)  # releases the flock; the file stays (removing it would let two holders in)
+
+
+def _holder(fields: list[str]) -> str:
+    """' (pid N)' or ' (pid N on HOST)' from a lock file's "pid host" line, '' when it says nothing."""
+    if not fields or not fields[0].isdigit():
+        return ""
+    host = fields[1] if len(fields) > 1 else None
+    return f" (pid {fields[0]})" if host in (None, socket.gethostname()) else f" (pid {fields[0]} on {host})"
