@@ -73,7 +73,7 @@ def events(c: TestClient, job: int) -> list[dict]:
     return out
 
 
-def test_schema_is_the_run_parser_and_validation_gives_the_cli_messages(client: TestClient) -> None:
+def test_schema_is_the_run_parser_and_a_refused_setting_names_its_field(client: TestClient) -> None:
     fields = {f["name"]: f for f in client.get("/api/schema").json()["fields"]}
     run = cli.build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     flags = {a.dest: a for a in run._actions if a.option_strings}
@@ -81,13 +81,29 @@ def test_schema_is_the_run_parser_and_validation_gives_the_cli_messages(client: 
         assert f["default"] == flags[name].default and f["help"] == flags[name].help
     assert {"size", "steps", "style_weight", "style_loss", "color", "precision", "scales"} <= set(fields)
     assert not {"output", "checkpoint", "weights", "mask"} & set(fields)  # paths on the server: not from a request
+    assert (fields["size"]["label"], fields["style_weight"]["label"]) == ("Size", "Style weight")
     c, s = inputs(client)
-    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"steps": "many"}})
-    assert r.status_code == 400 and r.json() == {"error": "argument --steps: invalid int value: 'many'"}
-    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"style_layers": "relu9_1"}})
-    assert r.status_code == 400 and r.json()["error"].startswith("unknown layer 'relu9_1' in --style-layers")
-    r = client.post("/api/jobs", json={"content": c, "styles": [s], "settings": {"init": "/etc/passwd"}})
-    assert r.status_code == 400
+
+    def refused(settings: dict, styles: list[str] = [s]) -> dict:  # noqa: B006 (never mutated)
+        r = client.post("/api/jobs", json={"content": c, "styles": styles, "settings": settings})
+        assert r.status_code == 400, r.text
+        return r.json()
+
+    # the error names the field as the form labels it, and says which field (for the page to mark it)
+    assert refused({"size": "abc"}) == {"error": "Size: must be a whole number, got 'abc'", "field": "size"}
+    assert refused({"steps": "many"}) == {"error": "Steps: must be a whole number, got 'many'", "field": "steps"}
+    assert refused({"style_weight": "lots"}) == {"error": "Style weight: must be a number, got 'lots'",
+                                                 "field": "style_weight"}
+    assert refused({"size": 4}) == {"error": "Size: must be an integer in [16, 8192] px, got 4", "field": "size"}
+    assert refused({"bit_depth": 12}) == {"error": "Bit depth: must be one of 8, 16, got '12'", "field": "bit_depth"}
+    got = refused({"style_layers": "relu9_1"})  # a message of the CLI's checks naming the flag
+    assert got["field"] == "style_layers" and got["error"].startswith("Style layers: unknown layer 'relu9_1'")
+    got = refused({"steps": 5, "style_loss": "gram:x"})  # one naming no setting: the one refused on its own
+    assert got == {"error": "Style loss: weight of gram must be a number, got 'x'", "field": "style_loss"}
+    assert refused({"init": "/etc/passwd"})["field"] == "init"
+    assert refused({"style_blend": "1,2"}) == {"error": "Style blend: 2 weights for 1 style image",
+                                               "field": "style_blend"}
+    assert refused({}, styles=[]) == {"error": "add at least one style image"}  # about no field: no "field"
     assert client.get("/api/jobs").json()["jobs"] == []
 
 
@@ -137,7 +153,7 @@ def test_queue_runs_in_order_and_cancel_stops_between_steps(client: TestClient) 
                 break
     client.post(f"/api/jobs/{first}/cancel")
     row = wait(client, first)
-    assert row["state"] == "cancelled" and 1 <= row["steps"] < 400 and row["result"] is None
+    assert row["state"] == "cancelled" and 1 <= row["steps"] < 400 and row["result"] == f"{first}.png"
     assert wait(client, second)["state"] == "done"
     assert client.get(f"/api/jobs/{third}").json()["steps"] == 0
     assert client.get(f"/api/jobs/{second}").json()["started"] >= row["finished"]
@@ -231,6 +247,9 @@ def test_page_and_its_files_are_served_and_load_nothing_from_the_network(client:
         page += r.text
     assert "http://" not in page and "https://" not in page and "@import" not in page
     assert client.get("/static/../runner.py").status_code == 404
+    icon = client.get("/favicon.ico")  # asked for by browsers on every page load
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg") and 'rel="icon" href="static/favicon.svg"' in page
 
 
 def test_serve_command_binds_loopback_and_makes_a_token_for_other_hosts(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -465,3 +484,130 @@ def test_a_job_can_start_from_an_uploaded_image(client: TestClient) -> None:
     assert went_on["continued"] and went_on["init"] not in (None, start)
     wait(client, went_on["id"])
     assert client.post(f"/api/jobs/{went_on['id']}/restart", json={}).json()["init"] is None  # afresh
+
+
+def steps_seen(c: TestClient, job: int, n: int) -> None:
+    """Return once the job has taken `n` steps (read from its event stream)."""
+    with c.stream("GET", f"/api/jobs/{job}/events") as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                e = json.loads(line[6:])
+                if e["type"] == "step" and e["step"] >= n:
+                    return
+    raise AssertionError(f"job {job} ended before step {n}")
+
+
+def test_a_cancelled_job_keeps_its_last_image_and_goes_on_from_it(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], steps=400)
+    steps_seen(client, job, 2)
+    assert client.post(f"/api/jobs/{job}/cancel").json()["state"] == "running"  # stops after the current step
+    row = wait(client, job)
+    assert row["state"] == "cancelled" and row["error"] is None and 2 <= row["steps"] < 400
+    assert row["result"] == f"{job}.png" and row["losses"]["style"] > 0
+    got = events(client, job)
+    assert got.index({"type": "state", "state": "stopping"}) < len(got) - 1  # said at once, before the end
+    assert got[-1] == {"type": "end", "state": "cancelled", "error": None}
+    kept = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result").content))
+    assert kept.size == (48, 36)
+    record = json.loads(kept.text[cli.PROVENANCE_KEY])
+    assert record["stopped_at_step"] == row["steps"] and record["config"]["steps"] == 400
+    new = client.post(f"/api/jobs/{job}/continue", json={"settings": {**FAST, "steps": 1}})
+    assert new.status_code == 200, new.text
+    assert wait(client, new.json()["id"])["state"] == "done"
+    init = Path(client.get(f"/api/jobs/{new.json()['id']}/provenance").json()["config"]["init"])
+    assert Image.open(init).convert("RGB").tobytes() == kept.convert("RGB").tobytes()
+
+
+def test_every_job_route_answers_an_id_past_sqlites_integers_with_404(client: TestClient) -> None:
+    huge = "99999999999999999999999"
+    routes = [(m, r.path) for r in client.app.routes if "{job_id}" in getattr(r, "path", "")  # type: ignore[attr-defined]
+              for m in sorted(r.methods - {"HEAD"})]  # type: ignore[attr-defined]
+    assert len(routes) >= 13  # the job, delete, events, preview, result, provenance, report file, 6 actions
+    for method, path in routes:
+        url = path.replace("{job_id}", huge).replace("{name}", "index.html")
+        r = client.request(method, url, json={} if method == "POST" else None)
+        assert r.status_code == 404 and "internal" not in r.json()["error"], (method, path, r.text)
+        r = client.request(method, path.replace("{job_id}", "abc").replace("{name}", "index.html"))
+        assert r.status_code == 422, (method, path, r.text)
+
+
+def test_serve_refuses_a_damaged_or_foreign_database_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import socket
+    import sqlite3
+
+    import uvicorn
+
+    from stylelab.web.runner import DB_NAME
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("served a data folder it should refuse"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    damaged, foreign = tmp_path / "damaged", tmp_path / "foreign"
+    damaged.mkdir()
+    (damaged / DB_NAME).write_bytes(bytes(range(256)) * 20)
+    foreign.mkdir()
+    db = sqlite3.connect(foreign / DB_NAME)
+    db.execute("CREATE TABLE jobs (name TEXT, due REAL)")  # another program's table of the same name
+    db.commit()
+    db.close()
+    for data in (damaged, foreign):
+        before = (data / DB_NAME).read_bytes()
+        assert cli.main(["serve", "--data", str(data), "--port", str(port)]) == 2
+        assert capsys.readouterr().err == \
+            f"stylelab: error: {data / DB_NAME} is not a stylelab database (damaged?)\n"
+        assert (data / DB_NAME).read_bytes() == before  # left as it was (no WAL switch, no tables added)
+
+
+def test_a_job_the_server_died_in_is_interrupted_and_goes_on_from_its_last_preview(tmp_path: Path) -> None:
+    """The data folder as a killed server leaves it: copied (SQLite's backup) while a job runs."""
+    import shutil
+    import sqlite3
+
+    from stylelab.web.runner import DB_NAME
+
+    data, left = tmp_path / "data", tmp_path / "left"
+    with TestClient(create_app(data, preview_every=1), base_url=BASE) as client:
+        c, s = inputs(client)
+        job = submit(client, c, [s], steps=400)
+        steps_seen(client, job, 3)
+        shutil.copytree(data, left, ignore=shutil.ignore_patterns(f"{DB_NAME}*", "*.part"))
+        src, dst = sqlite3.connect(data / DB_NAME), sqlite3.connect(left / DB_NAME)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        client.post(f"/api/jobs/{job}/cancel")
+    with TestClient(create_app(left), base_url=BASE) as client:
+        r = client.get("/api/jobs").json()
+        assert r["running"] is None and r["queue"] == []
+        row = client.get(f"/api/jobs/{job}").json()
+        assert (row["state"], row["error"]) == ("failed", "interrupted: the server stopped while it ran")
+        # a page that followed it on the old server reconnects with the last event id it saw: it hears the end
+        with client.stream("GET", f"/api/jobs/{job}/events", headers={"Last-Event-ID": "5"}) as stream:
+            got = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
+        assert got == [{"type": "end", "state": "failed", "error": row["error"]}]
+        assert (left / "results" / f"{job}-last.jpg").is_file()  # its latest preview, written while it ran
+        went_on = client.post(f"/api/jobs/{job}/continue", json={"settings": {**FAST, "steps": 1}})
+        assert went_on.status_code == 200, went_on.text
+        assert wait(client, went_on.json()["id"])["state"] == "done"
+        init = Path(client.get(f"/api/jobs/{went_on.json()['id']}/provenance").json()["config"]["init"])
+        assert Image.open(init).size == (48, 36)  # the last preview, full size
+        again = client.post(f"/api/jobs/{job}/restart", json={"settings": {**FAST, "steps": 1}}).json()
+        assert wait(client, again["id"])["state"] == "done"
+    results = sorted(p.name for p in (left / "results").iterdir())
+    assert results == sorted([f"{went_on.json()['id']}.png", f"{again['id']}.png", f"{job}-last.jpg"])
+
+
+def test_explain_of_a_job_cancelled_at_a_coarse_scale_measures_at_its_images_size(client: TestClient) -> None:
+    c, s = inputs(client)
+    job = submit(client, c, [s], scales="48:400,64:2")  # size 64, from a first scale at 48 px
+    steps_seen(client, job, 2)
+    client.post(f"/api/jobs/{job}/cancel")
+    assert wait(client, job)["state"] == "cancelled"
+    kept = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result").content))
+    assert kept.size == (48, 36)
+    r = client.post(f"/api/jobs/{job}/explain")
+    assert r.status_code == 200, r.text
+    measured = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/report/output.png").content))
+    assert measured.size == kept.size  # not resized to the 64 px the job was heading for

@@ -2,11 +2,13 @@
 browser download): upload two images, start at 64 px, see the preview change, cancel, start again, find the
 result in the gallery. Skipped when Playwright, uvicorn or Chromium is missing.
 
-STYLELAB_SCREENSHOT=docs/images/web_painting.png also saves a screenshot of the page while it paints."""
+STYLELAB_SCREENSHOT=docs/images/web_painting.png also saves a screenshot of the page while it paints (and, beside
+it, web_regions.png, web_compare.png, web_form_error.png and web_page.png from the other tests)."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -65,12 +67,20 @@ def server(tmp_path: Path):
     s.stop()
 
 
+def write_png(path: Path, image) -> Path:
+    image.save(path)
+    return path
+
+
 def open_page(p, server: Server):
-    """Chromium on the server's page, its form rendered (from /api/schema); (browser, page, the page's JS errors)."""
+    """Chromium on the server's page, its form rendered (from /api/schema); (browser, page, the page's JS errors
+    and the files it asked for in vain, such as a missing favicon.ico)."""
     browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "/api/" not in r.url
+            else None)
     page.goto(server.url)
     page.wait_for_selector("#f-size")
     return browser, page, errors
@@ -195,6 +205,143 @@ def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: 
         assert len(rows) == 4 and rows[2].startswith("#1 gram") and rows[3].startswith("#2 sliced-wasserstein")
         if os.environ.get("STYLELAB_SCREENSHOT"):
             report.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_compare.png")))
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+        assert not errors, errors
+        browser.close()
+
+
+def plot_labels(page, points: list[dict] | None = None) -> list[str]:
+    """The texts the loss plot draws (tick labels and legend), of `points` or of the followed job's."""
+    return page.evaluate("""(points) => {
+        const seen = [], fillText = CanvasRenderingContext2D.prototype.fillText;
+        CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+            seen.push(String(text));
+            return fillText.call(this, text, ...rest);
+        };
+        const kept = state.points;
+        if (points) state.points = points;
+        try { drawPlot(); } finally {
+            CanvasRenderingContext2D.prototype.fillText = fillText;
+            state.points = kept;
+        }
+        return seen;
+    }""", points)
+
+
+def ticks(labels: list[str]) -> list[str]:
+    return [t for t in labels if t not in ("content", "style", "tv")]
+
+
+@pytest.mark.slow
+def test_the_form_is_kept_a_refused_setting_is_marked_and_the_plot_has_round_ticks(server: Server,
+                                                                                    tmp_path: Path) -> None:
+    with sync_api.sync_playwright() as p:
+        browser, page, errors = open_page(p, server)
+        page.fill("#f-size", "abc")
+        page.fill("#f-steps", "7")
+        page.click("#form details summary")
+        page.fill("#f-device", "cpu")
+        page.select_option("#f-color", "transfer")
+        page.reload()  # what was typed comes back
+        page.wait_for_selector("#f-size")
+        assert [page.input_value(f"#f-{n}") for n in ("size", "steps", "device", "color")] == \
+            ["abc", "7", "cpu", "transfer"]
+
+        page.set_input_files("#style-file", str(write_png(tmp_path / "s.png", samples.swirls(48, 48))))
+        page.wait_for_selector("#styles li img")
+        page.check("#texture")
+        page.click("#start")  # size "abc": refused, and the field marked
+        page.wait_for_selector("#f-size[aria-invalid=true]")
+        assert page.inner_text("#error") == "Size: must be a whole number, got 'abc'"
+        size = page.locator("#f-size")
+        assert page.inner_text(f"#{size.get_attribute('aria-describedby')}") == "must be a whole number, got 'abc'"
+        assert size.evaluate("e => getComputedStyle(e).outlineColor") == "rgb(176, 0, 32)"  # --bad
+        assert size.evaluate("e => e === document.activeElement")
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.locator("section.settings").screenshot(
+                path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_form_error.png")))
+        page.fill("#f-size", "48")  # an edit clears the mark
+        assert size.get_attribute("aria-invalid") is None and page.locator(".field-error").count() == 0
+        page.click("#form details summary")  # a setting under "More settings", folded again
+        page.fill("#f-tol", "-1")
+        page.click("#form details summary")
+        page.click("#start")
+        page.wait_for_selector("#f-tol[aria-invalid=true]")
+        assert page.locator("#form details").evaluate("d => d.open")  # unfolded to show the marked field
+        assert page.inner_text("#error").startswith("Tol: must be a finite number >= 0")
+
+        # the loss plot's y axis: round values at powers of ten, or 1-2-5 steps within a decade
+        wide = [{"content": 1.6 * 0.5**i, "style": 0.3 * 0.1**i, "tv": 3e-6 * 10**i} for i in range(5)]
+        assert ticks(plot_labels(page, wide)) == ["1e-6", "1e-4", "0.01", "1"]
+        assert ticks(plot_labels(page, [{"content": 0.02 * 2**i, "style": 1.3} for i in range(5)])) == \
+            ["0.01", "0.1", "1", "10"]
+        narrow = [{"content": 0.31 + 0.01 * i, "style": 0.9 - 0.1 * i} for i in range(5)]
+        assert ticks(plot_labels(page, narrow)) == ["0.2", "0.5", "1"]
+        assert ticks(plot_labels(page, [{"content": 1.0, "style": 1.0}])) == ["0.5", "1", "2"]
+        assert not errors, errors
+        browser.close()
+
+
+@pytest.mark.slow
+def test_cancel_answers_at_once_the_preview_fills_the_stage_and_the_cancelled_job_keeps_its_image(
+        server: Server, tmp_path: Path) -> None:
+    content = write_png(tmp_path / "content.png", samples.landscape(64, 48))
+    style = write_png(tmp_path / "style.png", samples.swirls(64, 64, seed=1))
+    with sync_api.sync_playwright() as p:
+        browser, page, errors = open_page(p, server)
+        page.set_input_files("#content-file", str(content))
+        page.wait_for_selector("#content-thumb:not([hidden])")
+        page.set_input_files("#style-file", str(style))
+        page.wait_for_selector("#styles li img")
+        page.fill("#f-size", "64")
+        page.fill("#f-steps", "400")
+        page.click("#form details summary")
+        page.fill("#f-device", "cpu")
+        page.click("#start")
+        page.wait_for_function("/n=([3-9]|\\d\\d)/.test(document.getElementById('preview').src)", timeout=120_000)
+        page.wait_for_function("document.getElementById('preview').complete")
+
+        # a 64 x 48 preview is scaled up to the stage, not shown at 64 px in a large black area
+        box = page.evaluate("""() => {
+            const img = document.getElementById('preview'), stage = img.parentElement, r = img.getBoundingClientRect();
+            const style = getComputedStyle(img);
+            return {w: r.width, h: r.height, sw: stage.clientWidth, sh: stage.clientHeight, nw: img.naturalWidth,
+                    fit: style.objectFit, rendering: style.imageRendering};
+        }""")
+        assert box["nw"] == 64 and box["sw"] > 400 and box["sh"] > 200
+        assert abs(box["w"] - box["sw"]) <= 1 and abs(box["h"] - box["sh"]) <= 1, box
+        assert (box["fit"], box["rendering"]) == ("contain", "pixelated")
+        labels = ticks(plot_labels(page))  # the plot of the job's own losses
+        assert labels and all(re.fullmatch(r"[125](e-?\d+)?|0\.0{0,2}[125]|[125]0{0,3}", t) for t in labels), labels
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_page.png")))
+
+        # Cancel shows at once, before the server answers and long before the step ends
+        disabled, said = page.evaluate("""() => {
+            const cancel = document.getElementById('cancel');
+            cancel.click();
+            return [cancel.disabled, document.getElementById('stats').textContent];
+        }""")
+        assert disabled and said.startswith("job 1: stopping after this step")
+        page.wait_for_selector(".card[data-state=cancelled] img", timeout=60_000)  # it kept its last image
+        assert page.locator("#cancel").is_disabled() and "job 1 cancelled" in page.inner_text("#stats")
+        img = page.locator(".card[data-state=cancelled] img")
+        img.evaluate("i => i.complete || new Promise(ok => i.onload = ok)")
+        assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
+
+        # Explain of that image: busy at once, its tab open at the click, the report in it when ready
+        with page.expect_popup() as popup:
+            busy = page.evaluate("""() => {
+                const b = document.querySelector('.card[data-state=cancelled] button.explain');
+                b.click();
+                return [b.disabled, b.textContent];
+            }""")
+        assert busy == [True, "Building the report…"]
+        report = popup.value
+        report.wait_for_url("**/api/jobs/1/report/index.html", timeout=180_000)
+        report.wait_for_selector("img")
+        page.wait_for_function("!document.querySelector('.card[data-state=cancelled] button.explain').disabled")
         assert page.locator("#error").is_hidden(), page.inner_text("#error")
         assert not errors, errors
         browser.close()

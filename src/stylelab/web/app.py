@@ -1,6 +1,6 @@
 """The HTTP side of `stylelab serve`: `create_app(data_dir, token=None)` -> a FastAPI app.
 
-    GET  /                          the page (static/, no build step, nothing from the network)
+    GET  /                          the page (static/, no build step, nothing from the network); /favicon.ico
     GET  /api/schema                the form: every image setting of `stylelab run` (from its parser) + limits
     POST /api/uploads               one image (multipart `file`): sniffed and decoded by the CLI's loaders
     GET  /api/uploads, /api/uploads/{sha256}/image      recently used inputs
@@ -14,7 +14,7 @@
 Security: the Host header must be loopback (or the explicit --host), so a DNS-rebinding page cannot talk to the
 server; with a token every request must carry it (header X-Stylelab-Token, `Authorization: Bearer`, ?token=, or
 the SameSite=Strict cookie a request with the right ?token= sets).
-Errors are JSON {"error": one line}, never a stack trace.
+Errors are JSON {"error": one line}, never a stack trace; a refused setting adds {"field": its name in the form}.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
     async def stylelab_error(request: Request, exc: StylelabError):
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
             getattr(exc, "status", 400)
-        return _error(status, str(exc))
+        return _error(status, str(exc), getattr(exc, "field", None))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -127,6 +127,10 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # asked for by browsers on every page, the explain reports' too
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -217,7 +221,7 @@ def create_app(data_dir: str | Path, token: str | None = None, *, hosts: Sequenc
                 for event in new:
                     k += 1
                     yield f"id: {k}\ndata: {json.dumps(event)}\n\n"
-                if ended and not runner.events(job_id, k)[0]:
+                if ended:  # read with the events, under one lock: the end was among them
                     return
                 if await request.is_disconnected():
                     return
@@ -372,5 +376,8 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return name, (int(port) if port.isdigit() else None)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(message.split())}, status_code=status)
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body = {"error": " ".join(message.split())}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)

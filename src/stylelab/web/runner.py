@@ -6,12 +6,16 @@ its `plan()` re-queues by spec digest, while the web needs numbered jobs (textur
 
     DATA/stylelab-web.sqlite   uploads (sha256, file, size) and jobs (settings, state, losses, result file)
     DATA/uploads/<sha256>.<format>   every uploaded image under the hash of its bytes (a request never names a path)
-    DATA/results/<job id>.png        results, with the PNG provenance `stylelab run` writes (replayable)
+    DATA/results/<job id>.png        results, with the PNG provenance `stylelab run` writes (replayable); a
+                                     cancelled job keeps its last image here too (its record says at which step)
+    DATA/results/<job id>-last.jpg   the latest preview of the running job: what a job the server stopped while
+                                     it ran goes on from (edit and continue); removed when a job ends
     DATA/reports/<job id>/           reports of results, made on request: `stylelab explain` (index.html) and
                                      the comparison with the same settings under other style losses (compare.html)
 
 One job runs at a time. Progress goes to an in-memory `Live` per job (events, the latest JPEG preview, the current
-image); a Cancel sets a flag that the step callback checks, raising `Cancelled` between steps.
+image); a Cancel sets a flag that the step callback checks, raising `Cancelled` between steps. A job found running
+when a server starts was interrupted (the server died): it is marked failed, "interrupted: ...".
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from .. import cli
 from ..config import Config, ConfigError, Region
@@ -35,11 +41,13 @@ from ..image import load_alpha, open_image, resize_long_edge, save_image, tensor
 from ..jobs import StyleCache, one_line_error
 from ..masks import load_regions
 from ..optimize import Step, stylize, synthesize
-from .schema import settings_to_config
+from .schema import FieldError, label, settings_to_config
 
 DB_NAME = "stylelab-web.sqlite"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 ENDED = ("done", "failed", "cancelled")
+INTERRUPTED = "interrupted: the server stopped while it ran"
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger id is no job (not an overflow)
 PREVIEW_SHARE = 0.05  # JPEG previews may cost at most this fraction of the optimisation's time
 PREVIEW_QUALITY = 85
 
@@ -76,6 +84,10 @@ class NotFound(StylelabError):
     pass
 
 
+class NotOurDatabase(StylelabError):
+    """The data folder's database file is damaged, or another program's."""
+
+
 class Conflict(StylelabError):
     pass
 
@@ -97,20 +109,15 @@ class Runner:
 
     def __init__(self, data: str | Path, preview_every: int | None = None) -> None:
         self.data = Path(data)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.db = _open_db(self.data / DB_NAME)
         for sub in ("uploads", "results"):
-            (self.data / sub).mkdir(parents=True, exist_ok=True)
+            (self.data / sub).mkdir(exist_ok=True)
         self.lock = threading.RLock()
-        self.db = sqlite3.connect(self.data / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
-        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(jobs)")}
-        for name, sql in _ADDED_COLUMNS.items():  # a data folder made before them
-            if name not in columns:
-                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
-        # A job that was running when the server stopped did not finish: say so (its inputs are kept).
-        self.db.execute("UPDATE jobs SET state = 'failed', error = 'interrupted: the server stopped while it ran', "
-                        "finished = ? WHERE state = 'running'", (time.time(),))
+        # A job that was running when the server stopped did not finish: say so (its inputs, and its last preview
+        # to go on from, are kept).
+        self.db.execute("UPDATE jobs SET state = 'failed', error = ?, finished = ? WHERE state = 'running'",
+                        (INTERRUPTED, time.time()))
         self.preview_every = preview_every  # None: chosen from the measured encode and step times
         self.live: dict[int, Live] = {r["id"]: Live() for r in self._all("SELECT id FROM jobs WHERE state='queued'")}
         self.wake = threading.Condition(self.lock)
@@ -190,7 +197,9 @@ class Runner:
             except NotFound:
                 raise NotFound(f"{what}: no upload {sha[:16]}") from None
         config, values = self._config("texture" if content is None else "run", settings, init, masks)
-        config.blend_weights(len(styles))  # a blend with the wrong number of weights: the CLI's message
+        if config.style_blend is not None and len(config.style_blend) != len(styles):
+            raise FieldError("style_blend", f"{label('style_blend')}: {len(config.style_blend)} weights for "
+                             f"{len(styles)} style image{'s' if len(styles) > 1 else ''}")
         self._check_masks(config)
         with self.lock:
             cur = self.db.execute(
@@ -229,7 +238,7 @@ class Runner:
             raise type(exc)(message) from None
 
     def job(self, job_id: int) -> dict:
-        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,)) if 0 < job_id <= MAX_ID else []
         if not rows:
             raise NotFound(f"no job {job_id}")
         return _row(rows[0])
@@ -247,8 +256,9 @@ class Runner:
             if row["state"] == "queued":
                 self._set(job_id, state="cancelled", finished=time.time())
                 self._end(job_id, "cancelled")
-            elif row["state"] == "running":
+            elif row["state"] == "running" and not self.live[job_id].cancel.is_set():
                 self.live[job_id].cancel.set()
+                self._event(job_id, {"type": "state", "state": "stopping"})  # at the end of the current step
         return self.job(job_id)
 
     def wait_ended(self, job_id: int, timeout: float = 120) -> dict:
@@ -261,18 +271,21 @@ class Runner:
 
     def continue_from(self, job_id: int, settings: dict[str, Any] | None) -> dict:
         """Edit and continue: stop the job if it runs, then queue a new one that starts from its current image
-        (its result if it finished) with `settings` (default: the job's own); it runs next."""
+        (its result if it finished or was cancelled; the last preview if the server stopped while it ran) with
+        `settings` (default: the job's own); it runs next."""
         row = self.job(job_id)
         if row["state"] == "running":
             self.cancel(job_id)
             row = self.wait_ended(job_id)
+        live = self.live.get(job_id)
         if row["result"]:
             image = open_image(self.data / "results" / row["result"], "result")
-        else:
-            live = self.live.get(job_id)
-            if live is None or live.image is None:
-                raise Conflict(f"job {job_id} has no image to continue from yet (it took no step)")
+        elif live is not None and live.image is not None:
             image = tensor_to_pil(live.image)
+        elif self._last(job_id).is_file():
+            image = open_image(self._last(job_id), "last preview")
+        else:
+            raise Conflict(f"job {job_id} has no image to continue from yet (it took no step)")
         buf = io.BytesIO()
         image.convert("RGB").save(buf, format="PNG")
         init = self.add_upload(buf.getvalue(), "png", f"job {job_id}", image.size)["sha256"]
@@ -299,6 +312,7 @@ class Runner:
                 self._end(job_id, "cancelled")
         if row["result"]:
             (self.data / "results" / row["result"]).unlink(missing_ok=True)
+        self._last(job_id).unlink(missing_ok=True)
         report = self.data / "reports" / str(job_id)
         if report.is_dir():
             for p in report.iterdir():
@@ -316,16 +330,18 @@ class Runner:
         return {**job, "config": cli.config_to_dict(config)}
 
     def explain(self, job_id: int) -> Path:
-        """`stylelab explain` of a finished run (content, styles, its result, its settings): the report folder,
-        DATA/reports/<job id>/ (made once; later calls return it)."""
+        """`stylelab explain` of a run's result (content, styles, the result, its settings), measured at the
+        result's own size (no size forced: a cancelled multi-scale run stopped at a coarser one than its settings
+        say): the report folder, DATA/reports/<job id>/ (made once; later calls return it)."""
         from ..explain import explain
 
         self._finished_run(job_id, "explain")
         folder = self.data / "reports" / str(job_id)
         with self.explain_lock:
             if not (folder / "index.html").is_file():
-                job, config = cli.read_provenance(str(self.result_path(job_id)))
-                explain(job["content"], job["styles"], folder, str(self.result_path(job_id)), config)
+                result = self.result_path(job_id)
+                job, config = cli.read_provenance(str(result))
+                explain(job["content"], job["styles"], folder, str(result), config)
         return folder
 
     def compare(self, job_id: int, losses: str) -> list[dict]:
@@ -423,9 +439,9 @@ class Runner:
     def events(self, job_id: int, since: int) -> tuple[list[dict], bool]:
         with self.lock:
             live = self.live.get(job_id)
-            if live is None:
+            if live is None:  # not run by this server: its end, also to a page that followed it on an earlier one
                 row = self.job(job_id)
-                return ([{"type": "end", "state": row["state"], "error": row["error"]}] if since == 0 else []), True
+                return [{"type": "end", "state": row["state"], "error": row["error"]}], True
             return live.events[since:], live.ended
 
     # ------------------------------------------------------------------------------------------ the worker
@@ -449,67 +465,94 @@ class Runner:
 
     def _run(self, job_id: int) -> None:
         row, live = self.job(job_id), self.live[job_id]
+        record: dict[str, Any] = {}  # the provenance's job fields, once the inputs are read
+        alpha, result, done = None, None, [0]
+        try:
+            config, _ = self._config(row["kind"], row["settings"], row["init"], row["masks"])
+            on_step = self._progress(job_id, live, sum(steps for _, steps in config.schedule()), done)
+            styles = [str(self.upload_path(s)) for s in row["styles"]]
+            if row["kind"] == "texture":
+                size = (config.size, config.size)
+                record = {"command": "texture", "size": list(size), "styles": styles}
+                image = synthesize(styles, size, config, on_step)
+            else:
+                content_path = str(self.upload_path(row["content"]))
+                content = open_image(content_path, "content image")
+                alpha, record = load_alpha(content), {"command": "run", "content": content_path, "styles": styles}
+                image = stylize(content, styles, config, on_step, style_cache=self.cache)
+            self._save(job_id, image, row, config, record, alpha)
+            result = f"{job_id}.png"
+        except Cancelled:
+            # Keep the image of the last step taken: a result to look at, explain, or go on from.
+            error = None
+            if live.image is not None and record:
+                try:
+                    self._save(job_id, live.image, row, config, {**record, "stopped_at_step": done[0]}, alpha)
+                    result = f"{job_id}.png"
+                except Exception as exc:
+                    error = f"its image was not kept: {one_line_error(exc)}"
+            self._finish(job_id, "cancelled", error, done[0], result=result, losses=_losses(live))
+        except Exception as exc:
+            self._finish(job_id, "failed", one_line_error(exc), done[0])
+        else:
+            self._finish(job_id, "done", None, done[0], result=result, losses=_losses(live))
+        finally:
+            self._last(job_id).unlink(missing_ok=True)
+        if result:
+            live.image = None  # the result file is the image to continue from
+
+    def _progress(self, job_id: int, live: Live, total: int, done: list[int]) -> Callable[[Step], None]:
+        """The step callback of a run of `total` steps: events, previews, the Cancel check; counts in `done`."""
         t0 = time.perf_counter()
-        done = [0]
         step_s: list[float] = []
         every = [self.preview_every or 1]
         encode_s: list[float] = []
 
-        try:
-            config, _ = self._config(row["kind"], row["settings"], row["init"], row["masks"])
-            total = sum(steps for _, steps in config.schedule())
+        def on_step(step: Step) -> None:
+            if live.cancel.is_set():
+                raise Cancelled
+            live.image = step.image.detach().to("cpu", copy=True)
+            if not step.final:
+                done[0] += 1
+                step_s.append(step.seconds)
+            median = sorted(step_s)[len(step_s) // 2] if step_s else step.seconds
+            terms = {k: v for k, v in step.terms.items() if "/" not in k}
+            h, w = step.image.shape[-2:]
+            self._event(job_id, {"type": "step", "step": done[0], "total": total, "scale": step.scale,
+                                 "i": step.i, "n": step.n, "final": step.final, "loss": step.loss,
+                                 "terms": terms, "seconds": step.seconds, "size": [w, h],
+                                 "elapsed": time.perf_counter() - t0, "eta": median * (total - done[0])})
+            if step.final or done[0] % every[0] == 0 or done[0] == 1:
+                e0 = time.perf_counter()
+                buf = io.BytesIO()
+                tensor_to_pil(step.image).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
+                tmp = self._last(job_id).with_suffix(".part")  # what an interrupted job goes on from
+                try:
+                    tmp.write_bytes(buf.getvalue())
+                    tmp.replace(self._last(job_id))
+                except OSError:  # a full disk costs only that fallback, not the run
+                    tmp.unlink(missing_ok=True)
+                encode_s.append(time.perf_counter() - e0)
+                with self.lock:
+                    live.preview, live.previews = buf.getvalue(), live.previews + 1
+                if self.preview_every is None and median > 0:  # amortised encode < PREVIEW_SHARE of a step
+                    typical = sorted(encode_s)[len(encode_s) // 2]  # the median: the first encode is slower
+                    every[0] = max(1, math.ceil(typical / (PREVIEW_SHARE * median)))
+                self._event(job_id, {"type": "preview", "n": live.previews, "every": every[0],
+                                     "encode_s": encode_s[-1]})
 
-            def on_step(step: Step) -> None:
-                if live.cancel.is_set():
-                    raise Cancelled
-                live.image = step.image.detach().to("cpu", copy=True)
-                if not step.final:
-                    done[0] += 1
-                    step_s.append(step.seconds)
-                median = sorted(step_s)[len(step_s) // 2] if step_s else step.seconds
-                terms = {k: v for k, v in step.terms.items() if "/" not in k}
-                h, w = step.image.shape[-2:]
-                self._event(job_id, {"type": "step", "step": done[0], "total": total, "scale": step.scale,
-                                     "i": step.i, "n": step.n, "final": step.final, "loss": step.loss,
-                                     "terms": terms, "seconds": step.seconds, "size": [w, h],
-                                     "elapsed": time.perf_counter() - t0, "eta": median * (total - done[0])})
-                if step.final or done[0] % every[0] == 0 or done[0] == 1:
-                    e0 = time.perf_counter()
-                    buf = io.BytesIO()
-                    tensor_to_pil(step.image).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
-                    encode_s.append(time.perf_counter() - e0)
-                    with self.lock:
-                        live.preview, live.previews = buf.getvalue(), live.previews + 1
-                    if self.preview_every is None and median > 0:  # amortised encode < PREVIEW_SHARE of a step
-                        typical = sorted(encode_s)[len(encode_s) // 2]  # the median: the first encode is slower
-                        every[0] = max(1, math.ceil(typical / (PREVIEW_SHARE * median)))
-                    self._event(job_id, {"type": "preview", "n": live.previews, "every": every[0],
-                                         "encode_s": encode_s[-1]})
+        return on_step
 
-            styles = [str(self.upload_path(s)) for s in row["styles"]]
-            if row["kind"] == "texture":
-                size = (config.size, config.size)
-                image = synthesize(styles, size, config, on_step)
-                alpha, record = None, {"command": "texture", "size": list(size), "styles": styles}
-            else:
-                content_path = str(self.upload_path(row["content"]))
-                content = open_image(content_path, "content image")
-                image = stylize(content, styles, config, on_step, style_cache=self.cache)
-                alpha, record = load_alpha(content), {"command": "run", "content": content_path, "styles": styles}
-            bit_depth = int(row["settings"].get("bit_depth", 8))
-            result = f"{job_id}.png"
-            save_image(image, self.data / "results" / result, bit_depth=bit_depth, alpha=alpha,
-                       metadata=cli.provenance({**record, "bit_depth": bit_depth}, config))
-        except Cancelled:
-            self._finish(job_id, "cancelled", None, done[0])
-            return
-        except Exception as exc:
-            self._finish(job_id, "failed", one_line_error(exc), done[0])
-            return
-        last = next((e for e in reversed(live.events) if e["type"] == "step"), None)
-        losses = {"loss": last["loss"], **last["terms"]} if last else {}
-        self._finish(job_id, "done", None, done[0], result=result, losses=losses)
-        live.image = None  # the result file is the image to continue from
+    def _save(self, job_id: int, image: Image.Image | torch.Tensor, row: dict, config: Config, record: dict,
+              alpha: torch.Tensor | None) -> None:
+        """DATA/results/<job id>.png with the provenance `stylelab replay` reads (`record`: its job fields)."""
+        bit_depth = int(row["settings"].get("bit_depth", 8))
+        save_image(image, self.data / "results" / f"{job_id}.png", bit_depth=bit_depth, alpha=alpha,
+                   metadata=cli.provenance({**record, "bit_depth": bit_depth}, config))
+
+    def _last(self, job_id: int) -> Path:
+        """The latest preview of a running job, kept on disk for as long as it runs."""
+        return self.data / "results" / f"{job_id}-last.jpg"
 
     def _finish(self, job_id: int, state: str, error: str | None, steps: int, result: str | None = None,
                 losses: dict | None = None) -> None:
@@ -540,6 +583,43 @@ class Runner:
     def _all(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self.lock:
             return self.db.execute(sql, args).fetchall()
+
+
+def _losses(live: Live) -> dict:
+    """The loss and its terms at the last step taken ({} before the first)."""
+    last = next((e for e in reversed(live.events) if e["type"] == "step"), None)
+    return {"loss": last["loss"], **last["terms"]} if last else {}
+
+
+def _open_db(path: Path) -> sqlite3.Connection:
+    """The job database of a data folder, made or migrated; a damaged file, or another program's database, is a
+    NotOurDatabase (checked before anything is written to it)."""
+    refusal = NotOurDatabase(f"{path} is not a stylelab database (damaged?)")
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    except sqlite3.Error as exc:
+        raise NotOurDatabase(f"cannot open {path}: {exc}") from None
+    db.row_factory = sqlite3.Row
+    try:
+        tables = {r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables -= {"sqlite_sequence"}
+        if tables:
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            if not {"jobs", "uploads"} <= tables or not {"id", "kind", "styles", "settings", "state"} <= columns:
+                raise refusal
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+        for name, sql in _ADDED_COLUMNS.items():  # a data folder made before them
+            if name not in columns:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
+    except sqlite3.OperationalError as exc:
+        db.close()
+        raise NotOurDatabase(f"cannot open {path}: {exc}") from None
+    except (sqlite3.DatabaseError, NotOurDatabase):
+        db.close()
+        raise refusal from None
+    return db
 
 
 def _row(r: sqlite3.Row) -> dict:

@@ -2,7 +2,8 @@
 
 No third copy of the settings: every option of `run` that sets the image (dest, help, default, choices, type) is
 walked from cli.build_parser(); values come back through argparse's own conversion and cli.config_from_args, so a
-bad value gets the same message as on the command line.
+value is refused exactly when the command line refuses it. The refusal is a `FieldError`: the field's name, and a
+message that names it as the form labels it ("Size: must be a whole number, got 'abc'"), not as a flag.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from .. import cli
+from .. import cli, flags
 from ..config import INITS, Config, ConfigError, Region
 
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
@@ -22,6 +24,22 @@ from ..config import INITS, Config, ConfigError, Region
 # from is the job's `init` (as "continue" sets it).
 NOT_IN_FORM = ("help", "content", "styles", "output", "save_every", "checkpoint", "checkpoint_every", "resume",
                "overwrite", "quiet", "mask", "weights")
+
+
+LABELS = {"lr": "Learning rate", "tv_weight": "TV weight", "lbfgs_history": "L-BFGS history"}  # else from the name
+
+
+class FieldError(ConfigError):
+    """A form value refused: `field` is the setting's name (the dest), the message starts with its label."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def label(dest: str) -> str:
+    """The form's name of a setting: 'style_weight' -> 'Style weight'."""
+    return LABELS.get(dest) or dest.replace("_", " ").capitalize()
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,31 +64,92 @@ def _kind(action: argparse.Action) -> str:
 
 
 def form_schema() -> list[dict[str, Any]]:
-    """One entry per form field, in the parser's order: name (the dest), flag, kind, default, choices, help."""
+    """One entry per form field, in the parser's order: name (the dest), label, flag, kind, default, choices, help."""
     fields = []
     for dest, a in _actions().items():
         choices = list(a.choices) if a.choices is not None else None
         if dest == "init":
             choices = list(INITS)
-        fields.append({"name": dest, "flag": max(a.option_strings, key=len), "kind": _kind(a), "default": a.default,
-                       "choices": choices, "help": a.help or "", "metavar": a.metavar})
+        fields.append({"name": dest, "label": label(dest), "flag": max(a.option_strings, key=len), "kind": _kind(a),
+                       "default": a.default, "choices": choices, "help": a.help or "", "metavar": a.metavar})
     return fields
 
 
 def _convert(action: argparse.Action, value: Any) -> Any:
-    """A submitted value, converted and checked exactly as argparse does for the flag (same messages)."""
+    """A submitted value, converted and checked exactly as argparse does for the flag."""
+    name = label(action.dest)
     if isinstance(action, argparse._StoreTrueAction):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off", ""):
             return value.lower() in ("true", "1", "on")
-        raise ConfigError(f"argument {'/'.join(action.option_strings)}: expected true or false, got {value!r}")
+        raise FieldError(action.dest, f"{name}: must be on or off, got {value!r}")
     if value is None or (isinstance(value, str) and value.strip() == "" and action.default is None):
         return action.default
     try:
         return run_parser()._get_values(action, [str(value)])  # argparse's conversion and choices check
     except argparse.ArgumentError as exc:
-        raise ConfigError(str(exc)) from None
+        text = str(value)
+        if "invalid choice" in str(exc):
+            problem = f"must be one of {', '.join(map(str, action.choices or ()))}, got {text!r}"
+        elif action.type in (int, float):
+            problem = f"must be {'a whole number' if action.type is int else 'a number'}, got {text!r}"
+        else:
+            problem = str(exc).split(": ", 1)[-1]  # argparse's words less its "argument --flag: "
+        raise FieldError(action.dest, f"{name}: {problem}") from None
+
+
+def _names() -> dict[str, str]:
+    """Every way a message of the CLI's checks names a form field -> its dest: the flag, the dest and Config's
+    field name, with underscores or spaces ('--style-loss', 'style_loss', 'style loss'; 'multiscale')."""
+    field_of = {flags.dest(f): f.name for f in flags.flag_fields()}
+    names = {}
+    for dest, a in _actions().items():
+        for word in (dest, field_of.get(dest, dest)):
+            names[word] = names[word.replace("_", " ")] = dest
+        for flag in a.option_strings:
+            names[flag] = dest
+    return names
+
+
+def _named(message: str) -> tuple[str, str] | None:
+    """(dest, the words naming it) of the form field a message names first, as a flag or a setting; None if none."""
+    found = []
+    for words, dest in _names().items():
+        m = re.search(rf"(?<![\w-]){re.escape(words)}(?![\w-])", message)
+        if m:
+            found.append((m.start(), -len(words), words, dest))
+    if not found:
+        return None
+    _, _, words, dest = min(found)
+    return dest, words
+
+
+def _fails_alone(ns: argparse.Namespace, dest: str, tex: tuple[int, int] | None) -> bool:
+    """Whether the CLI's checks refuse the value of `dest` with every other setting at its default."""
+    alone = argparse.Namespace(**{**vars(ns), **{d: a.default for d, a in _actions().items() if d != dest}})
+    try:
+        cli.config_from_args(alone, texture_size=tex)
+    except ConfigError:
+        return True
+    return False
+
+
+def _field_error(exc: ConfigError, ns: argparse.Namespace, submitted: Sequence[str],
+                 tex: tuple[int, int] | None) -> ConfigError:
+    """The CLI's refusal as a FieldError of the field it names (its name turned into the label when the message
+    starts with it), else of the first submitted setting refused on its own; else the error as it is."""
+    message = str(exc)
+    named = _named(message)
+    if named:
+        dest, words = named
+        if message.startswith(words):
+            message = message[len(words):].lstrip(" :")
+    else:
+        dest = next((d for d in submitted if _fails_alone(ns, d, tex)), "")
+        if not dest:
+            return exc
+    return FieldError(dest, f"{label(dest)}: {message}")
 
 
 def settings_to_config(settings: dict[str, Any], texture_size: int | None = None, init_path: str | None = None,
@@ -86,7 +165,8 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
     for dest, value in settings.items():
         values[dest] = _convert(actions[dest], value)
     if values["init"] not in INITS:
-        raise ConfigError(f"init must be one of {', '.join(INITS)} (to start from an image, use edit and continue)")
+        raise FieldError("init", f"{label('init')}: must be one of {', '.join(INITS)} (to start from an image, "
+                         "use edit and continue)")
     ns = argparse.Namespace(**values, mask=[], weights=None)
     if init_path is not None:
         ns.init = init_path
@@ -95,5 +175,8 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
         if masks:
             raise ConfigError("masks need a content image; a texture has none")
         ns.color = "none"
-    config = cli.config_from_args(ns, texture_size=tex)
+    try:
+        config = cli.config_from_args(ns, texture_size=tex)
+    except ConfigError as exc:
+        raise _field_error(exc, ns, list(settings), tex) from None
     return (dataclasses.replace(config, masks=tuple(masks)) if masks else config), values

@@ -5,8 +5,9 @@ const token = new URLSearchParams(location.search).get("token");
 const $ = (id) => document.getElementById(id);
 const MAIN_FIELDS = ["size", "steps", "style_weight", "content_weight", "style_loss", "init", "seed"];
 const HIDDEN_FIELDS = ["style_blend"]; // set from the weights next to each style image
+const FORM_KEY = "stylelab.form"; // localStorage: the form as last typed, restored on load
 const state = { fields: [], content: null, styles: [], following: null, source: null, points: [], runningJob: null,
-                initImage: null };
+                initImage: null, stopping: null, explaining: new Set() };
 
 // ------------------------------------------------------------------------------------------------ requests
 
@@ -26,19 +27,58 @@ async function api(path, options = {}) {
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
-    throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
+    const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+    error.field = body && body.field; // a refused setting: the form field to mark
+    throw error;
   }
   return body;
 }
 
-function showError(message) {
+// The banner, and the field the message is about (if any) marked: red outline, aria-invalid, the message under it.
+function showError(message, field = null) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+  clearFieldError();
+  if (field) markField(field, message);
 }
 
 async function guarded(fn) {
-  try { showError(""); return await fn(); } catch (e) { showError(e.message); return null; }
+  try { showError(""); return await fn(); } catch (e) { showError(e.message, e.field); return null; }
+}
+
+function fieldInputs(name) {
+  if (name === "style_blend") return [...document.querySelectorAll("#styles input[type=number]")]; // the weights
+  const input = $("f-" + name);
+  return input ? [input] : [];
+}
+
+function markField(name, message) {
+  const inputs = fieldInputs(name);
+  if (!inputs.length) return;
+  const f = state.fields.find((x) => x.name === name);
+  const prefix = f ? f.label + ": " : "";
+  const note = document.createElement("div");
+  note.className = "field-error";
+  note.id = "error-" + name;
+  note.textContent = prefix && message.startsWith(prefix) ? message.slice(prefix.length) : message;
+  for (const input of inputs) {
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", note.id);
+  }
+  const first = inputs[0];
+  (first.closest(".field") || first.closest("li") || first.parentElement).appendChild(note);
+  const more = first.closest("details");
+  if (more) more.open = true; // the field may be under "More settings"
+  first.focus();
+}
+
+function clearFieldError() {
+  for (const input of document.querySelectorAll("[aria-invalid=true]")) {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+  for (const note of document.querySelectorAll(".field-error")) note.remove();
 }
 
 // ------------------------------------------------------------------------------------------------- the form
@@ -84,7 +124,7 @@ function renderForm(fields) {
     div.className = "field";
     const label = document.createElement("label");
     label.htmlFor = "f-" + f.name;
-    label.textContent = f.name.replace(/_/g, " ") + " ";
+    label.textContent = f.label + " ";
     const flag = document.createElement("code");
     flag.textContent = f.flag;
     label.appendChild(flag);
@@ -98,6 +138,42 @@ function renderForm(fields) {
     (MAIN_FIELDS.includes(f.name) ? form : more).appendChild(div);
   }
   form.appendChild(more);
+  const reset = button("Defaults", () => { applySettings({}); clearFieldError(); }, "every setting back to its default");
+  reset.type = "button";
+  reset.className = "small";
+  form.appendChild(reset);
+  form.addEventListener("input", saveForm);
+  form.addEventListener("change", saveForm);
+  form.addEventListener("input", (e) => { // an edited field is no longer the one in error
+    if (e.target.getAttribute("aria-invalid") === "true") clearFieldError();
+  });
+}
+
+// The form as typed, kept across reloads (localStorage; nothing leaves the browser).
+function formValues() {
+  const values = {};
+  for (const f of state.fields) {
+    const input = $("f-" + f.name);
+    if (input) values[f.name] = f.kind === "bool" ? input.checked : input.value;
+  }
+  return values;
+}
+
+function saveForm() {
+  try { localStorage.setItem(FORM_KEY, JSON.stringify(formValues())); } catch (e) { /* storage off: not kept */ }
+}
+
+function restoreForm() {
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem(FORM_KEY) || "{}") || {}; } catch (e) { saved = {}; }
+  for (const f of state.fields) {
+    const input = $("f-" + f.name);
+    if (!input || !(f.name in saved)) continue;
+    if (f.kind === "bool") input.checked = !!saved[f.name];
+    else if (input.tagName !== "SELECT" || [...input.options].some((o) => o.value === String(saved[f.name]))) {
+      input.value = String(saved[f.name]);
+    }
+  }
 }
 
 // --init PATH as an upload: "or an image…" next to the named choices; while one is set, it is the start.
@@ -150,6 +226,7 @@ function applySettings(settings) {
     if (f.kind === "bool") input.checked = !!v;
     else input.value = v === null || v === undefined ? "" : String(v);
   }
+  saveForm();
 }
 
 // ---------------------------------------------------------------------------------------------- the inputs
@@ -190,7 +267,10 @@ function renderStyles() {
     const w = document.createElement("input");
     w.type = "number"; w.min = "0"; w.step = "0.1"; w.value = String(s.weight);
     w.title = "blend weight";
-    w.addEventListener("input", () => { state.styles[k].weight = parseFloat(w.value) || 0; });
+    w.addEventListener("input", () => {
+      state.styles[k].weight = parseFloat(w.value) || 0;
+      if (w.getAttribute("aria-invalid") === "true") clearFieldError();
+    });
     const x = document.createElement("button");
     x.textContent = "×"; x.title = "remove";
     x.addEventListener("click", () => { state.styles.splice(k, 1); renderStyles(); });
@@ -277,6 +357,7 @@ function fmtSeconds(s) {
 function follow(jobId) {
   if (state.source) state.source.close();
   state.following = jobId;
+  state.stopping = null;
   state.points = [];
   drawPlot();
   const source = new EventSource(url(`/api/jobs/${jobId}/events`));
@@ -286,13 +367,16 @@ function follow(jobId) {
   source.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
     if (e.type === "state" && e.state === "running") $("stats").textContent = `job ${jobId}: preparing`;
+    if (e.type === "state" && e.state === "stopping") stopping(jobId);
     if (e.type === "step" && !e.final) {
       state.points.push(e.terms);
       $("bar").style.width = (100 * e.step / e.total).toFixed(1) + "%";
       const t = e.terms;
-      $("stats").textContent = `job ${jobId} · step ${e.step}/${e.total} · ${e.size[0]}x${e.size[1]} px · ` +
-        `${e.seconds.toFixed(2)} s/step · ${fmtSeconds(e.elapsed)} elapsed · ETA ${fmtSeconds(e.eta)} · ` +
-        `content ${t.content.toFixed(3)} style ${t.style.toFixed(4)}`;
+      if (state.stopping !== jobId) {
+        $("stats").textContent = `job ${jobId} · step ${e.step}/${e.total} · ${e.size[0]}x${e.size[1]} px · ` +
+          `${e.seconds.toFixed(2)} s/step · ${fmtSeconds(e.elapsed)} elapsed · ETA ${fmtSeconds(e.eta)} · ` +
+          `content ${t.content.toFixed(3)} style ${t.style.toFixed(4)}`;
+      }
       drawPlot();
     }
     if (e.type === "preview") {
@@ -304,6 +388,7 @@ function follow(jobId) {
     if (e.type === "end") {
       source.close();
       state.source = null;
+      state.stopping = null;
       const what = { done: "done", failed: "failed: " + (e.error || ""), cancelled: "cancelled" }[e.state];
       $("stats").textContent = `job ${jobId} ${what}`;
       if (e.state === "done") {
@@ -317,18 +402,58 @@ function follow(jobId) {
   };
 }
 
+// A Cancel is heard at once; the job stops at the end of the step it is taking (a step can take seconds).
+function stopping(jobId) {
+  if (state.following !== jobId) return;
+  state.stopping = jobId;
+  $("cancel").disabled = true;
+  $("stats").textContent = `job ${jobId}: stopping after this step…`;
+}
+
 function setButtons(active) {
-  $("cancel").disabled = !active;
+  $("cancel").disabled = !active || (state.stopping !== null && state.stopping === state.following);
   $("continue").disabled = state.following === null;
   $("restart").disabled = state.following === null;
 }
 
 const PLOT_COLORS = { content: "#2b6cb0", style: "#b4462b", tv: "#3a7d44" };
 
+// The y axis of the log plot: [lo, hi] widened to round values, and the ticks to label. Over a decade or more:
+// whole decades, ticks at powers of ten (every second or third one when there are many); within one: 1-2-5 steps.
+function logAxis(min, max) {
+  if (max / min >= 10) {
+    const lo = Math.floor(Math.log10(min) + 1e-9), hi = Math.ceil(Math.log10(max) - 1e-9);
+    const every = Math.ceil((hi - lo) / 5);
+    const ticks = [];
+    for (let k = lo; k <= hi; k++) if (k % every === 0) ticks.push(Math.pow(10, k));
+    return { lo: Math.pow(10, lo), hi: Math.pow(10, hi), ticks };
+  }
+  const steps = []; // the 1-2-5 values from below min to above max
+  for (let k = Math.floor(Math.log10(min)) - 1; k <= Math.ceil(Math.log10(max)) + 1; k++) {
+    for (const m of [1, 2, 5]) steps.push(m * Math.pow(10, k));
+  }
+  const below = steps.filter((v) => v <= min * (1 + 1e-9)), above = steps.filter((v) => v >= max * (1 - 1e-9));
+  let lo = below[below.length - 1], hi = above[0];
+  if (lo === hi) { lo = below[below.length - 2]; hi = above[1]; } // one value, on a round number
+  return { lo, hi, ticks: steps.filter((v) => v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) };
+}
+
+// 1, 0.1, 0.02, 500, 2e-5, 1e6: plain from 0.001 to 9999, else m·10^k written as "me-k".
+function tickLabel(v) {
+  const k = Math.floor(Math.log10(v) + 1e-9), m = Math.round(v / Math.pow(10, k));
+  if (k >= -3 && k <= 3) return String(Number((m * Math.pow(10, k)).toPrecision(1)));
+  return `${m}e${k}`;
+}
+
 function drawPlot() {
   const canvas = $("plot");
   const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height, pad = 28;
+  const w = canvas.clientWidth || 560, h = canvas.clientHeight || 150, pad = 28, dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) { // sharp at its CSS size
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   ctx.font = "11px system-ui, sans-serif";
   const keys = Object.keys(PLOT_COLORS).filter((k) => state.points.some((p) => p[k] > 0));
@@ -338,16 +463,25 @@ function drawPlot() {
     ctx.fillText("loss terms (log scale) appear here while a job runs", pad, h / 2);
     return;
   }
-  let lo = Math.log10(Math.min(...values)), hi = Math.log10(Math.max(...values));
-  if (hi - lo < 1e-6) { lo -= 0.5; hi += 0.5; }
+  const axis = logAxis(Math.min(...values), Math.max(...values));
+  const lo = Math.log10(axis.lo), hi = Math.log10(axis.hi);
+  const left = 40; // room for the tick labels
   const n = Math.max(2, state.points.length);
-  const x = (i) => pad + (w - 2 * pad) * i / (n - 1);
+  const x = (i) => left + (w - left - pad) * i / (n - 1);
   const y = (v) => h - pad / 2 - (h - pad) * (Math.log10(v) - lo) / (hi - lo);
-  ctx.strokeStyle = "#ddd";
-  ctx.beginPath(); ctx.moveTo(pad, pad / 2); ctx.lineTo(pad, h - pad / 2); ctx.lineTo(w - pad, h - pad / 2); ctx.stroke();
-  ctx.fillStyle = "#777";
-  ctx.fillText("1e" + hi.toFixed(1), 2, pad / 2 + 8);
-  ctx.fillText("1e" + lo.toFixed(1), 2, h - pad / 2);
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const t of axis.ticks) {
+    ctx.strokeStyle = "#eee";
+    ctx.beginPath(); ctx.moveTo(left, y(t)); ctx.lineTo(w - pad, y(t)); ctx.stroke();
+    ctx.fillStyle = "#777";
+    ctx.fillText(tickLabel(t), left - 4, y(t));
+  }
+  ctx.textAlign = "left";
+  ctx.textBaseline = "alphabetic";
+  ctx.strokeStyle = "#ccc";
+  ctx.beginPath(); ctx.moveTo(left, pad / 2); ctx.lineTo(left, h - pad / 2); ctx.lineTo(w - pad, h - pad / 2); ctx.stroke();
   keys.forEach((k, j) => {
     ctx.strokeStyle = PLOT_COLORS[k];
     ctx.lineWidth = 2;
@@ -383,12 +517,19 @@ async function start() {
 
 async function steer(action) {
   if (state.following === null) return;
-  await guarded(async () => {
+  const jobId = state.following;
+  if (action === "cancel") stopping(jobId); // before the request: the click shows at once
+  const done = await guarded(async () => {
     const body = action === "cancel" ? undefined : { settings: readSettings() };
-    const job = await api(`/api/jobs/${state.following}/${action}`, { method: "POST", json: body });
+    const job = await api(`/api/jobs/${jobId}/${action}`, { method: "POST", json: body });
     if (action !== "cancel") follow(job.id);
     refresh();
+    return true;
   });
+  if (!done && action === "cancel" && state.stopping === jobId) { // not heard: the button back
+    state.stopping = null;
+    setButtons(state.source !== null);
+  }
 }
 
 // ----------------------------------------------------------------------------------------- queue, gallery
@@ -413,7 +554,8 @@ async function refresh() {
     queue.appendChild(li);
   }
   if (!active.length) queue.innerHTML = "<li>empty</li>";
-  $("status").textContent = data.running !== null ? `running job ${data.running}` : "idle";
+  $("status").textContent = [data.running !== null ? `running job ${data.running}` : "idle",
+    ...[...state.explaining].map((id) => `building the report of job ${id}…`)].join(" · ");
   if (data.running !== null && state.source === null && data.running !== state.following) follow(data.running);
   renderGallery(data.jobs.filter((j) => j.state !== "queued" && j.state !== "running"));
   refreshRecent().catch(() => {});
@@ -465,11 +607,10 @@ function renderGallery(jobs) {
       }), "the settings embedded in the PNG (what `stylelab replay` reads)"));
     }
     if (j.result && j.kind === "run") {
-      actions.appendChild(button("Explain", () => guarded(async () => {
-        $("status").textContent = `explaining job ${j.id}...`;
-        const r = await api(`/api/jobs/${j.id}/explain`, { method: "POST" });
-        window.open(url(r.report), "_blank");
-      }), "stylelab explain: Gram matrices, moments and distances of this result"));
+      const b = button("Explain", () => explain(j.id),
+        "stylelab explain: Gram matrices, moments and distances of this result");
+      b.className = "explain";
+      actions.appendChild(b);
       actions.appendChild(button("Compare", () => openCompare(j),
         "stylelab compare: this job under other style losses, side by side and measured under each"));
     }
@@ -506,8 +647,44 @@ function renderGallery(jobs) {
     })));
     card.appendChild(actions);
     box.appendChild(card);
+    showExplaining(j.id);
   }
   if (!jobs.length) box.innerHTML = "<p class='hint'>finished jobs appear here, with their settings</p>";
+}
+
+// Explain takes from seconds to a minute: the button says so meanwhile, and the report's tab opens at the click
+// (a tab opened when the answer comes, long after the click, is a pop-up browsers block).
+async function explain(jobId) {
+  if (state.explaining.has(jobId)) return;
+  const tab = window.open("", "_blank");
+  if (tab) {
+    tab.document.title = `stylelab: explaining job ${jobId}`;
+    tab.document.body.textContent = `Building the report of job ${jobId}… (this tab shows it when it is ready)`;
+  }
+  state.explaining.add(jobId);
+  showExplaining(jobId);
+  $("status").textContent = `building the report of job ${jobId}…`;
+  try {
+    showError("");
+    const r = await api(`/api/jobs/${jobId}/explain`, { method: "POST" });
+    if (tab && !tab.closed) tab.location.href = url(r.report);
+    else window.open(url(r.report), "_blank");
+  } catch (e) {
+    if (tab) tab.close();
+    showError(e.message, e.field);
+  } finally {
+    state.explaining.delete(jobId);
+    showExplaining(jobId);
+    refresh().catch(() => {});
+  }
+}
+
+function showExplaining(jobId) {
+  const b = document.querySelector(`.card[data-job="${jobId}"] button.explain`);
+  if (!b) return;
+  const busy = state.explaining.has(jobId);
+  b.disabled = busy;
+  b.textContent = busy ? "Building the report…" : "Explain";
 }
 
 function openCompare(j) {
@@ -548,6 +725,7 @@ async function init() {
   if (!schema) return;
   state.fields = schema.fields;
   renderForm(schema.fields);
+  restoreForm();
   wireDrop($("content-drop"), $("content-file"), async (files) => {
     if (files.length) await guarded(async () => setContent(await uploadFile(files[0])));
     refreshRecent().catch(() => {});
