@@ -411,12 +411,15 @@ def run_compare(args: argparse.Namespace) -> int:
     def progress(spec: str):
         if args.quiet:
             return None
-        bar = tqdm(total=config.steps, desc=spec, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
+        plan = config.schedule()
+        bar = tqdm(total=sum(steps for _, steps in plan), desc=spec, unit="step", dynamic_ncols=True,
+                   file=sys.stderr, leave=False)
 
         def on_step(step: Step) -> None:
-            if step.final:  # the output's own loss, after the last step
+            if step.final:  # the output's own loss after a scale's last step; the run ends with the last scale's
                 bar.set_postfix_str(f"style {step.terms['style']:.4f}")
-                bar.close()
+                if step.scale == len(plan) - 1:
+                    bar.close()
                 return
             bar.set_postfix_str(f"style {step.terms['style']:.4f} {step.seconds:.2f}s/step", refresh=False)
             bar.update(1)
