@@ -588,6 +588,28 @@ def test_output_embeds_settings_and_replay_gives_the_same_pixels(capsys, images,
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
 
 
+def test_replay_uses_the_recorded_thread_count(capsys, images, tmp_path):
+    """The same run with 1 and 2 torch threads differs (the sums are ordered by thread); the record keeps the count
+    and replay uses it, so a batch worker's 1-thread output replays to the same pixels in a 2-thread process."""
+    content, style, out = images
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "8", "-q"]) == 0
+        assert json.loads(read_metadata(out)["stylelab"])["threads"] == 1
+        torch.set_num_threads(2)
+        two = tmp_path / "two.png"
+        assert main(["run", str(content), str(style), "-o", str(two), "--size", "64", "--steps", "8", "-q"]) == 0
+        torch.set_num_threads(2)
+        again = tmp_path / "again.png"
+        assert main(["replay", str(out), "-o", str(again), "-q"]) == 0, capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+    pixels = [np.asarray(Image.open(p)) for p in (out, two, again)]
+    assert not np.array_equal(pixels[0], pixels[1])  # the thread count matters here (else this test shows nothing)
+    assert np.array_equal(pixels[0], pixels[2])
+
+
 def test_replay_of_a_foreign_png_is_a_clear_error(capsys, images, tmp_path):
     content, _, _ = images
     expect_error(capsys, tmp_path, ["replay", str(content), "-o", str(tmp_path / "x.png")], "no stylelab settings")

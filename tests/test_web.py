@@ -19,6 +19,7 @@ pytest.importorskip("python_multipart")  # python-multipart >= 0.0.13 (FastAPI n
 from fastapi.testclient import TestClient
 
 from stylelab import cli, samples
+from stylelab.provenance import PROVENANCE_KEY
 from stylelab.web.app import create_app
 
 BASE = "http://127.0.0.1"
@@ -121,7 +122,7 @@ def test_submit_streams_progress_and_previews_and_the_result_has_its_settings(cl
     assert preview.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(preview.content)).size == (48, 36)
     result = client.get(f"/api/jobs/{job}/result?download=1")
     assert "attachment" in result.headers["content-disposition"]
-    record = json.loads(Image.open(io.BytesIO(result.content)).text[cli.PROVENANCE_KEY])
+    record = json.loads(Image.open(io.BytesIO(result.content)).text[PROVENANCE_KEY])
     assert record["command"] == "run" and len(record["styles"]) == 2
     assert record["config"]["style_blend"] == [3.0, 1.0] and record["config"]["style_weight"] == 5.0
     assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["steps"] == 3
@@ -510,7 +511,7 @@ def test_a_cancelled_job_keeps_its_last_image_and_goes_on_from_it(client: TestCl
     assert got[-1] == {"type": "end", "state": "cancelled", "error": None}
     kept = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/result").content))
     assert kept.size == (48, 36)
-    record = json.loads(kept.text[cli.PROVENANCE_KEY])
+    record = json.loads(kept.text[PROVENANCE_KEY])
     assert record["stopped_at_step"] == row["steps"] and record["config"]["steps"] == 400
     new = client.post(f"/api/jobs/{job}/continue", json={"settings": {**FAST, "steps": 1}})
     assert new.status_code == 200, new.text

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import re
 import statistics
 import sys
@@ -29,26 +28,21 @@ from tqdm import tqdm
 from . import __version__, batchcli, memory
 from .config import (
     INITS,
-    MAX_SIZE,
     Config,
     ConfigError,
-    config_from_dict,
-    config_to_dict,
 )
 from .errors import StylelabError
 from .files import check_not_an_input
 from .flags import add_config_flags as add_settings
-from .flags import config_from_args, local_path, parse_texture_size
+from .flags import config_from_args, parse_texture_size
 from .flags import source as _source
-from .image import check_input_file, check_output_path, is_url, load_alpha, read_image, read_metadata, save_image
+from .image import check_input_file, check_output_path, is_url, load_alpha, read_image, save_image
 from .lossspec import ALL_LOSSES
+from .provenance import read_provenance, record
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
     from .optimize import Step
-
-PROVENANCE_KEY = "stylelab"  # PNG text chunk holding the JSON record that `replay` reads
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own also prints the usage block)
@@ -172,6 +166,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if not args.quiet and (job.get("stylelab") != __version__ or job.get("torch") != torch.__version__):
         print(f"stylelab: note: made with stylelab {job.get('stylelab')} / torch {job.get('torch')}, replaying "
               f"with {__version__} / {torch.__version__}: pixels may differ", file=sys.stderr)
+    # The CPU's sums are ordered by thread, so the same run with another thread count differs by a few levels.
+    if config.device != "cuda" and job.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        torch.set_num_threads(job["threads"])
     return execute(job, config, args)
 
 
@@ -196,7 +193,7 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
             alpha = load_alpha(content)
     finally:
         progress.close()
-    meta = provenance({**job, "bit_depth": args.bit_depth}, config)
+    meta = record({**job, "bit_depth": args.bit_depth}, config)
     save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
     if not args.quiet:
         seconds = progress.seconds
@@ -336,60 +333,6 @@ def job_inputs(job: dict, config: Config) -> dict[str, str]:
     for k, r in enumerate(config.masks):
         inputs[f"mask {k + 1}"], inputs[f"style mask {k + 1}"] = r.content_mask, r.style_mask
     return {role: str(p) for role, p in inputs.items() if isinstance(p, str) and not is_url(p)}
-
-
-def provenance(job: dict, config: Config) -> dict[str, str]:
-    """The PNG text chunk that lets `replay` rerun this image: inputs, every setting, versions, weights."""
-    import torch
-
-    from .optimize import weights_checksum
-
-    record = {**job, "config": config_to_dict(config), "stylelab": __version__, "torch": torch.__version__,
-              "weights_sha256": weights_checksum(config.weights)}
-    return {PROVENANCE_KEY: json.dumps(record, sort_keys=True)}
-
-
-def read_provenance(path: str) -> tuple[dict, Config]:
-    """The job and Config stored in a stylelab PNG; a damaged record is a ConfigError naming the bad field."""
-    text = read_metadata(local_path(path)).get(PROVENANCE_KEY)
-    if text is None:
-        raise ConfigError(f"{path} holds no stylelab settings (only PNGs written by stylelab run/texture do)")
-    try:
-        job = json.loads(text)
-        problem = check_job(job) if isinstance(job, dict) else "the record is not a JSON object"
-    except ValueError:
-        problem = "the record is not valid JSON"
-    if problem is None:
-        try:
-            return job, config_from_dict(job.pop("config"))
-        except ConfigError as exc:
-            problem = f"'config': {exc}"
-        except (ValueError, TypeError, AttributeError) as exc:
-            problem = f"'config' is malformed ({type(exc).__name__})"
-    raise ConfigError(f"the stylelab settings in {path} are damaged: {problem}")
-
-
-def check_job(job: dict) -> str | None:
-    """What is wrong with the job fields of a provenance record (None: nothing); names the field."""
-    command = job.get("command")
-    if command not in ("run", "texture"):
-        return f"'command' must be run or texture, got {command!r}"
-    if not isinstance(job.get("config"), dict):
-        return "'config' is missing or not an object"
-    styles = job.get("styles")
-    if not isinstance(styles, list) or not styles or not all(isinstance(s, str) and s for s in styles):
-        return f"'styles' must be a non-empty list of paths or URLs, got {styles!r}"
-    if command == "run" and not (isinstance(job.get("content"), str) and job["content"]):
-        return f"'content' must be a path or URL, got {job.get('content')!r}"
-    if command == "texture":
-        size = job.get("size")
-        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)):
-            return f"'size' must be [width, height] in px, got {size!r}"
-        if not all(16 <= v <= MAX_SIZE for v in size):
-            return f"'size' sides must be in [16, {MAX_SIZE}] px, got {size!r}"
-    if job.get("bit_depth", 8) not in (8, 16) or isinstance(job.get("bit_depth"), bool):
-        return f"'bit_depth' must be 8 or 16, got {job.get('bit_depth')!r}"
-    return None
 
 
 def run_compare(args: argparse.Namespace) -> int:

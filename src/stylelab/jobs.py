@@ -22,13 +22,11 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
 from .config import Config, config_to_dict
 from .errors import StylelabError
 from .image import is_url, load_alpha, open_image, save_image
 from .optimize import Callback, OptimizationError, Step, stylize, weights_checksum
-
-PROVENANCE_KEY = "stylelab"  # the PNG text chunk `stylelab replay` reads (same record as `stylelab run` writes)
+from .provenance import record
 
 
 @dataclass(frozen=True)
@@ -227,11 +225,9 @@ def encode(image, spec: JobSpec, alpha=None) -> bytes:
 
 
 def provenance(spec: JobSpec) -> dict[str, str]:
-    """The record `stylelab run` embeds (inputs, every setting, versions, weights), so outputs replay."""
-    record = {"command": "run", "content": spec.content, "styles": list(spec.styles), "bit_depth": spec.bit_depth,
-              "config": config_to_dict(spec.config), "stylelab": __version__, "torch": torch.__version__,
-              "weights_sha256": weights_checksum(spec.config.weights)}
-    return {PROVENANCE_KEY: json.dumps(record, sort_keys=True)}
+    """The record `stylelab run` embeds (stylelab.provenance), so outputs replay."""
+    job = {"command": "run", "content": spec.content, "styles": list(spec.styles), "bit_depth": spec.bit_depth}
+    return record(job, spec.config)
 
 
 StepSink = Callable[[str, Step], None]  # (job key, step): how executors hand steps to the driver

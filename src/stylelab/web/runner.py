@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .. import cli
-from ..config import Config, ConfigError, Region
+from .. import provenance
+from ..config import Config, ConfigError, Region, config_to_dict
 from ..errors import StylelabError
 from ..image import load_alpha, open_image, resize_long_edge, save_image, tensor_to_pil, to_tensor
 from ..jobs import StyleCache, one_line_error
@@ -326,8 +326,8 @@ class Runner:
         return self.data / "results" / row["result"]
 
     def provenance(self, job_id: int) -> dict:
-        job, config = cli.read_provenance(str(self.result_path(job_id)))
-        return {**job, "config": cli.config_to_dict(config)}
+        job, config = provenance.read_provenance(str(self.result_path(job_id)))
+        return {**job, "config": config_to_dict(config)}
 
     def explain(self, job_id: int) -> Path:
         """`stylelab explain` of a run's result (content, styles, the result, its settings), measured at the
@@ -340,7 +340,7 @@ class Runner:
         with self.explain_lock:
             if not (folder / "index.html").is_file():
                 result = self.result_path(job_id)
-                job, config = cli.read_provenance(str(result))
+                job, config = provenance.read_provenance(str(result))
                 explain(job["content"], job["styles"], folder, str(result), config)
         return folder
 
@@ -390,7 +390,7 @@ class Runner:
         if len(runs) < 2:
             raise Conflict(f"job {job_id} has no finished comparison runs yet (compare it first)")
         labels = list(dict.fromkeys(t.label for r in runs for t in parse_style_losses(r["settings"]["style_loss"])))
-        job, config = cli.read_provenance(str(self.result_path(job_id)))
+        job, config = provenance.read_provenance(str(self.result_path(job_id)))
         content, styles = load_inputs(job["content"], job["styles"])
         assert content is not None  # a run has a content image
         with self.explain_lock:
@@ -548,7 +548,7 @@ class Runner:
         """DATA/results/<job id>.png with the provenance `stylelab replay` reads (`record`: its job fields)."""
         bit_depth = int(row["settings"].get("bit_depth", 8))
         save_image(image, self.data / "results" / f"{job_id}.png", bit_depth=bit_depth, alpha=alpha,
-                   metadata=cli.provenance({**record, "bit_depth": bit_depth}, config))
+                   metadata=provenance.record({**record, "bit_depth": bit_depth}, config))
 
     def _last(self, job_id: int) -> Path:
         """The latest preview of a running job, kept on disk for as long as it runs."""
