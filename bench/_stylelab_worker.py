@@ -1,4 +1,4 @@
-"""Run `stylelab.optimize.stylize` once, reporting every step on stdout and saving snapshots.
+"""Run `stylelab.engine.optimize.stylize` once, reporting every step on stdout and saving snapshots.
 
     python bench/_stylelab_worker.py CONTENT STYLE --size 256 --steps 100 --threads T --launched T0
         [--pooling avg] [--single-scale] [--lbfgs-history H] [--style-weight B] [--every K --out DIR]
@@ -27,8 +27,8 @@ from _evaluator import CONTENT_LAYER, STYLE_LAYERS
 from PIL import Image
 
 from stylelab import Config
+from stylelab.engine.optimize import Step, stylize
 from stylelab.image import tensor_to_pil
-from stylelab.optimize import Step, stylize
 
 
 class Reporter:

@@ -27,8 +27,8 @@ import scipy.optimize
 import torch
 
 from stylelab import Config
+from stylelab.engine.optimize import build_model, build_style_losses, compute_targets, objective
 from stylelab.image import resize_long_edge, to_tensor
-from stylelab.optimize import build_model, build_style_losses, compute_targets, objective
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

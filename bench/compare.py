@@ -14,7 +14,7 @@ per-run medians in the table means the machine was busy: run again.
 
 Seconds per step (start-up excluded). pastiche's CLI runs unmodified with `--info-step 1`: after its set-up it
 prints a line for step 0 and then one after every step. stylelab runs through `bench/_stylelab_worker.py`,
-which calls `stylelab.optimize.stylize` with a callback that prints a line after every step. Both run with
+which calls `stylelab.engine.optimize.stylize` with a callback that prints a line after every step. Both run with
 PYTHONUNBUFFERED=1 and this script timestamps every line as it arrives on the pipe; a step's time is the gap
 between its line and the previous one. Step 1 is left out for both (stylelab reports no step-0 line, and the
 first step carries one-off warm-up), so the figure is the median over steps 2..N of all repetitions; the

@@ -22,7 +22,7 @@ import torch
 
 import stylelab
 from stylelab import Config
-from stylelab.features import VGG19, load_weights
+from stylelab.engine.features import VGG19, load_weights
 from stylelab.image import resize_long_edge, to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]

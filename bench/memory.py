@@ -1,4 +1,4 @@
-"""Peak memory: stylelab.memory's estimate against the measured peak RSS of a real run.
+"""Peak memory: stylelab.engine.memory's estimate against the measured peak RSS of a real run.
 
     PYTHONPATH=src .venv/bin/python bench/memory.py [--sizes 256,512,1024] [--steps 8] [extra stylelab flags]
 
@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stylelab import memory, samples
+from stylelab import samples
 from stylelab.cli import build_parser, config_from_args
+from stylelab.engine import memory
 
 
 def child(argv: list[str]) -> None:

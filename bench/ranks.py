@@ -1,4 +1,4 @@
-"""Row sorting on the CPU: torch.sort against stylelab.ranks (NumPy's argsort split over torch's threads).
+"""Row sorting on the CPU: torch.sort against stylelab.losses.ranks (NumPy's argsort split over torch's threads).
 
     .venv/bin/python bench/ranks.py [--rows 64] [--cols 196608] [--reps 7]
 
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from stylelab.ranks import argsort_rows
+from stylelab.losses.ranks import argsort_rows
 
 
 def median_seconds(fn, reps: int) -> float:
@@ -37,7 +37,7 @@ def main() -> None:
     torch_s = median_seconds(lambda: x.argsort(dim=1), args.reps)
     ours_s = median_seconds(lambda: argsort_rows(x), args.reps)
     print(f"| ({args.rows}, {args.cols}), {torch.get_num_threads()} threads | torch argsort {torch_s:.3f} s "
-          f"| stylelab.ranks.argsort_rows {ours_s:.3f} s | {torch_s / ours_s:.1f}x |")
+          f"| stylelab.losses.ranks.argsort_rows {ours_s:.3f} s | {torch_s / ours_s:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ from PIL import Image
 from torch import Tensor
 
 from stylelab import Config
-from stylelab.compare import evaluator
+from stylelab.analysis.compare import evaluator
 from stylelab.config import DEFAULT_STYLE_LAYERS
+from stylelab.engine.optimize import transfer
 from stylelab.image import tensor_to_pil, to_tensor
-from stylelab.optimize import transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -6,7 +6,7 @@ warped previous output + Ruder et al.'s temporal loss), on a clip made by a came
 Measured, per method:
   - temporal warping error: mean over consecutive frame pairs of the mean squared difference between output frame
     t and output frame t-1 warped by the DIS flow of the *content* frames, on the pixels the consistency mask
-    keeps (stylelab.flow.warping_error); also the content clip's own error, the floor a faithful video has;
+    keeps (stylelab.video.flow.warping_error); also the content clip's own error, the floor a faithful video has;
   - seconds per frame (wall time of the whole clip / frames); (a) keeps the style statistics between frames (a
     style cache, as `stylelab batch` does), so only the warm start and fewer steps separate (b) from it;
   - style distance: the independent evaluator's (bench/_evaluator.py) normalised Gram and sliced-W2 distances of
@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evaluator import STYLE_LAYERS, Net, gram, sorted_projections, sw2
 
 from stylelab import Config, stylize, stylize_video
-from stylelab.flow import FlowEstimator, consistency, warp, warping_error
 from stylelab.image import to_tensor
-from stylelab.jobs import StyleCache
-from stylelab.videoio import write_video
+from stylelab.jobs.spec import StyleCache
+from stylelab.video.flow import FlowEstimator, consistency, warp, warping_error
+from stylelab.video.io import write_video
 
 
 def camera_clip(path: str, n: int, size: int, pan: float = 1.0, zoom: float = 0.005) -> list[Image.Image]:

@@ -25,9 +25,9 @@ from _evaluator import Net
 from video import camera_clip, clip_arguments, style_distances
 
 from stylelab import Config, stylize_video, stylize_video_ray
-from stylelab.flow import FlowEstimator, pair_warping_errors
 from stylelab.image import to_tensor
-from stylelab.videoray import chunk_plan
+from stylelab.video.flow import FlowEstimator, pair_warping_errors
+from stylelab.video.ray import chunk_plan
 
 
 def main() -> None:

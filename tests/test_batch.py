@@ -18,8 +18,8 @@ from PIL import Image
 import stylelab
 from stylelab import Config, JobSpec
 from stylelab.cli import main
-from stylelab.jobs import StyleCache, read_inputs, run_job
-from stylelab.store import STORE_NAME, Store, file_sha256
+from stylelab.jobs.spec import StyleCache, read_inputs, run_job
+from stylelab.jobs.store import STORE_NAME, Store, file_sha256
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CONFIG = Config(size=48, steps=2, device="cpu")
@@ -246,8 +246,8 @@ def test_malformed_manifest_exits_2_before_any_work(images: Path, tmp_path: Path
 
 
 def test_product_zip_and_names(images: Path, tmp_path: Path) -> None:
-    from stylelab.batchcli import plan_product
     from stylelab.cli import build_parser
+    from stylelab.cli.batch import plan_product
 
     def keys(*extra: str) -> list[str]:
         args = build_parser().parse_args(["batch", str(images), "-o", str(tmp_path / "o"), *extra])
@@ -266,7 +266,7 @@ def test_product_zip_and_names(images: Path, tmp_path: Path) -> None:
 # A batch whose job, once running, waits until the process is killed: `Worker.run` replaced, nothing else.
 HANG = """
 import sys
-from stylelab import jobs
+from stylelab.jobs.spec import spec as jobs
 from stylelab.cli import main
 
 def hang(self, spec, inputs=None, callback=None):
@@ -280,7 +280,7 @@ sys.exit(main(sys.argv[1:]))
 # Holds the batch lock of a folder until killed.
 HOLD = """
 import sys
-from stylelab.store import exclusive
+from stylelab.jobs.store import exclusive
 
 with exclusive(sys.argv[1]):
     print("held", flush=True)

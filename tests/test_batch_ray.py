@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray")
 
 import stylelab  # noqa: E402
 from stylelab import Config, JobSpec  # noqa: E402
-from stylelab.store import Store  # noqa: E402
+from stylelab.jobs.store import Store  # noqa: E402
 
 JOB_TIMEOUT_S = 120  # a bound on a hung actor (the job fails instead of the test hanging), not a measurement
 

@@ -70,7 +70,7 @@ def images(tmp_path):
 @pytest.fixture
 def fail_if_optimising(monkeypatch):
     """Bad-input tests must stop before any optimisation: make reaching the optimiser a loud failure."""
-    import stylelab.optimize as opt
+    import stylelab.engine.optimize as opt
 
     def boom(*args, **kwargs):
         raise AssertionError("optimisation started although the input was bad")
@@ -396,7 +396,7 @@ def test_interrupted_run_leaves_no_output(capsys, images, tmp_path, monkeypatch)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stylelab.optimize.stylize", interrupted)
+    monkeypatch.setattr("stylelab.engine.optimize.stylize", interrupted)
     before = snapshot(tmp_path)
     code = main(["run", str(content), str(style), "-o", str(out), "--size", "64", "--steps", "3"])
     captured = capsys.readouterr()
@@ -409,7 +409,7 @@ def test_interrupted_run_leaves_no_output(capsys, images, tmp_path, monkeypatch)
 
 def test_interrupted_while_saving_leaves_no_output(capsys, images, tmp_path, monkeypatch):
     content, style, out = images
-    monkeypatch.setattr("stylelab.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+    monkeypatch.setattr("stylelab.engine.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
 
     def save(self, fp, *args, **kwargs):
         fp.write(b"half an image")
@@ -426,7 +426,7 @@ def test_interrupted_while_saving_leaves_no_output(capsys, images, tmp_path, mon
 
 def test_failed_save_is_exit_2_without_output(capsys, images, tmp_path, monkeypatch):
     content, style, out = images
-    monkeypatch.setattr("stylelab.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
+    monkeypatch.setattr("stylelab.engine.optimize.stylize", lambda *a, **k: Image.new("RGB", (64, 48)))
 
     def save(self, fp, *args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -540,7 +540,7 @@ def test_checkpoint_write_failure_is_exit_1_and_keeps_the_previous_checkpoint(ca
     """A disk that fills up mid-run: a clean exit-1 line, the last good checkpoint intact, no temporary file."""
     import errno
 
-    import stylelab.checkpoint as ckpt_module
+    import stylelab.engine.checkpoint as ckpt_module
 
     content, style, out = images
     real_save, saves = torch.save, []

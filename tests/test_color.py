@@ -1,9 +1,9 @@
-"""Colour control (stylelab.color): closed-form checks on seeded synthetic images, float64 where exactness is tested."""
+"""Colour control (stylelab.engine.color): closed-form checks on seeded synthetic images, float64 where exact."""
 
 import pytest
 import torch
 
-from stylelab import color
+from stylelab.engine import color
 from stylelab.image import to_tensor
 
 F64 = torch.float64

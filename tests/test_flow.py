@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("cv2")
 
-from stylelab.flow import FlowEstimator, consistency, warp, warping_error
+from stylelab.video.flow import FlowEstimator, consistency, warp, warping_error
 
 H, W = 96, 128
 CENTRE = np.array([(W - 1) / 2, (H - 1) / 2])

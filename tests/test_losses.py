@@ -2,16 +2,10 @@
 
 import torch
 
-from stylelab.losses import (
-    content_loss,
-    flatten,
-    gram,
-    gram_distance,
-    linear_blend,
-    self_product,
-    tv_loss,
-)
-from stylelab.lossspec import STYLE_LOSSES, loss_factory
+from stylelab.losses.base import flatten, linear_blend
+from stylelab.losses.content import content_loss, tv_loss
+from stylelab.losses.moments import gram, gram_distance, self_product
+from stylelab.losses.spec import STYLE_LOSSES, loss_factory
 
 
 def mmd2_biased(x: torch.Tensor, y: torch.Tensor, kernel) -> torch.Tensor:
@@ -120,8 +114,8 @@ def test_tv_loss_values():
 
 # ------------------------------------------------------------------------------------ first-order family
 
-from stylelab.losses import BN_EPS, bn_distance, bn_stats, channel_mean, mean_distance  # noqa: E402
-from stylelab.lossspec import style_loss  # noqa: E402
+from stylelab.losses.moments import BN_EPS, bn_distance, bn_stats, channel_mean, mean_distance  # noqa: E402
+from stylelab.losses.spec import style_loss  # noqa: E402
 
 
 def test_linear_mmd_identity_constant_one():
@@ -201,7 +195,7 @@ def test_poly_mmd_identity():
 def test_parse_style_losses():
     import pytest
 
-    from stylelab.lossspec import parse_style_losses
+    from stylelab.losses.spec import parse_style_losses
 
     terms = parse_style_losses("gram:1, mmd-poly(c=2.5):3")
     assert [(t.label, t.weight) for t in terms] == [("gram", 0.25), ("mmd-poly(c=2.5)", 0.75)]
@@ -216,7 +210,9 @@ def test_parse_style_losses():
 
 import pytest  # noqa: E402
 
-from stylelab.losses import _gaussian_mmd, resample_sorted, w2_blend, w2_stats  # noqa: E402
+from stylelab.losses.mmd import _gaussian_mmd  # noqa: E402
+from stylelab.losses.moments import w2_blend, w2_stats  # noqa: E402
+from stylelab.losses.transport import resample_sorted  # noqa: E402
 
 
 def _sqrtm(a: torch.Tensor) -> torch.Tensor:
@@ -383,7 +379,8 @@ def test_gram_and_pairwise_poly_mmd_same_values_and_gradients_through_conv_relu(
 
 # ------------------------------------------------------------------------------------ per-position weights (masks)
 
-from stylelab.losses import StyleLoss, quantiles
+from stylelab.losses.base import StyleLoss
+from stylelab.losses.transport import quantiles
 
 WEIGHTED = [
     ("gram", {}), ("mmd-poly", {"c": 1.0}), ("mmd-linear", {}), ("bn", {}), ("w2", {}), ("histogram", {}),
@@ -563,7 +560,7 @@ def test_weighted_quantiles_closed_form():
     ("mmd-poly(c=1e6)", "c must be in [0, 1000]"),
 ])
 def test_loss_parameters_out_of_range_name_the_range(spec, message):
-    from stylelab.lossspec import parse_style_losses
+    from stylelab.losses.spec import parse_style_losses
 
     with pytest.raises(ValueError) as info:
         parse_style_losses(spec)

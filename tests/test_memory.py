@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylelab import memory
 from stylelab.cli import main
 from stylelab.config import Config
+from stylelab.engine import memory
 
 HW = (384, 512)  # content (H, W)
 STYLE = [(512, 512)]
@@ -90,7 +90,7 @@ def inputs(tmp_path):
 @pytest.fixture
 def nothing_heavy(monkeypatch):
     """Neither the VGG19 weights nor the optimiser may be reached."""
-    import stylelab.optimize as opt
+    import stylelab.engine.optimize as opt
 
     def boom(*args, **kwargs):
         raise AssertionError("heavy work started although the run was refused")
@@ -133,7 +133,7 @@ def test_cpu_out_of_memory_is_exit_1_with_a_clear_message(capsys, inputs, monkey
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 120795955200 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr("stylelab.optimize.stylize", oom)
+    monkeypatch.setattr("stylelab.engine.optimize.stylize", oom)
     err = _one_line_exit(capsys, 1, ["run", c, s, "-o", out, "--size", "64"], "out of memory")
     assert "--size" in err and not out.exists()
 
@@ -144,7 +144,7 @@ def test_other_runtime_errors_are_not_called_out_of_memory(inputs, monkeypatch):
     def bug(*args, **kwargs):
         raise RuntimeError("a genuine bug")
 
-    monkeypatch.setattr("stylelab.optimize.stylize", bug)
+    monkeypatch.setattr("stylelab.engine.optimize.stylize", bug)
     with pytest.raises(RuntimeError, match="genuine bug"):
         main(["run", str(c), str(s), "-o", str(out), "--size", "64"])
 

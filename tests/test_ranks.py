@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from stylelab import ranks
-from stylelab.losses import resample_sorted
+from stylelab.losses import ranks
+from stylelab.losses.transport import resample_sorted
 
 
 @pytest.mark.parametrize("shape", [(3, 7), (64, 1024)])  # below and above the NumPy threshold

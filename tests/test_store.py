@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stylelab.store import (
+from stylelab.jobs.store import (
     APPLICATION_ID,
     STORE_NAME,
     VERSION,

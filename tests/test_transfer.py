@@ -8,8 +8,8 @@ from PIL import Image
 
 import stylelab
 from stylelab import Config, StylelabError
+from stylelab.engine.optimize import build_model, build_style_losses, compute_targets, objective
 from stylelab.image import to_tensor
-from stylelab.optimize import build_model, build_style_losses, compute_targets, objective
 
 # The settings these tests were written for (the defaults before max pooling and the sliced-W2 mix): average
 # pooling, Gram. Under max pooling, mmd-poly(degree=3) and mmd-gaussian(estimator=sampled) do not reach 0.3 of
@@ -189,7 +189,7 @@ def test_sampling_loss_under_adam_reproducible_by_seed(name, content_image, styl
 
 
 def test_load_inputs_accepts_one_style_of_any_kind(content_image, style_image, tmp_path):
-    from stylelab.optimize import load_inputs
+    from stylelab.engine.optimize import load_inputs
 
     path = tmp_path / "s.png"
     style_image.save(path)
@@ -204,8 +204,8 @@ def test_load_inputs_accepts_one_style_of_any_kind(content_image, style_image, t
 def test_last_reported_loss_is_the_saved_images(content_image, style_image, tmp_path, optimizer):
     """No clamp gap: the style loss shown for the last step is that of the image written to disk (8-bit PNG,
     read back), within 2%; the optimised pixels never leave [0,1]."""
+    from stylelab.engine.optimize import style_edge
     from stylelab.image import resize_long_edge
-    from stylelab.optimize import style_edge
 
     config = dataclasses.replace(FAST, optimizer=optimizer, steps=30, style_weight=30.0)  # gram: no redraws
     reports = []
@@ -254,7 +254,7 @@ def test_deferred_targets_give_the_same_objective(content_image, style_image, lo
 def test_a_run_from_the_content_has_no_separate_content_pass(monkeypatch, content_image, style_image):
     """At one scale from the content image, the network sees the style image once, then one pass per step and
     the final report: the first step's pass gives the content targets and normalisers."""
-    from stylelab.features import VGG19
+    from stylelab.engine.features import VGG19
 
     seen = []
     real = VGG19.forward

@@ -11,7 +11,7 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from stylelab.videoio import VideoError, parse_frames, read_video, write_frames, write_video  # noqa: E402
+from stylelab.video.io import VideoError, parse_frames, read_video, write_frames, write_video  # noqa: E402
 
 SR = 16000  # audio sample rate of the test clips
 
@@ -210,14 +210,14 @@ def test_failed_write_leaves_no_file(tmp_path):
 
 import torch  # noqa: E402
 
-import stylelab.video as video  # noqa: E402
-import stylelab.videocli as videocli  # noqa: E402
+import stylelab.cli.video as videocli  # noqa: E402
+import stylelab.video.temporal as video  # noqa: E402
 from stylelab import Config  # noqa: E402
 from stylelab.cli import main  # noqa: E402
-from stylelab.flow import FlowEstimator, warping_error  # noqa: E402
+from stylelab.engine.optimize import build_style_losses, compute_targets, objective, prepare  # noqa: E402
 from stylelab.image import to_tensor  # noqa: E402
-from stylelab.optimize import build_style_losses, compute_targets, objective, prepare  # noqa: E402
 from stylelab.samples import swirls  # noqa: E402
+from stylelab.video.flow import FlowEstimator, warping_error  # noqa: E402
 
 FAST = ["--size", "64", "--steps", "3", "--frame-steps", "2", "-q"]
 
@@ -339,7 +339,7 @@ def test_cli_job_store_redoes_frames_from_a_changed_one_on(tmp_path, style_png, 
     again, and so is every frame after it (each starts from the one before); the ones before it are kept."""
     from PIL import Image
 
-    from stylelab.store import Store
+    from stylelab.jobs.store import Store
 
     src = make_clip(tmp_path / "in.mp4", n=4)
     out = tmp_path / "out.mp4"

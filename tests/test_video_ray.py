@@ -1,4 +1,4 @@
-"""stylelab video on Ray (stylelab.videoray): the chunk plan, the chunks on a local Ray giving the frames an
+"""stylelab video on Ray (stylelab.video.ray): the chunk plan, the chunks on a local Ray giving the frames an
 in-process run of the same frames gives, and `stylelab video --ray` end to end."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stylelab.config import ConfigError
-from stylelab.videoray import chunk_plan
+from stylelab.video.ray import chunk_plan
 
 
 def test_chunk_plan():
@@ -41,8 +41,8 @@ def cluster():
 def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
     from test_video import moving_frames
 
-    from stylelab.video import stylize_video
-    from stylelab.videoray import stylize_video_ray
+    from stylelab.video.ray import stylize_video_ray
+    from stylelab.video.temporal import stylize_video
 
     frames = moving_frames(6, 48, 36)
     style = to_tensor(samples.swirls(48, 48, seed=1))
@@ -69,7 +69,7 @@ def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
 def test_cli_video_on_ray(cluster, tmp_path):
     from test_video import make_clip
 
-    from stylelab.videoio import read_video
+    from stylelab.video.io import read_video
 
     src = make_clip(tmp_path / "in.mp4", n=4)
     style = tmp_path / "style.png"
@@ -87,9 +87,9 @@ def test_cli_video_on_ray(cluster, tmp_path):
 def test_cli_resume_on_ray_goes_on_from_the_kept_frames(cluster, tmp_path, monkeypatch):
     from test_video import die_after_saving, make_clip
 
-    import stylelab.videocli as videocli
-    import stylelab.videoray as videoray
-    from stylelab.videoio import read_video
+    import stylelab.cli.video as videocli
+    import stylelab.video.ray as videoray
+    from stylelab.video.io import read_video
 
     src = make_clip(tmp_path / "in.mp4", n=5)
     style = tmp_path / "style.png"

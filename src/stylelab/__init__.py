@@ -11,11 +11,12 @@ from typing import Any
 
 __version__ = "0.2.0"
 _PUBLIC = {
-    "Checkpoint": "checkpoint", "Config": "config", "ConfigError": "config", "Region": "config",
-    "StylelabError": "errors", "Step": "optimize", "stylize": "optimize", "synthesize": "optimize",
-    "BatchEvent": "executors", "BatchReport": "executors", "InProcess": "executors", "LocalProcesses": "executors",
-    "RayActors": "executors", "batch": "executors", "JobResult": "jobs", "JobSpec": "jobs", "run_job": "jobs",
-    "stylize_video": "video", "stylize_video_ray": "videoray",
+    "Checkpoint": "engine.checkpoint", "Config": "config", "ConfigError": "config", "Region": "config",
+    "StylelabError": "errors", "Step": "engine.optimize", "stylize": "engine.optimize",
+    "synthesize": "engine.optimize", "BatchEvent": "jobs.executors", "BatchReport": "jobs.executors",
+    "InProcess": "jobs.executors", "LocalProcesses": "jobs.executors", "RayActors": "jobs.executors",
+    "batch": "jobs.executors", "JobResult": "jobs.spec", "JobSpec": "jobs.spec", "run_job": "jobs.spec",
+    "stylize_video": "video.temporal", "stylize_video_ray": "video.ray",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import StylelabError
 from .layers import LAYER_NAMES, POOLINGS
-from .lossspec import LossTerm, parse_style_losses
+from .losses.spec import LossTerm, parse_style_losses
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -29,7 +29,7 @@ COLOR_MODES = (
 )
 MAX_SEED = 2**64 - 1
 # px: the largest long edge of an output, a style image or a scale. 8192² px needs ~40 GiB of features at
-# relu1_1 alone; larger runs would not fit any machine stylelab runs on (stylelab.memory estimates each run).
+# relu1_1 alone; larger runs would not fit any machine stylelab runs on (stylelab.engine.memory estimates each run).
 MAX_SIZE = 8192  # torch's generators take 64-bit seeds
 # px: outputs larger than this start here and double (coarse to fine): the coarse scale, at a quarter of the cost
 # per step, paints the big structures; the fine scales only refine (docs/benchmarks.md, "Quality").

@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 
 from .config import AUTO_MULTISCALE_ABOVE, DEFAULT_LR, INITS, LAYER_NAMES, MAX_SIZE, Config, ConfigError, Region
 from .image import is_url
-from .lossspec import STYLE_LOSSES
+from .losses.spec import STYLE_LOSSES
 
 _HELP_VALUES = {  # the '{name}'s in Config's help texts
     "lr": ", ".join(f"{v:.4g} for {k}" for k, v in DEFAULT_LR.items()),

@@ -26,7 +26,7 @@ def record(job: dict[str, Any], config: Config) -> dict[str, str]:
     """The PNG text chunk for `job` run with `config`: {PROVENANCE_KEY: JSON}."""
     import torch
 
-    from .optimize import weights_checksum
+    from .engine.optimize import weights_checksum
 
     data = {**job, "config": config_to_dict(config), "stylelab": __version__, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "weights_sha256": weights_checksum(config.weights)}

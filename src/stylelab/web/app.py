@@ -39,7 +39,7 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 
 from ..errors import StylelabError
-from ..jobs import decode
+from ..jobs.spec import decode
 from .runner import Conflict, NotFound, Runner
 from .schema import form_schema
 

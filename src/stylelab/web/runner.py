@@ -1,6 +1,6 @@
 """The web app's jobs: a small SQLite table in the data folder, a queue and one worker thread.
 
-Own tables rather than stylelab.store: the batch store is keyed by output file name, has no `cancelled` state and
+Own tables rather than stylelab.jobs.store: the batch store is keyed by output file name, has no `cancelled` state and
 its `plan()` re-queues by spec digest, while the web needs numbered jobs (texture or run), a cancel, a parent job
 (edit and continue) and uploads by content hash. The layout of the data folder:
 
@@ -36,11 +36,11 @@ from PIL import Image
 
 from .. import provenance
 from ..config import Config, ConfigError, Region, config_to_dict
+from ..engine.masks import load_regions
+from ..engine.optimize import Step, stylize, synthesize
 from ..errors import StylelabError
 from ..image import load_alpha, open_image, resize_long_edge, save_image, tensor_to_pil, to_tensor
-from ..jobs import StyleCache, one_line_error
-from ..masks import load_regions
-from ..optimize import Step, stylize, synthesize
+from ..jobs.spec import StyleCache, one_line_error
 from .schema import FieldError, label, settings_to_config
 
 DB_NAME = "stylelab-web.sqlite"
@@ -333,7 +333,7 @@ class Runner:
         """`stylelab explain` of a run's result (content, styles, the result, its settings), measured at the
         result's own size (no size forced: a cancelled multi-scale run stopped at a coarser one than its settings
         say): the report folder, DATA/reports/<job id>/ (made once; later calls return it)."""
-        from ..explain import explain
+        from ..analysis.explain import explain
 
         self._finished_run(job_id, "explain")
         folder = self.data / "reports" / str(job_id)
@@ -348,8 +348,8 @@ class Runner:
         """Queue the finished run `job_id` again under each style loss of `losses` (the specs of `stylelab compare
         --losses`: a comma list, or 'all') other than its own, with its inputs and other settings: its children,
         which its compare report puts side by side. Returns the queued jobs."""
-        from ..compare import split_specs
-        from ..lossspec import parse_style_losses
+        from ..analysis.compare import split_specs
+        from ..losses.spec import parse_style_losses
 
         row = self._finished_run(job_id, "compare")
         try:
@@ -377,9 +377,9 @@ class Runner:
         """The report of `compare`: the result and its finished comparison runs (same inputs and settings, another
         style loss) in a grid, and every one measured under every loss they used (stylelab.compare.evaluator;
         content image = 1). Written to DATA/reports/<job id>/compare.html and compare.png, remade on each call."""
-        from ..compare import Row, evaluator, grid, page
-        from ..lossspec import parse_style_losses
-        from ..optimize import load_inputs
+        from ..analysis.compare import Row, evaluator, grid, page
+        from ..engine.optimize import load_inputs
+        from ..losses.spec import parse_style_losses
 
         row = self._finished_run(job_id, "compare")
         runs, seen = [row], {row["settings"]["style_loss"]}

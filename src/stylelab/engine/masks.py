@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import ConfigError, Region
-from .image import ImageError, to_tensor
+from ..config import ConfigError, Region
+from ..image import ImageError, to_tensor
 
 
 @dataclass(frozen=True)

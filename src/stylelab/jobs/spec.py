@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, config_to_dict
-from .errors import StylelabError
-from .image import is_url, load_alpha, open_image, save_image
-from .optimize import Callback, OptimizationError, Step, stylize, weights_checksum
-from .provenance import record
+from ..config import Config, config_to_dict
+from ..engine.optimize import Callback, OptimizationError, Step, stylize, weights_checksum
+from ..errors import StylelabError
+from ..image import is_url, load_alpha, open_image, save_image
+from ..provenance import record
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
-from .errors import StylelabError
-from .image import SAVE_FORMATS
+from ..config import ConfigError
+from ..errors import StylelabError
+from ..image import SAVE_FORMATS
 
 DEFAULT_NAME = "{content}_{style}.png"
 INPUT_SUFFIXES = {*SAVE_FORMATS, ".gif", ".ppm", ".pgm", ".pbm", ".tga", ".jp2"}
@@ -34,8 +34,8 @@ _NOT_COLUMNS = (*_NOT_IN_BATCH, "checkpoint_every", "quiet")
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `batch` subcommand to cli.py's parser, with cli.py's own run-flag builders."""
-    from .cli import add_outputs
-    from .flags import add_config_flags as add_settings
+    from ..flags import add_config_flags as add_settings
+    from . import add_outputs
 
     p = sub.add_parser(
         "batch", help="many contents x styles (or a CSV/JSONL manifest) into a folder, resumable",
@@ -75,8 +75,8 @@ class _RowParser(argparse.ArgumentParser):
 
 
 def _row_parser() -> _RowParser:
-    from .cli import add_outputs
-    from .flags import add_config_flags as add_settings
+    from ..flags import add_config_flags as add_settings
+    from . import add_outputs
 
     p = _RowParser(add_help=False, prog="manifest row")
     add_settings(p)
@@ -102,7 +102,7 @@ class Planned:
 def run(args: argparse.Namespace) -> int:
     if args.status:
         return print_status(Path(args.status))
-    from .executors import batch
+    from ..jobs.executors import batch
 
     for name in _NOT_IN_BATCH:
         if getattr(args, name):
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     check_executor(args)
     out.mkdir(parents=True, exist_ok=True)
     specs = [p.spec for p in planned if p.spec is not None]
-    from .store import Store, exclusive
+    from ..jobs.store import Store, exclusive
 
     with exclusive(out):  # before any work: a second batch on the folder stops here (`--status` takes no lock)
         with Store(out) as store:
@@ -147,13 +147,13 @@ def check_executor(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.ray is not None:
-        from .executors import _ray
+        from ..jobs.executors import _ray
 
         _ray()  # the extra is installed
 
 
 def make_executor(args: argparse.Namespace):
-    from .executors import InProcess, LocalProcesses, RayActors
+    from ..jobs.executors import InProcess, LocalProcesses, RayActors
 
     check_executor(args)
     if args.ray is not None:
@@ -202,9 +202,9 @@ def output_name(pattern: str, content: str, styles: list[str], n: int) -> str:
 
 
 def plan_product(args: argparse.Namespace) -> list[Planned]:
-    from .flags import config_from_args
-    from .flags import source as _source
-    from .jobs import JobSpec
+    from ..flags import config_from_args
+    from ..flags import source as _source
+    from ..jobs.spec import JobSpec
 
     if not args.contents:
         raise ConfigError("give content images (files, folders or globs) or --manifest")
@@ -285,7 +285,7 @@ def plan_manifest(args: argparse.Namespace) -> list[Planned]:
     rows = read_manifest(path)
     if args.contents or args.style:
         raise ConfigError("give either --manifest or contents with --style, not both")
-    from .flags import config_from_args
+    from ..flags import config_from_args
 
     config_from_args(args)  # the command line's own flags must be valid before any work
     columns = flag_columns()
@@ -316,9 +316,9 @@ def _row_key(pattern: str, row: dict, n: int) -> str:
 
 
 def _row_spec(row: dict, args: argparse.Namespace, parser: _RowParser, columns: dict, base: Path, key: str):
-    from .flags import config_from_args
-    from .flags import source as _source
-    from .jobs import JobSpec
+    from ..flags import config_from_args
+    from ..flags import source as _source
+    from ..jobs.spec import JobSpec
 
     unknown = sorted(set(row) - set(RESERVED) - set(columns))
     if unknown:
@@ -410,7 +410,7 @@ def status_table(rows) -> list[list[str]]:
 
 
 def print_status(folder: Path, keys: set[str] | None = None, stream=None) -> int:
-    from .store import Store
+    from ..jobs.store import Store
 
     stream = stream or sys.stdout
     with Store(folder, create=False) as store:

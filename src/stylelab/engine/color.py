@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import StylelabError
+from ..errors import StylelabError
 
 MATCH_METHODS = ("chol", "pca", "sym")
 

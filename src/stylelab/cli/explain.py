@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from ..config import ConfigError
 
 FOLDER_FLAGS = ("-o", "--output", "--report")
 OLD_FORM_WARNING = "stylelab: warning: --output IMAGE is now --image IMAGE (-o/--output is the report folder)"
@@ -29,8 +29,8 @@ class _Folder(argparse.Action):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `explain` subcommand to cli.py's parser."""
-    from .cli import add_inputs
-    from .flags import add_config_flags as add_settings
+    from ..flags import add_config_flags as add_settings
+    from . import add_inputs
 
     exp = sub.add_parser(
         "explain", help="an HTML report of what the style losses see (per layer: how much style the output took, "
@@ -65,9 +65,9 @@ def report_and_image(given: Sequence[tuple[str, str]], image: str | None) -> tup
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import Config
-    from .explain import explain  # matplotlib is imported only for this command
-    from .flags import config_from_args
+    from ..analysis.explain import explain  # matplotlib is imported only for this command
+    from ..config import Config
+    from ..flags import config_from_args
 
     folder, image, old_form = report_and_image(args.report, args.image)
     if old_form:

@@ -28,8 +28,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import Config
-from .layers import LAYER_NAMES, channels, pools_before
+from ..config import Config
+from ..layers import LAYER_NAMES, channels, pools_before
 
 FLOAT = 4  # bytes; statistics are float32 whatever the precision
 # Calibrated on peak RSS (bench/memory.py, CPU, torch 2.x): interpreter + torch + VGG19 weights, and the factor

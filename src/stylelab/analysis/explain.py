@@ -27,13 +27,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..config import Config
+from ..engine.features import LAYER_NAMES, VGG19
+from ..engine.optimize import RegionTargets, StyleLosses, build_style_losses, compute_targets, load_inputs, prepare
+from ..files import write_atomic, write_text_atomic
+from ..image import ImageLike, resize, save_image, to_tensor
+from ..losses.base import flatten
+from ..losses.mmd import biased_mmd
+from ..losses.moments import gram
 from .compare import ALL_LOSSES
-from .config import Config
-from .features import LAYER_NAMES, VGG19
-from .files import write_atomic, write_text_atomic
-from .image import ImageLike, resize, save_image, to_tensor
-from .losses import biased_mmd, flatten, gram
-from .optimize import RegionTargets, StyleLosses, build_style_losses, compute_targets, load_inputs, prepare
 
 MAX_PAIRWISE = 2048  # positions per image for the explicit O(n² C) MMD sum
 MATCH_LOSS = "gram"  # the loss whose distance the first screen turns into "style matched"
@@ -196,8 +198,8 @@ def explain(
     output: ImageLike | None = None, config: Config = Config(), size: int | None = None,
 ) -> Path:
     """Write report_dir/index.html and its figures; returns the HTML path. `size`: as in `analyse`."""
-    from .explain_figures import gram_figure, moments_figure  # matplotlib: imported only for a report
-    from .explain_html import page
+    from .figures import gram_figure, moments_figure  # matplotlib: imported only for a report
+    from .page import page
 
     out_dir = Path(report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

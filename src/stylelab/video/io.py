@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from .errors import StylelabError
-from .files import plain_dir_mode, plain_mode
+from ..errors import StylelabError
+from ..files import plain_dir_mode, plain_mode
+from ..image import ImageError, open_image
 from .flow import ExtraMissing, as_uint8
-from .image import ImageError, open_image
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".mov": "mov"}  # outputs; anything FFmpeg reads is an input
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # frames of a folder input

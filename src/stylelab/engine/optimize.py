@@ -26,15 +26,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..config import INITS, Config, ConfigError
+from ..errors import StylelabError
+from ..image import ImageLike, resize, resize_long_edge, tensor_to_pil, to_tensor
+from ..layers import pools_before
+from ..losses.base import Stats, StyleLoss, at_least_float32, flatten
+from ..losses.content import content_loss, tv_loss
+from ..losses.spec import STYLE_LOSSES, style_loss
 from .checkpoint import Checkpoint, fingerprint
 from .color import luminance_only, match_colors, palette_only, restore_color
-from .config import INITS, Config, ConfigError
-from .errors import StylelabError
 from .features import VGG19, Weights, load_weights
-from .image import ImageLike, resize, resize_long_edge, tensor_to_pil, to_tensor
-from .layers import pools_before
-from .losses import Stats, StyleLoss, at_least_float32, content_loss, flatten, tv_loss
-from .lossspec import STYLE_LOSSES, style_loss
 from .masks import LoadedRegion, load_regions, position_weights
 
 
@@ -565,7 +566,7 @@ def initial_image(config: Config, content: Tensor, init_image: Tensor | None = N
         return content.clone()
     if config.init == "noise":
         return _noise(tuple(content.shape[-2:]), config.seed, content.device)  # white noise (Gatys et al. 2016)
-    if config.init == "fast":  # a feed-forward stylisation to refine (stylelab.fast; optional extra)
+    if config.init == "fast":  # a feed-forward stylisation to refine (stylelab.engine.fast; optional extra)
         from .fast import stylize_fast
 
         return stylize_fast(content, styles, config.blend_weights(len(styles)), tuple(content.shape[-2:]))

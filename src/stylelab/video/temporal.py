@@ -5,7 +5,7 @@ videos", GCPR 2016).
         frame.image      # (1, 3, H, W) in [0,1], frame.index from 0
 
 Frame 0 is a normal `transfer` (the whole schedule of `config`). Each later frame t starts from the previous
-stylised frame warped by the optical flow from t to t-1 (`stylelab.flow`) and minimises the usual objective plus
+stylised frame warped by the optical flow from t to t-1 (`stylelab.video.flow`) and minimises the usual objective plus
 the short-term temporal loss
 
     temporal_weight · (1/D) Σ c · (x − warp(x_{t−1}))²        (D = 3·H·W; c = Ruder's consistency mask)
@@ -30,11 +30,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .config import Config, ConfigError
-from .flow import FlowEstimator, as_uint8, consistency, warp
-from .image import ImageLike, resize, resize_long_edge, to_tensor
-from .losses import at_least_float32
-from .optimize import (
+from ..config import Config, ConfigError
+from ..engine.optimize import (
     Step,
     StopRule,
     Targets,
@@ -48,7 +45,10 @@ from .optimize import (
     style_edge,
     transfer,
 )
-from .videodefaults import DEFAULT_TEMPORAL_WEIGHT
+from ..image import ImageLike, resize, resize_long_edge, to_tensor
+from ..losses.base import at_least_float32
+from .defaults import DEFAULT_TEMPORAL_WEIGHT
+from .flow import FlowEstimator, as_uint8, consistency, warp
 
 LONG_TERM = (1, 2, 4)  # frames back the long-term loss looks at (Ruder et al.'s J)
 
@@ -92,7 +92,7 @@ def stylize_video(
     `config.size`), or a sequence of frames (uint8 (H, W, 3) arrays, PIL images or (1, 3, H, W) tensors).
     callback(index, step) sees every optimiser step. done(index) may return an already stylised frame (resuming a
     run): it is yielded as it is and the next frame is warped from it. `flows`: precomputed (backward, forward)
-    flows by (t, j), frame t against frame t-j (stylelab.videoray computes them in parallel); others are computed."""
+    flows by (t, j), frame t against frame t-j (stylelab.video.ray computes them in parallel); others are computed."""
     check_video_config(config, temporal_weight, frame_steps)
     frame_steps = default_frame_steps(config) if frame_steps is None else frame_steps
     contents = content_frames(frames_or_path, config)
@@ -166,7 +166,7 @@ def check_video_config(config: Config, temporal_weight: float, frame_steps: int 
 
 def content_frames(source: FrameSource, config: Config) -> list[Tensor]:
     if isinstance(source, (str, os.PathLike)):
-        from .videoio import read_video
+        from .io import read_video
 
         source = read_video(source, size=config.size).frames
     frames = [resize_long_edge(_frame_tensor(f, k), config.size) for k, f in enumerate(source)]

@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError
-from .errors import StylelabError
-from .files import WriteError, remove_partial_writes, write_atomic
-from .image import check_output_path
-from .jobs import JobInputs, JobResult, JobSpec, Worker, read_inputs
-from .optimize import Step
+from ..config import ConfigError
+from ..engine.optimize import Step
+from ..errors import StylelabError
+from ..files import WriteError, remove_partial_writes, write_atomic
+from ..image import check_output_path
+from .spec import JobInputs, JobResult, JobSpec, Worker, read_inputs
 from .store import Store, exclusive
 
 StepSink = Callable[[str, str, Step], None]  # (job key, worker name, step)

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import StylelabError
-from .layers import CONV_NAMES, LAYER_NAMES, POOLINGS, channels
+from ..errors import StylelabError
+from ..layers import CONV_NAMES, LAYER_NAMES, POOLINGS, channels
 
 L2_POOL_EPS = 1e-8  # keeps sqrt's gradient finite where a whole 2x2 window is 0 (ReLU outputs)
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StylelabError
+from ..errors import StylelabError
 
 STORE_NAME = ".stylelab-jobs.sqlite"
 LOCK_NAME = ".stylelab-jobs.lock"

@@ -3,7 +3,7 @@
 Registered by cli.build_parser (`add_video`) and dispatched by cli.main (`run_video`); the run flags are cli's own
 (`add_settings`, `config_from_args`). Finished frames are kept as PNGs in OUTPUT.frames/ (each written
 atomically; named frame_000000.png on, counting input frames as `--frames` does) next to the output, with the
-run's settings and a job store (stylelab.store: one row per frame, its
+run's settings and a job store (stylelab.jobs.store: one row per frame, its
 sha256, seconds and losses; `stylelab batch --status OUTPUT.frames` reads it). A killed run continues at the next
 frame when started again with the same settings: the frames from the first one on whose file is missing or
 changed are done again (each frame starts from the one before). The folder is removed once the output is written.
@@ -22,18 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import ConfigError, config_to_dict
-from .files import check_not_an_input
-from .flags import add_config_flags as add_settings
-from .flags import config_from_args
-from .flags import source as _source
-from .videodefaults import DEFAULT_TEMPORAL_WEIGHT, FLOW_PRESETS
+from ..config import ConfigError, config_to_dict
+from ..files import check_not_an_input
+from ..flags import add_config_flags as add_settings
+from ..flags import config_from_args
+from ..flags import source as _source
+from ..video.defaults import DEFAULT_TEMPORAL_WEIGHT, FLOW_PRESETS
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from .optimize import Step
-    from .store import Store
+    from ..engine.optimize import Step
+    from ..jobs.store import Store
 
 WORK_SUFFIX = ".frames"  # OUTPUT.frames/: the frames finished so far
 SETTINGS_FILE = "settings.json"
@@ -78,11 +78,11 @@ def run_video(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from .image import to_tensor
-    from .optimize import load_inputs
-    from .store import Store, file_sha256
-    from .video import check_video_config, default_frame_steps, stylize_video
-    from .videoio import frame_name, output_kind, parse_frames, read_video, write_frames, write_video  # needs av
+    from ..engine.optimize import load_inputs
+    from ..image import to_tensor
+    from ..jobs.store import Store, file_sha256
+    from ..video.io import frame_name, output_kind, parse_frames, read_video, write_frames, write_video  # needs av
+    from ..video.temporal import check_video_config, default_frame_steps, stylize_video
 
     if not args.overwrite:  # before anything is read: the output must never replace an input
         check_not_an_input(args.output, {"input video": args.input,
@@ -90,8 +90,8 @@ def run_video(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_video_config(config, args.temporal_weight, args.frame_steps)
     if args.ray is not None:
-        from .executors import _ray
-        from .videoray import chunk_plan
+        from ..jobs.executors import _ray
+        from ..video.ray import chunk_plan
 
         _ray()  # the extra is installed
         chunk_plan(1, 1 if args.chunks is None else args.chunks, args.overlap)  # valid chunks and overlap
@@ -135,7 +135,7 @@ def run_video(args: argparse.Namespace) -> int:
                                      frame_steps=frame_steps, long_term=args.long_term, callback=on_step,
                                      done=done, flow_preset=args.flow)
         else:
-            from .videoray import stylize_video_ray
+            from ..video.ray import stylize_video_ray
 
             before = None if not kept else to_tensor(str(work / name(kept - 1)), "stylised frame")
             produced = stylize_video_ray(clip.frames, styles, config, chunks=args.chunks, overlap=args.overlap,
@@ -179,7 +179,7 @@ def run_video(args: argparse.Namespace) -> int:
 
 def save_frame(image: Tensor, path: Path) -> Path:
     """One finished frame, written atomically (a kill never leaves half a frame)."""
-    from .image import save_image
+    from ..image import save_image
 
     return save_image(image, path)
 
@@ -187,7 +187,7 @@ def save_frame(image: Tensor, path: Path) -> Path:
 def _kept_frames(store: Store, settings: dict, n: int, frame_name: Callable[[int], str]) -> int:
     """Register the clip's frames in the store; returns how many leading frames are done with their file intact
     (from the first missing or changed one on, every frame is done again: each starts from the one before)."""
-    from .store import file_sha256
+    from ..jobs.store import file_sha256
 
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     keys = [frame_name(t) for t in range(n)]

@@ -17,10 +17,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from .config import Config
-from .image import ImageLike, resize, resize_long_edge, tensor_to_pil
-from .lossspec import ALL_LOSSES, parse_style_losses
-from .optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
+from ..config import Config
+from ..engine.optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
+from ..image import ImageLike, resize, resize_long_edge, tensor_to_pil
+from ..losses.spec import ALL_LOSSES, parse_style_losses
 
 
 @dataclass(frozen=True)

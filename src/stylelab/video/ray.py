@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
+from ..engine.optimize import load_inputs
+from ..image import ImageLike
 from .flow import FlowEstimator, as_uint8
-from .image import ImageLike
-from .optimize import load_inputs
-from .video import (
+from .temporal import (
     DEFAULT_TEMPORAL_WEIGHT,
     LONG_TERM,
     FrameSource,
@@ -66,7 +66,7 @@ def stylize_video_ray(
     `RayActors` (None: a local Ray, or the one this process joined). `previous`: the stylised frame start-1 of a
     resumed run, which the first chunk then goes on from (warped) instead of warming up. on_chunk(done, total)
     after each chunk."""
-    from .executors import _ray
+    from ..jobs.executors import _ray
 
     check_video_config(config, temporal_weight, frame_steps)
     if chunks is not None:

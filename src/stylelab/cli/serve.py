@@ -17,7 +17,7 @@ import threading
 import webbrowser
 from pathlib import Path
 
-from .config import ConfigError
+from ..config import ConfigError
 
 
 def default_data_dir() -> Path:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .web.app import create_app
+        from ..web.app import create_app
     except ImportError as exc:
         raise ConfigError(f"stylelab serve needs the web extra: pip install 'stylelab[web]' ({exc.name} is "
                           "missing)") from None

@@ -25,24 +25,26 @@ from typing import TYPE_CHECKING
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__, batchcli, memory
-from .config import (
+from .. import __version__
+from . import batch as batchcli
+from ..engine import memory
+from ..config import (
     INITS,
     Config,
     ConfigError,
 )
-from .errors import StylelabError
-from .files import check_not_an_input
-from .flags import add_config_flags as add_settings
-from .flags import config_from_args, parse_texture_size
-from .flags import source as _source
-from .image import check_input_file, check_output_path, is_url, load_alpha, read_image, save_image
-from .lossspec import ALL_LOSSES
-from .provenance import read_provenance, record
+from ..errors import StylelabError
+from ..files import check_not_an_input
+from ..flags import add_config_flags as add_settings
+from ..flags import config_from_args, parse_texture_size
+from ..flags import source as _source
+from ..image import check_input_file, check_output_path, is_url, load_alpha, read_image, save_image
+from ..losses.spec import ALL_LOSSES
+from ..provenance import read_provenance, record
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .optimize import Step
+    from ..engine.checkpoint import Checkpoint
+    from ..engine.optimize import Step
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own also prints the usage block)
@@ -101,12 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--overwrite", action="store_true", help="allow the grid to replace one of the input files")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    from . import explaincli  # `stylelab explain`
+    from . import explain as explaincli  # `stylelab explain`
     explaincli.register(sub)
     batchcli.register(sub)  # `stylelab batch`: its own module, these flag builders
-    from .videocli import add_video  # `stylelab video` (stylelab.videocli builds on this module's flag builders)
+    from .video import add_video  # `stylelab video` (stylelab.cli.video builds on this module's flag builders)
     add_video(sub)
-    from . import servecli  # `stylelab serve`: the web app (stylelab[web])
+    from . import serve as servecli  # `stylelab serve`: the web app (stylelab[web])
     servecli.register(sub)
     return parser
 
@@ -174,7 +176,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
-    from .optimize import stylize, synthesize
+    from ..engine.optimize import stylize, synthesize
 
     output = output_path(args.output)
     checkpoint = check_run_flags(job, config, args, output)
@@ -217,7 +219,7 @@ def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     if not args.checkpoint:
         return None
-    from .checkpoint import Checkpoint
+    from ..engine.checkpoint import Checkpoint
 
     checkpoint = Checkpoint(Path(args.checkpoint), args.checkpoint_every, args.resume)
     if checkpoint.resume and not checkpoint.path.is_file():
@@ -288,7 +290,7 @@ def budget_note(ends: Sequence[Step], budget: float | None, total: int) -> str:
 def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
                  shape: tuple[int, int] | None = None) -> memory.Estimate:
     """The run's peak-memory estimate; a ConfigError with advice when it exceeds what the device has free."""
-    from .optimize import pick_device
+    from ..engine.optimize import pick_device
 
     device = pick_device(config.device).type
     est = memory.estimate(config, content_hw, [_image_hw(s) for s in styles], shape=shape, device=device)
@@ -336,7 +338,7 @@ def job_inputs(job: dict, config: Config) -> dict[str, str]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, grid, split_specs, table
+    from ..analysis.compare import compare, grid, split_specs, table
 
     config = config_from_args(args)
     try:
@@ -404,12 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stylelab: interrupted; no output written", file=sys.stderr)
         return 130
     try:
-        from . import explaincli
-        from .videocli import run_video
+        from . import explain as explaincli
+        from .video import run_video
         commands = {"run": run, "texture": run_texture, "replay": run_replay, "compare": run_compare,
                     "explain": explaincli.run, "batch": batchcli.run, "video": run_video}
         if args.command == "serve":
-            from . import servecli
+            from . import serve as servecli
             return servecli.run(args)
         return commands[args.command](args)
     except StylelabError as exc:  # a run that failed (diverged, a checkpoint not written) is exit 1, bad input 2
