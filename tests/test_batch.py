@@ -266,7 +266,7 @@ def test_product_zip_and_names(images: Path, tmp_path: Path) -> None:
 # A batch whose job, once running, waits until the process is killed: `Worker.run` replaced, nothing else.
 HANG = """
 import sys
-from stylelab.jobs.spec import spec as jobs
+from stylelab.jobs import spec as jobs
 from stylelab.cli import main
 
 def hang(self, spec, inputs=None, callback=None):

@@ -23,6 +23,7 @@ from PIL import Image
 import stylelab
 import stylelab.cli as cli
 from stylelab.cli import main
+from stylelab.flags import source
 from stylelab.image import read_metadata
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -465,7 +466,7 @@ def test_one_pixel_content_and_init_images_run(capsys, images, tmp_path):
 def test_file_url_inputs_are_local_files(capsys, images, tmp_path):
     content, style, out = images
     url = content.absolute().as_uri()  # file:///.../content.png
-    assert cli._source(url) == str(content.absolute())
+    assert source(url) == str(content.absolute())
     assert main(["run", url, style.absolute().as_uri(), "-o", str(out), "--size", "32", "--steps", "1", "-q"]) == 0, \
         capsys.readouterr().err
     record = json.loads(read_metadata(out)["stylelab"])

@@ -19,7 +19,7 @@ pytest.importorskip("python_multipart")  # python-multipart >= 0.0.13 (FastAPI n
 from fastapi.testclient import TestClient
 
 from stylelab import cli, samples
-from stylelab.provenance import PROVENANCE_KEY
+from stylelab.engine.provenance import PROVENANCE_KEY
 from stylelab.web.app import create_app
 
 BASE = "http://127.0.0.1"

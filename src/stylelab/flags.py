@@ -181,3 +181,30 @@ def _float(text: str, what: str) -> float:
         return float(text)
     except ValueError:
         raise ConfigError(f"{what} must be a number, got {text!r}") from None
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", help="content image (path or http(s) URL)")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image(s) (path or URL)")
+
+
+def add_outputs(p: argparse.ArgumentParser) -> None:
+    """Flags about files rather than the image: saving, bit depth, checkpoints, progress."""
+    p.add_argument("--bit-depth", type=int, default=8, choices=(8, 16), help="bits per channel (16: PNG, TIFF)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also save the image every N steps as OUTPUT_stepNNNN.ext")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="save the optimisation state in DIR (atomically) so --resume can continue a killed run")
+    p.add_argument("--checkpoint-every", type=int, default=20, metavar="N", help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the state saved in --checkpoint DIR")
+    p.add_argument("--overwrite", action="store_true", help="allow the output to replace one of the input files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The whole `stylelab run` command line: inputs, -o, every setting, the file flags. The web app's form is
+    generated from it too."""
+    add_inputs(p)
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
+    add_config_flags(p)
+    add_outputs(p)

@@ -11,18 +11,16 @@ sum is too large). Sits on top of the core; nothing in the core imports it.
 Images are measured at the output's own long edge (the size it was made at) unless a size is asked for: at any
 other size the network sees different strokes, and the distances measure something the run never optimised.
 
-Three parts: `analyse` (the maths, here), explain_figures (matplotlib) and explain_html (the page); `explain`
+Three parts: `analyse` (the numbers, here), figures.py (matplotlib) and page.py (the HTML); report.py's `explain`
 runs them and writes every file atomically.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -30,8 +28,7 @@ from torch import Tensor
 from ..config import Config
 from ..engine.features import LAYER_NAMES, VGG19
 from ..engine.optimize import RegionTargets, StyleLosses, build_style_losses, compute_targets, load_inputs, prepare
-from ..files import write_atomic, write_text_atomic
-from ..image import ImageLike, resize, save_image, to_tensor
+from ..image import ImageLike, resize, to_tensor
 from ..losses.base import flatten
 from ..losses.mmd import biased_mmd
 from ..losses.moments import gram
@@ -191,22 +188,3 @@ def _layer_views(model: VGG19, images: dict[str, Tensor], whole: RegionTargets, 
             check=identity_check(f[compared], f["style"], layer, config.seed),
         ))
     return tuple(views)
-
-
-def explain(
-    content: ImageLike, styles: ImageLike | Sequence[ImageLike], report_dir: str | Path,
-    output: ImageLike | None = None, config: Config = Config(), size: int | None = None,
-) -> Path:
-    """Write report_dir/index.html and its figures; returns the HTML path. `size`: as in `analyse`."""
-    from .figures import gram_figure, moments_figure  # matplotlib: imported only for a report
-    from .page import page
-
-    out_dir = Path(report_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    analysis = analyse(content, styles, output, config, size)
-    for name, im in analysis.images.items():
-        save_image(im, out_dir / f"{name}.png")
-    for view in analysis.layers:
-        for kind, draw in (("gram", gram_figure), ("moments", moments_figure)):
-            write_atomic(out_dir / f"{kind}_{view.layer}.png", functools.partial(draw, view))
-    return write_text_atomic(out_dir / "index.html", page(analysis))

@@ -35,7 +35,7 @@ _NOT_COLUMNS = (*_NOT_IN_BATCH, "checkpoint_every", "quiet")
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `batch` subcommand to cli.py's parser, with cli.py's own run-flag builders."""
     from ..flags import add_config_flags as add_settings
-    from . import add_outputs
+    from ..flags import add_outputs
 
     p = sub.add_parser(
         "batch", help="many contents x styles (or a CSV/JSONL manifest) into a folder, resumable",
@@ -76,7 +76,7 @@ class _RowParser(argparse.ArgumentParser):
 
 def _row_parser() -> _RowParser:
     from ..flags import add_config_flags as add_settings
-    from . import add_outputs
+    from ..flags import add_outputs
 
     p = _RowParser(add_help=False, prog="manifest row")
     add_settings(p)

@@ -30,7 +30,7 @@ class _Folder(argparse.Action):
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `explain` subcommand to cli.py's parser."""
     from ..flags import add_config_flags as add_settings
-    from . import add_inputs
+    from ..flags import add_inputs
 
     exp = sub.add_parser(
         "explain", help="an HTML report of what the style losses see (per layer: how much style the output took, "
@@ -65,7 +65,7 @@ def report_and_image(given: Sequence[tuple[str, str]], image: str | None) -> tup
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.explain import explain  # matplotlib is imported only for this command
+    from ..analysis.report import explain  # matplotlib is imported only for this command
     from ..config import Config
     from ..flags import config_from_args
 

@@ -24,9 +24,9 @@ import torch
 
 from ..config import Config, config_to_dict
 from ..engine.optimize import Callback, OptimizationError, Step, stylize, weights_checksum
+from ..engine.provenance import record
 from ..errors import StylelabError
 from ..image import is_url, load_alpha, open_image, save_image
-from ..provenance import record
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def encode(image, spec: JobSpec, alpha=None) -> bytes:
 
 
 def provenance(spec: JobSpec) -> dict[str, str]:
-    """The record `stylelab run` embeds (stylelab.provenance), so outputs replay."""
+    """The record `stylelab run` embeds (stylelab.engine.provenance), so outputs replay."""
     job = {"command": "run", "content": spec.content, "styles": list(spec.styles), "bit_depth": spec.bit_depth}
     return record(job, spec.config)
 

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .. import provenance
 from ..config import Config, ConfigError, Region, config_to_dict
+from ..engine import provenance
 from ..engine.masks import load_regions
 from ..engine.optimize import Step, stylize, synthesize
 from ..errors import StylelabError
@@ -333,7 +333,7 @@ class Runner:
         """`stylelab explain` of a run's result (content, styles, the result, its settings), measured at the
         result's own size (no size forced: a cancelled multi-scale run stopped at a coarser one than its settings
         say): the report folder, DATA/reports/<job id>/ (made once; later calls return it)."""
-        from ..analysis.explain import explain
+        from ..analysis.report import explain
 
         self._finished_run(job_id, "explain")
         folder = self.data / "reports" / str(job_id)

@@ -1,9 +1,10 @@
 """The web form's fields, read from the `stylelab run` argument parser, and their validation by the CLI's code.
 
 No third copy of the settings: every option of `run` that sets the image (dest, help, default, choices, type) is
-walked from cli.build_parser(); values come back through argparse's own conversion and cli.config_from_args, so a
-value is refused exactly when the command line refuses it. The refusal is a `FieldError`: the field's name, and a
-message that names it as the form labels it ("Size: must be a whole number, got 'abc'"), not as a flag.
+walked from the `stylelab run` arguments (flags.add_run_arguments); values come back through argparse's own
+conversion and flags.config_from_args, so a value is refused exactly when the command line refuses it. The refusal
+is a `FieldError`: the field's name, and a message that names it as the form labels it ("Size: must be a whole
+number, got 'abc'"), not as a flag.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .. import cli, flags
+from .. import flags
 from ..config import INITS, Config, ConfigError, Region
 
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
@@ -44,9 +45,9 @@ def label(dest: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def run_parser() -> argparse.ArgumentParser:
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["run"]
+    parser = argparse.ArgumentParser(prog="stylelab run")
+    flags.add_run_arguments(parser)  # the very arguments of `stylelab run`
+    return parser
 
 
 def _actions() -> dict[str, argparse.Action]:
@@ -129,7 +130,7 @@ def _fails_alone(ns: argparse.Namespace, dest: str, tex: tuple[int, int] | None)
     """Whether the CLI's checks refuse the value of `dest` with every other setting at its default."""
     alone = argparse.Namespace(**{**vars(ns), **{d: a.default for d, a in _actions().items() if d != dest}})
     try:
-        cli.config_from_args(alone, texture_size=tex)
+        flags.config_from_args(alone, texture_size=tex)
     except ConfigError:
         return True
     return False
@@ -176,7 +177,7 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
             raise ConfigError("masks need a content image; a texture has none")
         ns.color = "none"
     try:
-        config = cli.config_from_args(ns, texture_size=tex)
+        config = flags.config_from_args(ns, texture_size=tex)
     except ConfigError as exc:
         raise _field_error(exc, ns, list(settings), tex) from None
     return (dataclasses.replace(config, masks=tuple(masks)) if masks else config), values

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import __version__
-from .config import MAX_SIZE, Config, ConfigError, config_from_dict, config_to_dict
-from .flags import local_path
-from .image import read_metadata
+from .. import __version__
+from ..config import MAX_SIZE, Config, ConfigError, config_from_dict, config_to_dict
+from ..flags import local_path
+from ..image import read_metadata
 
 __all__ = ["PROVENANCE_KEY", "check_job", "read_provenance", "record"]
 
@@ -26,7 +26,7 @@ def record(job: dict[str, Any], config: Config) -> dict[str, str]:
     """The PNG text chunk for `job` run with `config`: {PROVENANCE_KEY: JSON}."""
     import torch
 
-    from .engine.optimize import weights_checksum
+    from .optimize import weights_checksum
 
     data = {**job, "config": config_to_dict(config), "stylelab": __version__, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "weights_sha256": weights_checksum(config.weights)}
