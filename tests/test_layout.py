@@ -4,6 +4,7 @@ video <- cli, web). Every import counts, also those inside functions (a lazy imp
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import stylelab
@@ -111,7 +112,7 @@ def test_the_walk_sees_a_cycle(tmp_path, monkeypatch):
     b.write_text("def f():\n    from stylelab import a\n")
     monkeypatch.setitem(MODULES, "stylelab.a", a)
     monkeypatch.setitem(MODULES, "stylelab.b", b)
-    monkeypatch.setattr("test_layout.module_name", lambda p: {a: "stylelab.a", b: "stylelab.b"}.get(p) or
+    monkeypatch.setattr(sys.modules[__name__], "module_name", lambda p: {a: "stylelab.a", b: "stylelab.b"}.get(p) or
                         "stylelab." + ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
     try:
         test_no_import_cycles()

@@ -75,5 +75,7 @@ if __name__ == "__main__":  # python -m stylelab.samples OUT_DIR  -> OUT_DIR/dem
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     out.mkdir(parents=True, exist_ok=True)
-    landscape().save(out / "demo_content.png")
-    swirls().save(out / "demo_style.png")
+    from .files import write_atomic
+
+    write_atomic(out / "demo_content.png", lambda f: landscape().save(f, format="PNG"))
+    write_atomic(out / "demo_style.png", lambda f: swirls().save(f, format="PNG"))

@@ -20,10 +20,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from ..config import ConfigError
 from ..errors import StylelabError
 from ..image import SAVE_FORMATS
+
+if TYPE_CHECKING:
+    from ..jobs.spec import JobSpec
 
 DEFAULT_NAME = "{content}_{style}.png"
 INPUT_SUFFIXES = {*SAVE_FORMATS, ".gif", ".ppm", ".pgm", ".pbm", ".tga", ".jp2"}
@@ -70,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 class _RowParser(argparse.ArgumentParser):
     """Parses one manifest row's flags; its errors fail that row instead of exiting."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
 
 
@@ -94,7 +98,7 @@ class Planned:
     """A job as the command line or a manifest row gave it: a spec, or the one-line error that stops it."""
 
     key: str
-    spec: object | None  # JobSpec
+    spec: JobSpec | None
     error: str | None = None
     raw: dict | None = None
 
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         with Store(out) as store:
             for seq, p in enumerate(planned):
                 if p.spec is None:
-                    store.reject(p.key, seq, p.raw or {}, p.error)
+                    store.reject(p.key, seq, p.raw or {}, p.error or "rejected")
         executor = make_executor(args)
         progress = _Progress(args.quiet)
         try:
@@ -183,8 +187,7 @@ def expand_contents(items: list[str]) -> list[Path]:
             out.extend(images)
         else:
             out.append(p)  # a missing file fails its own job, with its one-line error
-    seen: set[Path] = set()
-    return [p for p in out if not (p.absolute() in seen or seen.add(p.absolute()))]  # each file once
+    return list({p.absolute(): p for p in reversed(out)}.values())[::-1]  # each file once, at its first place
 
 
 def split_styles(text: str) -> list[str]:
@@ -261,11 +264,11 @@ def read_manifest(path: Path) -> list[dict]:
                 raise ConfigError(f"manifest {path} line {k}: {len(line)} fields for {len(header)} columns")
             rows.append({h: cell.strip() for h, cell in zip(header, line) if cell.strip() != ""})
     elif suffix in (".jsonl", ".ndjson"):
-        for k, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
+        for k, entry in enumerate(text.splitlines(), start=1):
+            if not entry.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(entry)
             except ValueError as exc:
                 raise ConfigError(f"manifest {path} line {k} is not JSON: {exc}") from None
             if not isinstance(row, dict):

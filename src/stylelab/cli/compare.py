@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from ..config import ConfigError
-from ..files import check_not_an_input
+from ..files import check_not_an_input, write_text_atomic
 from ..flags import add_config_flags as add_settings
 from ..flags import add_inputs, config_from_args
 from ..flags import source as _source
@@ -83,6 +84,7 @@ def run_compare(args: argparse.Namespace) -> int:
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))
     if csv_path is not None:
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerows(lines)
+        text = io.StringIO()
+        csv.writer(text).writerows(lines)
+        write_text_atomic(csv_path, text.getvalue())
     return 0

@@ -103,10 +103,14 @@ def run_replay(args: argparse.Namespace) -> int:
     if not args.quiet and (job.get("stylelab") != __version__ or job.get("torch") != torch.__version__):
         print(f"stylelab: note: made with stylelab {job.get('stylelab')} / torch {job.get('torch')}, replaying "
               f"with {__version__} / {torch.__version__}: pixels may differ", file=sys.stderr)
-    # The CPU's sums are ordered by thread, so the same run with another thread count differs by a few levels.
-    if config.device != "cuda" and job.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-        torch.set_num_threads(job["threads"])
-    return execute(job, config, args)
+    # The CPU's sums are ordered by thread, so the same run with another thread count differs by a few levels:
+    # replay with the recorded count (and give the process its own back afterwards).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.get("threads", threads))
+    try:
+        return execute(job, config, args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, config_to_dict
-from ..files import check_not_an_input
+from ..files import check_not_an_input, write_text_atomic
 from ..flags import add_config_flags as add_settings
 from ..flags import config_from_args
 from ..flags import source as _source
@@ -217,6 +217,4 @@ def _work_folder(work: Path, settings: dict) -> None:
             raise ConfigError(f"{work} holds frames of a run with other settings; delete it to start over")
         return
     work.mkdir()
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(record)
+    write_text_atomic(record, text)

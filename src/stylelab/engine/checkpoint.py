@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from ..config import Config, config_to_dict
 from ..errors import StylelabError
+from ..files import WriteError, write_atomic
 
 STATE_FILE = "state.pt"
 
@@ -65,24 +65,18 @@ class Checkpoint:
             raise CheckpointError(f"cannot write checkpoints to {self.folder}: {exc.strerror or exc}") from None
 
     def save(self, state: dict[str, Any]) -> None:
-        """torch.save to a temporary file in the same folder, then an atomic rename: never a torn file. A failed
-        write (disk full, file-size limit) removes the temporary file, keeps the previous checkpoint and raises
-        CheckpointWriteError."""
+        """torch.save through `files.write_atomic` (a temporary file in the same folder, fsync, an atomic rename):
+        never a torn file. A failed write (disk full, file-size limit) removes the temporary file, keeps the previous
+        checkpoint and raises CheckpointWriteError."""
         folder = Path(self.folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".state-", suffix=".tmp")
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write checkpoints to {folder}: {exc.strerror or exc}") from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, lambda f: torch.save(state, f))
         except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            reason = _os_reason(exc)
+            reason = _os_reason(exc.__context__ or exc if isinstance(exc, WriteError) else exc)
             if reason is None:
                 raise
             kept = "; the previous checkpoint is kept" if self.path.is_file() else ""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config import Config
@@ -68,7 +68,7 @@ def format_bytes(n: float) -> str:
 
 
 def estimate(
-    config: Config, content_hw: tuple[int, int] | None, style_hws: Sequence[tuple[int, int]],
+    config: Config, content_hw: tuple[int, int] | None, style_hws: Sequence[tuple[int, int] | None],
     shape: tuple[int, int] | None = None, device: str = "cpu",
 ) -> Estimate:
     """Peak memory of `config` for a content image of (H, W) `content_hw` (or a texture of (H, W) `shape`) and
@@ -137,12 +137,18 @@ def loss_values(config: Config, layers: Sequence[str]) -> float:
         for layer in layers:
             c, v = _channels(layer), _feature_values(layer)
             if term.name == "sliced-wasserstein":
-                per_px += LOSS_VALUES[term.name] * v * (params.get("directions", 0) or c) / c
+                per_px += LOSS_VALUES[term.name] * v * (_number(params, "directions", 0) or c) / c
             elif term.name == "mmd-gaussian" and params.get("estimator", "rff") == "rff":
-                per_px += 2 * v * params.get("features", 1024) * params.get("scales", 1) / c  # W x + b and cos
+                per_px += 2 * v * _number(params, "features", 1024) * _number(params, "scales", 1) / c  # W x + b, cos
             else:
                 per_px += LOSS_VALUES.get(term.name, 1.0) * v
     return per_px
+
+
+def _number(params: Mapping[str, object], key: str, default: float) -> float:
+    """A numeric loss parameter (the spec has checked its type), or `default` when it is not given."""
+    value = params.get(key, default)
+    return float(value) if isinstance(value, (int, float)) else default
 
 
 def optimizer_vectors(config: Config, steps: int) -> float:
@@ -160,7 +166,7 @@ def _target_values(config: Config) -> float:
         for layer in config.style_layers:
             v = _feature_values(layer)
             if term.name == "sliced-wasserstein":
-                per_px += v * (1 + (dict(term.params).get("directions", 0) or _channels(layer)) / _channels(layer))
+                per_px += v * (1 + (_number(dict(term.params), "directions", 0) or _channels(layer)) / _channels(layer))
             elif term.name in ("histogram", "mmd-gaussian") or (term.name == "mmd-poly" and
                                                                dict(term.params).get("degree", 2) != 2):
                 per_px += v

@@ -16,9 +16,10 @@ import dataclasses
 import functools
 import hashlib
 import math
+import operator
 import statistics
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,8 @@ class Targets:
     """What the output is compared with, computed once per scale under no_grad (the content targets and the
     normalisers possibly by the first objective: `pending`)."""
 
-    content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32; empty for textures
+    content_layers: tuple[str, ...]  # the layers the content loss compares; () for textures
+    content: dict[str, Tensor]  # layer -> content activation (1, C, H, W), float32 (empty while `pending`)
     content_power: dict[str, Tensor]  # layer -> mean(F_c²), the content loss's normaliser
     regions: list[RegionTargets]
     # Deferred (compute_targets(defer=True)): the reference image whose content targets and normalisers are still
@@ -190,6 +192,8 @@ def transfer(
     original = content
     content, styles = color_inputs(config.color, content, styles)
     if config.color == "palette-only":
+        if content is None:
+            raise ConfigError("color palette-only needs a content image")
         target = resize_long_edge(content, config.size)
         return palette_only(target, _pooled_pixels(styles, config.blend_weights(len(styles))))
     device = pick_device(config.device)
@@ -198,7 +202,9 @@ def transfer(
     losses = build_style_losses(config)
     check_masks_supported(losses, regions)
     plan = config.schedule()
-    full_shape = tuple(content.shape[-2:]) if content is not None else shape
+    full_shape = _hw(content) if content is not None else shape
+    if full_shape is None:
+        raise ValueError("transfer needs a content image or an output shape")
     fp = fingerprint(config, [content, *styles, *(r.content for r in regions)], shape)
     saved = checkpoint.load(fp) if checkpoint is not None and checkpoint.resume else None
     x = opt_state = None
@@ -218,7 +224,7 @@ def transfer(
         targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
                                   style_cache=style_cache, defer=starts_at_reference)
         start = 0
-        if resuming:
+        if saved is not None and resuming:
             x, start, opt_state = saved["image"].to(device), saved["step"], saved["optimizer"]
             saved = None
         elif x is None:
@@ -230,6 +236,8 @@ def transfer(
         save = None if checkpoint is None else _saver(checkpoint, fp, k, steps)
         x, opt_state = optimize(model, x, targets, config, losses, steps, callback, scale=k,
                                 start=start, state=opt_state, stop=stop, save=save)
+    if x is None:
+        raise ValueError("the schedule has no scale")
     out = x.detach().clamp(0, 1).cpu()
     return color_output(config.color, out, original)
 
@@ -266,7 +274,12 @@ def _fit(shape: tuple[int, int], long_edge: int, tileable: bool = False) -> tupl
     h, w = shape
     f = long_edge / max(h, w)
     step = 16 if tileable else 1
-    return tuple(max(step, round(v * f / step) * step) for v in (h, w))
+    return max(step, round(h * f / step) * step), max(step, round(w * f / step) * step)
+
+
+def _hw(image: Tensor) -> tuple[int, int]:
+    """(H, W) of a (..., H, W) tensor."""
+    return int(image.shape[-2]), int(image.shape[-1])
 
 
 def _noise(hw: tuple[int, int], seed: int, device: torch.device) -> Tensor:
@@ -398,11 +411,13 @@ def compute_targets(
     `defer` (no masks): leave the content targets and normalisers to the first objective (`Targets.pending`),
     which saves the reference's forward pass and losses when optimisation starts from the reference."""
     reference = content if reference is None else reference
+    if reference is None:
+        raise ValueError("compute_targets needs a content image or a reference")
     style_layers = config.style_layers
     content_layers = config.content_layers if content is not None else ()
     defer = defer and not regions
     key = None if style_cache is None or regions else _style_key(styles, config, reference.device)
-    cached = None if key is None else style_cache.get(key)
+    cached = None if key is None or style_cache is None else style_cache.get(key)
     with conv_precision(config, reference.device):
         ref_acts = {} if defer else model(reference, {*content_layers, *style_layers})
         if cached is None:
@@ -410,23 +425,24 @@ def compute_targets(
                 style_acts = [model(s, style_layers) for s in styles]
         else:
             style_acts = []
+    parts: list[tuple[list[dict[str, Tensor]], list[float], Tensor | None, Tensor | None, float]]
     if regions:
         parts = [([style_acts[r.style]], [1.0], r.style_mask, r.content, 1.0 / len(regions)) for r in regions]
     else:
         parts = [(style_acts, config.blend_weights(len(styles)), None, None, 1.0)]
     region_targets = [_region_targets(losses, style_layers, ref_acts, *part, stats=cached) for part in parts]
-    if key is not None and cached is None:
+    if key is not None and cached is None and style_cache is not None:
         style_cache[key] = region_targets[0].stats
-    targets = Targets(dict.fromkeys(content_layers), {}, region_targets, pending=reference if defer else None)
+    targets = Targets(tuple(content_layers), {}, {}, region_targets, pending=reference if defer else None)
     if not defer:
         _set_content(targets, ref_acts)
     return targets
 
 
 def _set_content(targets: Targets, acts: dict[str, Tensor]) -> None:
-    """The content targets (for the layers `targets.content` names, or none: a texture) from the reference's
-    activations, and their normalisers."""
-    for layer in targets.content:
+    """The content targets (for `targets.content_layers`, or none: a texture) from the reference's activations,
+    and their normalisers."""
+    for layer in targets.content_layers:
         targets.content[layer] = t = at_least_float32(acts[layer].detach())
         targets.content_power[layer] = (t**2).mean().clamp_min(1e-12)
 
@@ -438,9 +454,10 @@ def _region_targets(
 ) -> RegionTargets:
     """`stats`: the blended style statistics when already known (a style cache), else computed from `style_acts`.
     Empty `ref_acts` (deferred targets, no masks): the normalisers are left for `_settle`."""
-    out_w = {layer: position_weights(content_mask, ref_acts[layer]) for layer in layers if layer in ref_acts}
+    out_w = {layer: w for layer in layers if layer in ref_acts
+             if (w := position_weights(content_mask, ref_acts[layer])) is not None}
     known = stats is not None
-    stats = stats if known else {}
+    stats = stats if stats is not None else {}
     ref: dict[str, dict[str, Tensor]] = {}
     for label, (loss, _) in losses.items():
         ref[label] = {}
@@ -453,7 +470,7 @@ def _region_targets(
                 stats[label][layer] = loss.blend(per_style, blend_w)
             if layer in ref_acts:
                 ref[label][layer] = _normaliser(loss.loss(flatten(ref_acts[layer]), stats[label][layer],
-                                                          **_weights(out_w[layer])))
+                                                          **_weights(out_w.get(layer))))
     return RegionTargets(stats, ref, None if content_mask is None else out_w, share)
 
 
@@ -472,6 +489,11 @@ def _style_key(styles: Sequence[Tensor], config: Config, device: torch.device) -
             config.style_loss, config.seed, config.optimizer, config.precision, str(device))
 
 
+def _total(values: Iterable[Tensor]) -> Tensor:
+    """v1 + v2 + ... in order (as Python's sum, without its int start), for a non-empty iterable of tensors."""
+    return functools.reduce(operator.add, values)
+
+
 def _weights(w: Tensor | None) -> dict[str, Tensor]:
     """Keyword arguments for a loss: only losses run with masks ever receive `weights`."""
     return {} if w is None else {"weights": w}
@@ -483,7 +505,7 @@ def objective(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its unweighted terms; the total is exactly what gets differentiated. `extra_loss(x)`, when
     given, is added to the total as it is (already weighted) and reported as the term 'extra'."""
-    content_layers = tuple(targets.content)
+    content_layers = targets.content_layers
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})
     at_reference = False  # x is the reference image of deferred targets: its raw style losses set the normalisers
@@ -497,15 +519,15 @@ def objective(
     layer_w = config.style_layer_weight_map()
     flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
     normalised = normalised_style(flat, targets, losses, at_reference)
-    per_layer = {layer: sum(pi * normalised[label][layer] for label, (_, pi) in losses.items())
+    per_layer = {layer: _total(pi * normalised[label][layer] for label, (_, pi) in losses.items())
                  for layer in config.style_layers}
-    style = sum(w * per_layer[layer] for layer, w in layer_w.items())
+    style = _total(w * per_layer[layer] for layer, w in layer_w.items())
     # Tileable: one wrapped row and column, so the seam between tiles is smoothed like any other neighbours.
     tv = tv_loss(torch.nn.functional.pad(x, (0, 1, 0, 1), mode="circular") if config.tileable else x)
     total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
     terms = {"content": content, "style": style, "tv": tv, **{f"style/{k}": v for k, v in per_layer.items()}}
     if len(losses) > 1:  # each member of a mix on its own, for reporting
-        terms.update({f"style:{label}": sum(w * normalised[label][layer] for layer, w in layer_w.items())
+        terms.update({f"style:{label}": _total(w * normalised[label][layer] for layer, w in layer_w.items())
                       for label in losses})
     if extra_loss is not None:  # e.g. the temporal loss of stylelab.video
         terms["extra"] = extra_loss(x)
@@ -543,7 +565,7 @@ def _settle(model: VGG19, x: Tensor, feats: dict[str, Tensor], targets: Targets,
         _set_content(targets, feats)
         return True
     with torch.no_grad(), conv_precision(config, reference.device):
-        acts = model(reference, {*targets.content, *config.style_layers})
+        acts = model(reference, {*targets.content_layers, *config.style_layers})
         _set_content(targets, acts)
         # Deferred only without masks: every region is the whole image, its statistics known.
         targets.regions[:] = [_region_targets(losses, config.style_layers, acts, [], [], None, None, r.share,
@@ -565,11 +587,11 @@ def initial_image(config: Config, content: Tensor, init_image: Tensor | None = N
     if config.init == "content":
         return content.clone()
     if config.init == "noise":
-        return _noise(tuple(content.shape[-2:]), config.seed, content.device)  # white noise (Gatys et al. 2016)
+        return _noise(_hw(content), config.seed, content.device)  # white noise (Gatys et al. 2016)
     if config.init == "fast":  # a feed-forward stylisation to refine (stylelab.engine.fast; optional extra)
         from .fast import stylize_fast
 
-        return stylize_fast(content, styles, config.blend_weights(len(styles)), tuple(content.shape[-2:]))
+        return stylize_fast(content, styles, config.blend_weights(len(styles)), _hw(content))
     if init_image is None:
         init_image = to_tensor(config.init, "init image")
     return resize(init_image, tuple(content.shape[-2:])).clamp(0, 1).to(content.device)
@@ -615,6 +637,7 @@ def optimize(
     # Contiguous: a resized 1x1 input comes out channels-last strided, and L-BFGS flattens its gradient with view().
     x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     lr = config.learning_rate
+    opt: torch.optim.Optimizer
     if config.optimizer == "lbfgs":
         # max_iter=1: one closure evaluation per step() (no line search), history kept across calls.
         opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=config.lbfgs_history)
