@@ -88,7 +88,7 @@ class Checkpoint:
             raise CheckpointError(f"nothing to resume: no checkpoint in {self.folder}")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        except Exception as exc:  # any unreadable file gets the same one-line message
             raise CheckpointError(f"checkpoint {self.path} is unreadable ({type(exc).__name__})") from None
         if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
             raise CheckpointError(

@@ -144,7 +144,8 @@ def synthesize(
     return tensor_to_pil(out)
 
 
-def load_inputs(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike]) -> tuple[Tensor | None, list[Tensor]]:
+def load_inputs(content: ImageLike | None,
+                styles: ImageLike | Sequence[ImageLike]) -> tuple[Tensor | None, list[Tensor]]:
     """One content (or None) and one or more style images (a single one need not be in a list) -> tensors."""
     if isinstance(styles, (str, Image.Image, Tensor)) or not isinstance(styles, Sequence):
         styles = [styles]
