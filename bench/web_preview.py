@@ -15,7 +15,7 @@ import time
 
 from stylelab import Config, samples, stylize
 from stylelab.image import tensor_to_pil
-from stylelab.web.runner import PREVIEW_QUALITY, PREVIEW_SHARE
+from stylelab.web.worker import PREVIEW_QUALITY, PREVIEW_SHARE
 
 
 def main() -> None:

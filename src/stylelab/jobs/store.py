@@ -8,6 +8,7 @@ the next `plan`. WAL lets `stylelab batch --status` read during a run.
 
 The schema is versioned (`PRAGMA user_version`, with our `application_id` to tell the file from other SQLite
 databases): opening a store brings an older one up to date, one migration per version, in one transaction.
+`open_versioned(path, schema)` is that machinery, for every stylelab SQLite file (the web app's too).
 `exclusive(folder)` is the folder's lock: one batch at a time, released by the kernel however its process ends.
 """
 
@@ -20,7 +21,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,91 @@ class StoreBusy(StoreError):
 
 
 @dataclass(frozen=True)
+class Schema:
+    """A versioned SQLite schema: `migrations[k]` brings a file from version k to k + 1 (its statements, run in
+    one transaction with the rest); `application_id`, in the file's header, tells our file from other databases."""
+
+    application_id: int
+    migrations: tuple[tuple[str, ...], ...]
+    unversioned: Callable[[sqlite3.Connection], int | None]  # the version of our file made before versioning
+    # (user_version 0, no application_id) from its tables, None: not ours
+    what: str  # the file in messages: "the job store"
+    not_ours: str  # the one-line refusal of a foreign or damaged file; {path} and {why} are filled in
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+
+def open_versioned(path: Path, schema: Schema, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """`path` opened in autocommit mode (made if missing), in WAL mode, brought up to `schema.version`. A file
+    that is not ours (another program's database, garbage) or of a newer stylelab is a one-line StoreError, and
+    is left as it was: it is checked before anything is written."""
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {schema.what} {path}: {exc}") from None
+    try:
+        version = _schema_version(db, path, schema)  # reads only
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a power cut may lose the last commits, never the file
+        stamped = db.execute("PRAGMA application_id").fetchone()[0] == schema.application_id
+        if version < schema.version or not stamped:  # not stamped: ours, from before versioning
+            with _Transaction(db):
+                version = _schema_version(db, path, schema)  # again: another process may have migrated meanwhile
+                for statements in schema.migrations[version:]:
+                    for statement in statements:
+                        db.execute(statement)
+                db.execute(f"PRAGMA application_id = {schema.application_id}")
+                db.execute(f"PRAGMA user_version = {schema.version}")
+    except sqlite3.Error as exc:
+        db.close()
+        if "not a database" in str(exc):
+            raise StoreError(schema.not_ours.format(path=path, why="not an SQLite database")) from None
+        raise StoreError(f"cannot open {schema.what} {path}: {exc}") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+def _schema_version(db: sqlite3.Connection, path: Path, schema: Schema) -> int:
+    """The schema version of the open file (0: a new, empty database); a StoreError for a file not of `schema`
+    or of a newer version than it knows."""
+    app = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if app == schema.application_id:
+        if version > schema.version:
+            raise StoreError(f"{schema.what} {path} is of a newer stylelab (version {version}; this one reads up "
+                             f"to {schema.version}); upgrade stylelab")
+        return version
+    if app == 0 and version == 0:
+        found = 0 if not table_names(db) else schema.unversioned(db)
+        if found is not None:
+            return found
+    raise StoreError(schema.not_ours.format(path=path, why="an SQLite database of something else"))
+
+
+def table_names(db: sqlite3.Connection) -> set[str]:
+    """The file's tables, less SQLite's own (sqlite_sequence)."""
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                     "AND name NOT LIKE 'sqlite_%'")}
+
+
+def column_names(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _unversioned_store(db: sqlite3.Connection) -> int | None:
+    """Version 1: the jobs table that stores made before versioning have."""
+    return 1 if table_names(db) == {"jobs"} and column_names(db, "jobs") == _V1_COLUMNS else None
+
+
+JOB_STORE = Schema(APPLICATION_ID, _MIGRATIONS, _unversioned_store, "the job store",
+                   "{path} is not a stylelab job store ({why}); move it away or use another output folder")
+
+
+@dataclass(frozen=True)
 class Row:
     key: str
     seq: int
@@ -111,56 +197,8 @@ class Store:
         self.path = self.folder / STORE_NAME
         if not create and not self.path.is_file():
             raise StoreError(f"no batch job store in {self.folder} (expected {STORE_NAME})")
-        try:
-            # isolation_level=None: autocommit; each change below is one explicit transaction.
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
-        try:
-            version = self._version()  # reads only: a foreign file is refused before anything is written
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a power cut may lose the last commits, never corrupt the file
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if version < VERSION:
-                self._migrate()
-        except sqlite3.Error as exc:
-            self.db.close()
-            if "not a database" in str(exc):
-                raise StoreError(f"{self.path} is not a stylelab job store (not an SQLite database); move it away "
-                                 "or use another output folder") from None
-            raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
-        except StoreError:
-            self.db.close()
-            raise
-
-    def _version(self) -> int:
-        """The schema version of the open file (0: a new, empty database). Raises StoreError for a database that
-        is not a job store or is of a newer version than this module knows."""
-        app = self.db.execute("PRAGMA application_id").fetchone()[0]
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if app == APPLICATION_ID:
-            if version > VERSION:
-                raise StoreError(f"the job store {self.path} is of a newer stylelab (version {version}; this one "
-                                 f"reads up to {VERSION}); upgrade stylelab")
-            return version
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if app == 0 and version == 0:
-            if not tables:
-                return 0
-            columns = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
-            if tables == {"jobs"} and columns == _V1_COLUMNS:
-                return 1  # made before versioning
-        raise StoreError(f"{self.path} is not a stylelab job store (an SQLite database of something else); move it "
-                         "away or use another output folder")
-
-    def _migrate(self) -> None:
-        with self._tx():
-            version = self._version()  # again, in the transaction: another process may have migrated meanwhile
-            for statements in _MIGRATIONS[version:]:
-                for statement in statements:
-                    self.db.execute(statement)
-            self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.db.execute(f"PRAGMA user_version = {VERSION}")
+        # autocommit; each change below is one explicit transaction
+        self.db = open_versioned(self.path, JOB_STORE)
 
     def close(self) -> None:
         self.db.close()
