@@ -14,6 +14,27 @@ from .errors import StylelabError
 from .layers import LAYER_NAMES, POOLINGS
 from .losses.spec import LossTerm, parse_style_losses
 
+__all__ = [
+    "AUTO_MULTISCALE_ABOVE",
+    "COLOR_MODES",
+    "DEFAULT_CONTENT_LAYERS",
+    "DEFAULT_LR",
+    "DEFAULT_STYLE_LAYERS",
+    "DEVICES",
+    "FINE_STEPS_FRACTION",
+    "INITS",
+    "MAX_SEED",
+    "MAX_SIZE",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "Config",
+    "ConfigError",
+    "Region",
+    "config_from_dict",
+    "config_to_dict",
+    "setting",
+]
+
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 OPTIMIZERS = ("lbfgs", "adam")

@@ -15,6 +15,9 @@ from typing import BinaryIO
 
 from .errors import StylelabError
 
+__all__ = ["TMP_INFIX", "WriteError", "check_not_an_input", "plain_dir_mode", "plain_mode", "remove_partial_writes",
+    "write_atomic", "write_text_atomic"]
+
 
 class WriteError(StylelabError, OSError):
     """A file could not be written: `cannot write PATH: reason`, one line."""

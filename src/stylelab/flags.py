@@ -20,6 +20,10 @@ from .config import AUTO_MULTISCALE_ABOVE, DEFAULT_LR, INITS, LAYER_NAMES, MAX_S
 from .image import is_url
 from .losses.spec import STYLE_LOSSES
 
+__all__ = ["add_config_flags", "add_inputs", "add_outputs", "add_run_arguments", "config_from_args", "dest",
+    "flag_fields", "flag_name", "local_path", "parse_layers", "parse_mask", "parse_scales", "parse_texture_size",
+    "source"]
+
 _HELP_VALUES = {  # the '{name}'s in Config's help texts
     "lr": ", ".join(f"{v:.4g} for {k}" for k, v in DEFAULT_LR.items()),
     "losses": ", ".join(STYLE_LOSSES),

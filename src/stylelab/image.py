@@ -39,6 +39,32 @@ from .files import WriteError, write_atomic
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+__all__ = [
+    "ALPHA_FORMATS",
+    "DOWNLOAD_TIMEOUT_S",
+    "FORMATS_16BIT",
+    "MAX_DOWNLOAD_BYTES",
+    "MAX_PIXELS",
+    "SAVE_FORMATS",
+    "ImageError",
+    "ImageLike",
+    "Picture",
+    "check_input_file",
+    "check_output_path",
+    "is_tensor",
+    "is_url",
+    "load_alpha",
+    "open_image",
+    "pil_to_tensor",
+    "read_image",
+    "read_metadata",
+    "resize",
+    "resize_long_edge",
+    "save_image",
+    "tensor_to_pil",
+    "to_tensor",
+]
 # torch is imported by the functions that make tensors, not here: reading, checking and writing files need none
 # (the command line answers usage and file errors before torch loads).
 

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+__all__ = ["landscape", "swirls"]
+
 
 def landscape(width: int = 384, height: int = 256) -> Image.Image:
     """A daylight village scene: gradient sky, sun, two hill ridges, houses with roofs and windows, a lake."""

@@ -22,6 +22,8 @@ from ..engine.optimize import Callback, build_style_losses, compute_targets, loa
 from ..image import ImageLike, resize, resize_long_edge, tensor_to_pil
 from ..losses.spec import ALL_LOSSES, parse_style_losses
 
+__all__ = ["Row", "compare", "evaluator", "grid", "page", "split_specs", "table"]
+
 
 @dataclass(frozen=True)
 class Row:

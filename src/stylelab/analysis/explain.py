@@ -34,6 +34,22 @@ from ..losses.mmd import biased_mmd
 from ..losses.moments import gram
 from .compare import ALL_LOSSES
 
+__all__ = [
+    "MATCH_LOSS",
+    "MAX_PAIRWISE",
+    "Analysis",
+    "IdentityCheck",
+    "LayerView",
+    "analyse",
+    "at_size",
+    "headline_layer",
+    "identity_check",
+    "layer_scores",
+    "receptive_field",
+    "style_gap",
+    "style_match",
+]
+
 MAX_PAIRWISE = 2048  # positions per image for the explicit O(n² C) MMD sum
 MATCH_LOSS = "gram"  # the loss whose distance the first screen turns into "style matched"
 

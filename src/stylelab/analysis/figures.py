@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 
 from .explain import LayerView
 
+__all__ = ["DECADES", "gram_figure", "gram_norm", "moments_figure"]
+
 DECADES = 4  # orders of magnitude below the largest entry that the Gram colour scale still tells apart
 
 

@@ -18,6 +18,8 @@ from .explain import (
     receptive_field,
 )
 
+__all__ = ["BLOCK_WORDS", "THUMB", "first_screen", "layer_words", "number", "page", "verdict"]
+
 # What a layer of each VGG19 block responds to, in words (the block is the first digit of the name: relu3_1 -> 3).
 BLOCK_WORDS = {1: "colours and the finest strokes", 2: "small strokes and fine texture",
                3: "brush marks and small patterns", 4: "motifs and parts of objects",

@@ -29,6 +29,26 @@ from ..image import SAVE_FORMATS
 if TYPE_CHECKING:
     from ..jobs.spec import JobSpec
 
+__all__ = [
+    "DEFAULT_NAME",
+    "INPUT_SUFFIXES",
+    "RESERVED",
+    "Planned",
+    "check_executor",
+    "expand_contents",
+    "flag_columns",
+    "make_executor",
+    "output_name",
+    "plan_manifest",
+    "plan_product",
+    "print_status",
+    "read_manifest",
+    "register",
+    "run",
+    "split_styles",
+    "status_table",
+]
+
 DEFAULT_NAME = "{content}_{style}.png"
 INPUT_SUFFIXES = {*SAVE_FORMATS, ".gif", ".ppm", ".pgm", ".pbm", ".tga", ".jp2"}
 RESERVED = ("content", "style", "output")  # manifest columns that are not run flags

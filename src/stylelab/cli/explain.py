@@ -14,6 +14,8 @@ from typing import Any
 
 from ..config import ConfigError
 
+__all__ = ["FOLDER_FLAGS", "OLD_FORM_WARNING", "register", "report_and_image", "run"]
+
 FOLDER_FLAGS = ("-o", "--output", "--report")
 OLD_FORM_WARNING = "stylelab: warning: --output IMAGE is now --image IMAGE (-o/--output is the report folder)"
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 
+__all__ = ["default_data_dir", "is_loopback", "register", "run"]
+
 
 def default_data_dir() -> Path:
     """$STYLELAB_DATA, else the user data dir: $XDG_DATA_HOME/stylelab (~/.local/share/stylelab)."""

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ..engine.optimize import Step
     from ..jobs.store import Store
 
+__all__ = ["SETTINGS_FILE", "WORK_SUFFIX", "add_video", "run_video", "save_frame"]
+
 WORK_SUFFIX = ".frames"  # OUTPUT.frames/: the frames finished so far
 SETTINGS_FILE = "settings.json"
 

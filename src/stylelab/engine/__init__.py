@@ -10,3 +10,5 @@
 
 Uses the shared base (config, image, files, layers) and the losses; reports through callbacks, never prints.
 """
+
+__all__ = []

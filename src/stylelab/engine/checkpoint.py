@@ -22,6 +22,8 @@ from ..config import Config, config_to_dict
 from ..errors import StylelabError
 from ..files import WriteError, write_atomic
 
+__all__ = ["STATE_FILE", "Checkpoint", "CheckpointError", "CheckpointWriteError", "fingerprint"]
+
 STATE_FILE = "state.pt"
 
 

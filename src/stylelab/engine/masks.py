@@ -18,6 +18,8 @@ from torch import Tensor
 from ..config import ConfigError, Region
 from ..image import ImageError, to_tensor
 
+__all__ = ["LoadedRegion", "load_regions", "position_weights"]
+
 
 @dataclass(frozen=True)
 class LoadedRegion:

@@ -31,6 +31,24 @@ from dataclasses import dataclass
 from ..config import Config
 from ..layers import LAYER_NAMES, channels, pools_before
 
+__all__ = [
+    "CPU_BASELINE",
+    "CUDA_BASELINE",
+    "FLOAT",
+    "LOSS_VALUES",
+    "OVERHEAD",
+    "Estimate",
+    "activation_values",
+    "advice",
+    "available",
+    "estimate",
+    "format_bytes",
+    "is_out_of_memory",
+    "largest_fitting_size",
+    "loss_values",
+    "optimizer_vectors",
+]
+
 FLOAT = 4  # bytes; statistics are float32 whatever the precision
 # Calibrated on peak RSS (bench/memory.py, CPU, torch 2.x): interpreter + torch + VGG19 weights, and the factor
 # for what autograd and the allocator add to the values counted below.

@@ -39,6 +39,12 @@ from .color import luminance_only, match_colors, palette_only, restore_color
 from .features import VGG19, Weights, load_weights
 from .masks import LoadedRegion, load_regions, position_weights
 
+__all__ = ["Callback", "DeviceError", "OptimizationError", "RegionTargets", "Step", "StopRule", "StyleCache",
+    "StyleLosses", "Targets", "build_model", "build_style_losses", "check_masks_supported", "check_size",
+    "color_inputs", "color_output", "compute_targets", "conv_precision", "initial_image", "load_inputs",
+    "normalised_style", "objective", "optimize", "pick_device", "prepare", "style_edge", "stylize", "synthesize",
+    "transfer", "weights_checksum"]
+
 
 class DeviceError(StylelabError, RuntimeError):
     """The requested device is not available."""

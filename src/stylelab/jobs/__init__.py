@@ -4,3 +4,5 @@
     store.py      the job store (SQLite, versioned migrations, job owners, the output folder's lock)
     executors.py  in-process, local processes, Ray actors; batch(), the driver
 """
+
+__all__ = []

@@ -28,6 +28,29 @@ from pathlib import Path
 
 from ..errors import StylelabError
 
+__all__ = [
+    "APPLICATION_ID",
+    "JOB_STORE",
+    "LOCK_NAME",
+    "REPORTED",
+    "STATES",
+    "STORE_NAME",
+    "TIMINGS",
+    "VERSION",
+    "Row",
+    "Schema",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "column_names",
+    "exclusive",
+    "file_sha256",
+    "open_versioned",
+    "process_gone",
+    "process_start",
+    "table_names",
+]
+
 STORE_NAME = ".stylelab-jobs.sqlite"
 LOCK_NAME = ".stylelab-jobs.lock"
 STATES = ("queued", "running", "done", "failed")  # as stored

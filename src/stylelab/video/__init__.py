@@ -6,3 +6,5 @@
     ray.py       the same on Ray: flows in parallel tasks, the clip in chunks
     defaults.py  the defaults the command's parser shows (plain data)
 """
+
+__all__ = []

@@ -22,6 +22,18 @@ from torch import Tensor
 from ..errors import StylelabError
 from .defaults import FLOW_PRESETS
 
+__all__ = [
+    "PRESETS",
+    "ExtraMissing",
+    "FlowEstimator",
+    "as_uint8",
+    "consistency",
+    "pair_warping_errors",
+    "sample_grid",
+    "warp",
+    "warping_error",
+]
+
 # DIS presets, fast to accurate. OpenCV ships ultrafast, fast and medium; "fine" is medium refined down to full
 # resolution (finest scale 0, patch stride 2, 10 variational iterations), about 3x its time.
 PRESETS = FLOW_PRESETS

@@ -32,6 +32,23 @@ from ..files import plain_dir_mode, plain_mode
 from ..image import ImageError, open_image
 from .flow import ExtraMissing, as_uint8
 
+__all__ = [
+    "CRF",
+    "DEFAULT_FOLDER_FPS",
+    "FRAME_SUFFIXES",
+    "REMUX_AUDIO",
+    "VIDEO_SUFFIXES",
+    "Clip",
+    "VideoError",
+    "frame_name",
+    "output_kind",
+    "parse_fps",
+    "parse_frames",
+    "read_video",
+    "write_frames",
+    "write_video",
+]
+
 VIDEO_SUFFIXES = {".mp4": "mp4", ".mov": "mov"}  # outputs; anything FFmpeg reads is an input
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # frames of a folder input
 DEFAULT_FOLDER_FPS = Fraction(24)  # a folder of frames has no rate of its own

@@ -34,6 +34,8 @@ from .temporal import (
     stylize_video,
 )
 
+__all__ = ["chunk_plan", "stylize_video_ray"]
+
 
 def chunk_plan(n: int, chunks: int, overlap: int, start: int = 0) -> list[tuple[int, int, int]]:
     """(warm-up start, own start, end) of each chunk: frames `start`..n-1 in `chunks` consecutive ranges as equal

@@ -50,6 +50,16 @@ from ..losses.base import at_least_float32
 from .defaults import DEFAULT_TEMPORAL_WEIGHT
 from .flow import FlowEstimator, as_uint8, consistency, warp
 
+__all__ = [
+    "LONG_TERM",
+    "FrameSource",
+    "VideoFrame",
+    "check_video_config",
+    "content_frames",
+    "default_frame_steps",
+    "stylize_video",
+]
+
 LONG_TERM = (1, 2, 4)  # frames back the long-term loss looks at (Ruder et al.'s J)
 
 FrameSource = str | os.PathLike | Sequence[np.ndarray | Image.Image | Tensor]

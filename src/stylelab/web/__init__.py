@@ -10,3 +10,5 @@
     db.py        the SQLite tables (versioned migrations through stylelab.jobs.store.open_versioned)
     static/      the page (no build step, no CDN)
 """
+
+__all__ = []

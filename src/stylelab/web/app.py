@@ -19,6 +19,8 @@ from . import errors, routes
 from .runner import Runner
 from .security import BODY_OVERHEAD, BodyLimit, Guard
 
+__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "create_app"]
+
 MAX_UPLOAD_BYTES = 50 * 2**20
 MAX_UPLOAD_PIXELS = 50_000_000  # below the CLI's own guard (stylelab.image.MAX_PIXELS), which applies first
 

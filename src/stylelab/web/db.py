@@ -17,6 +17,8 @@ from typing import Any
 
 from ..jobs.store import Schema, column_names, open_versioned, table_names
 
+__all__ = ["APPLICATION_ID", "DB_NAME", "MAX_ID", "WEB_DB", "Database"]
+
 DB_NAME = "stylelab-web.sqlite"
 APPLICATION_ID = 0x53544C57  # "STLW" in the file header: a stylelab web database
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger id is no job (not an overflow)

@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from ..errors import StylelabError
 from .models import message
 
+__all__ = ["BadRequest", "Conflict", "NotFound", "error", "install"]
+
 
 class BadRequest(StylelabError):
     """A request the API refuses: its `status` (400 unless given) and a one-line message."""

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+__all__ = ["Comparison", "NewJob", "NewSettings", "Region", "Sha", "message"]
+
 Sha = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]  # an upload's id: the sha256 of its bytes
 
 

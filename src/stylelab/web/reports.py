@@ -18,6 +18,8 @@ from .errors import Conflict, NotFound
 if TYPE_CHECKING:
     from .runner import Runner
 
+__all__ = ["Reports"]
+
 
 class Reports:
     """The reports of one data folder's jobs; one is made at a time (they measure with VGG19)."""

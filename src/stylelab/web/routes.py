@@ -35,6 +35,39 @@ from .models import Comparison, NewJob, NewSettings
 from .runner import Runner
 from .schema import form_schema
 
+__all__ = [
+    "ROUTERS",
+    "SSE_POLL_S",
+    "STATIC",
+    "Limits",
+    "RunnerDep",
+    "all_jobs",
+    "cancel",
+    "compare",
+    "compare_report",
+    "continue_",
+    "delete",
+    "events",
+    "explain",
+    "favicon",
+    "index",
+    "job",
+    "jobs",
+    "page",
+    "preview",
+    "provenance",
+    "recent_uploads",
+    "report",
+    "reports",
+    "restart",
+    "result",
+    "schema",
+    "submit",
+    "upload",
+    "upload_image",
+    "uploads",
+]
+
 STATIC = Path(__file__).parent / "static"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _REPORT_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(html|png)$")

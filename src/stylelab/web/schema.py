@@ -19,6 +19,8 @@ from typing import Any
 from .. import flags
 from ..config import INITS, Config, ConfigError, Region
 
+__all__ = ["LABELS", "NOT_IN_FORM", "FieldError", "form_schema", "label", "run_parser", "settings_to_config"]
+
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
 # these are not editable (-o, checkpoints, snapshots, --overwrite) or take uploaded files instead (--mask: the
 # job's `masks`, uploads; --weights: not offered). --init: its named choices here; an uploaded image to start

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from .errors import error
 from .uploads import size_text
 
+__all__ = ["BODY_OVERHEAD", "COOKIE", "LOOPBACK", "BodyLimit", "Guard", "split_host"]
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 COOKIE = "stylelab_token"  # set from ?token= so the page's images and the report's relative links carry it
 BODY_OVERHEAD = 2**16  # multipart headers and boundaries around one upload

@@ -16,6 +16,8 @@ from ..jobs.spec import decode
 from .db import Database
 from .errors import BadRequest, NotFound
 
+__all__ = ["Uploads", "check", "client_name", "size_text", "sniff"]
+
 
 class Uploads:
     """The uploads of one data folder."""

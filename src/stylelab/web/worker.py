@@ -33,6 +33,8 @@ from ..jobs.spec import one_line_error
 if TYPE_CHECKING:
     from .runner import Runner
 
+__all__ = ["PREVIEW_QUALITY", "PREVIEW_SHARE", "Cancelled", "Live", "Progress", "Worker"]
+
 PREVIEW_SHARE = 0.05  # JPEG previews may cost at most this fraction of the optimisation's time
 PREVIEW_QUALITY = 85
 
