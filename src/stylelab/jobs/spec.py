@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 import traceback
@@ -19,14 +20,25 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, overload
 
 import torch
+from PIL import Image
+from torch import Tensor
 
 from ..config import Config, config_to_dict
 from ..engine.optimize import Callback, OptimizationError, Step, stylize, weights_checksum
 from ..engine.provenance import record
 from ..errors import StylelabError
 from ..image import is_url, load_alpha, open_image, save_image
+from ..losses.base import Stats
+
+__all__ = ["JobInputs", "JobResult", "JobSpec", "StepSink", "StyleCache", "StyleKey", "StyleStats", "Worker",
+    "decode", "encode", "one_line_error", "provenance", "read_inputs", "run_job"]
+
+_D = TypeVar("_D")
+StyleKey = tuple[object, ...]  # what blended style statistics depend on (the engine's style cache key)
+StyleStats = dict[str, dict[str, Stats]]  # loss label -> layer -> blended style statistics
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class JobSpec:
         """The job's identity in a store: its output name."""
         return self.output
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {"content": self.content, "styles": list(self.styles), "config": config_to_dict(self.config),
                 "output": self.output, "bit_depth": self.bit_depth}
 
@@ -84,7 +96,7 @@ class JobResult:
         return self.error is None
 
 
-class StyleCache(OrderedDict):
+class StyleCache(OrderedDict[StyleKey, StyleStats]):
     """Blended style statistics by (style pixels at a scale, settings), least recently used dropped beyond
     `capacity` entries. `stylize(..., style_cache=cache)` fills and reads it; `hits`/`misses` count look-ups."""
 
@@ -92,7 +104,13 @@ class StyleCache(OrderedDict):
         super().__init__()
         self.capacity, self.hits, self.misses = capacity, 0, 0
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: StyleKey, default: None = None) -> StyleStats | None: ...
+
+    @overload
+    def get(self, key: StyleKey, default: StyleStats | _D) -> StyleStats | _D: ...
+
+    def get(self, key: StyleKey, default: StyleStats | _D | None = None) -> StyleStats | _D | None:
         if key in self:
             self.hits += 1
             self.move_to_end(key)
@@ -100,7 +118,7 @@ class StyleCache(OrderedDict):
         self.misses += 1
         return default
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: StyleKey, value: StyleStats) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)
         while len(self) > self.capacity:
@@ -137,7 +155,7 @@ class Worker:
         if threads is not None:
             torch.set_num_threads(max(1, threads))
         self.cache = StyleCache(cache_size)
-        self.name = name or f"pid{__import__('os').getpid()}"
+        self.name = name or f"pid{os.getpid()}"
 
     def warm(self, config: Config = Config()) -> None:
         """Load the VGG19 weights now (they stay cached for the process) rather than in the first job."""
@@ -153,13 +171,14 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
     error. `inputs` default: the spec's files read now. `callback` gets each `Step`, as from `stylize`."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
-    steps = [0, 0.0]  # steps taken, seconds in steps and final reports
+    taken, step_seconds = 0, 0.0  # steps taken, seconds in steps and final reports
     losses: dict[str, float] = {}
 
     def on_step(step: Step) -> None:
-        steps[1] += step.seconds
+        nonlocal taken, step_seconds
+        step_seconds += step.seconds
         if not step.final:
-            steps[0] += 1
+            taken += 1
         else:
             losses.clear()
             losses.update({"loss": step.loss, **{k: v for k, v in step.terms.items() if "/" not in k}})
@@ -177,8 +196,8 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
         t0 = time.perf_counter()
         image = stylize(content, styles, spec.config, on_step, style_cache=cache)
         run_s = time.perf_counter() - t0
-        seconds["steps"] = steps[1]
-        seconds["targets"] = max(0.0, run_s - steps[1])
+        seconds["steps"] = step_seconds
+        seconds["targets"] = max(0.0, run_s - step_seconds)
         t0 = time.perf_counter()
         data = encode(image, spec, alpha)
         seconds["encode"] = time.perf_counter() - t0
@@ -186,13 +205,13 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
         raise
     except BaseException as exc:
         seconds["total"] = time.perf_counter() - t_start
-        return JobResult(spec.key, seconds=seconds, steps=steps[0], error=one_line_error(exc),
+        return JobResult(spec.key, seconds=seconds, steps=taken, error=one_line_error(exc),
                          permanent=isinstance(exc, StylelabError), worker=worker)
     seconds["total"] = time.perf_counter() - t_start
-    return JobResult(spec.key, data, hashlib.sha256(data).hexdigest(), seconds, losses, steps[0], worker=worker)
+    return JobResult(spec.key, data, hashlib.sha256(data).hexdigest(), seconds, losses, taken, worker=worker)
 
 
-def decode(data: bytes, name: str, what: str):
+def decode(data: bytes, name: str, what: str) -> Image.Image:
     """Decode an image file's bytes exactly as `stylelab run` decodes the file (orientation, ICC, 16 bits); errors
     name the original file."""
     with tempfile.TemporaryDirectory(prefix="stylelab-in-") as tmp:
@@ -216,7 +235,7 @@ def one_line_error(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def encode(image, spec: JobSpec, alpha=None) -> bytes:
+def encode(image: Image.Image, spec: JobSpec, alpha: Tensor | None = None) -> bytes:
     """The output file's bytes, in the format of its name, with the provenance `stylelab replay` reads."""
     with tempfile.TemporaryDirectory(prefix="stylelab-job-") as tmp:
         path = Path(tmp) / ("out" + Path(spec.output).suffix)

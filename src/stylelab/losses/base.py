@@ -25,13 +25,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Concatenate, Generic, TypeVar, cast, overload
 
 import torch
 from torch import Tensor
 
-Stats = Any  # a tensor or a tuple of tensors; whatever a loss's `stats` returns
+__all__ = [
+    "MAX_DIRECTIONS",
+    "MAX_FEATURES",
+    "MAX_POLY_C",
+    "MAX_POLY_DEGREE",
+    "MAX_SAMPLES",
+    "M",
+    "Moments",
+    "S",
+    "Sample",
+    "Stats",
+    "StyleLoss",
+    "T",
+    "as_sample",
+    "at_least_float32",
+    "check_param",
+    "flatten",
+    "linear_blend",
+    "normalise_weights",
+    "split_sample",
+    "weighted_sample",
+    "weighted_sum",
+]
 
+# What a loss's `stats` or `blend` may return: tensors and numbers, in tuples and lists (the engine keeps them per
+# layer and a style cache keeps them between runs). Each loss has its own, narrower types S and T (StyleLoss).
+Stats = Tensor | float | None | tuple["Stats", ...] | Sequence["Stats"]
+Moments = Tensor | tuple["Moments", ...]  # statistics that are expectations, so that blending them is linear
+S = TypeVar("S", bound=Stats)  # a loss's statistics of one image
+T = TypeVar("T", bound=Stats)  # a loss's target: the statistics of several style images, blended
+M = TypeVar("M", bound=Moments)
 
 Sample = Tensor | tuple[Tensor, Tensor]  # columns of X (C, M), equally weighted, or (X, w): weights w (M,) > 0, Σw = 1
 
@@ -66,8 +95,11 @@ def normalise_weights(weights: Tensor, x: Tensor) -> Tensor:
 
 def as_sample(x: Tensor, weights: Tensor | None = None) -> Sample:
     """The features as a sample set: X (C, M) itself, or with weights the weighted sample (X[:, w>0], w[w>0] / Σw)."""
-    if weights is None:
-        return x
+    return x if weights is None else weighted_sample(x, weights)
+
+
+def weighted_sample(x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """X (C, M) with weights w (M,) >= 0 -> (X[:, w>0], w[w>0] / Σw)."""
     w = normalise_weights(weights, x)
     keep = w > 0
     return x[:, keep], w[keep]
@@ -77,22 +109,51 @@ def split_sample(sample: Sample) -> tuple[Tensor, Tensor | None]:
     return sample if isinstance(sample, tuple) else (sample, None)
 
 
-def linear_blend(stats: Sequence[Stats], weights: Sequence[float]) -> Stats:
+def linear_blend(stats: Sequence[M], weights: Sequence[float]) -> M:
     """Σ_k w_k S_k, elementwise over tuples. Exact for statistics that are expectations (moments)."""
+    # One loss's statistics share one structure, all tensors or all tuples alike: the casts say so (mypy cannot
+    # build M back from its members).
     first = stats[0]
     if isinstance(first, tuple):
-        return tuple(linear_blend([s[i] for s in stats], weights) for i in range(len(first)))
-    return sum(w * s for w, s in zip(weights, stats))
+        return cast(M, tuple(linear_blend([s[i] for s in stats], weights) for i in range(len(first))))
+    return cast(M, weighted_sum(cast(Sequence[Tensor], stats), weights))
 
 
-@dataclass(frozen=True)
-class StyleLoss:
-    """One entry of the registry: how to summarise a style and how far an output is from it."""
+def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """Σ_k w_k A_k, added in order."""
+    total = weights[0] * tensors[0]
+    for w, a in zip(weights[1:], tensors[1:]):
+        total = total + w * a
+    return total
 
-    stats: Callable[..., Stats]  # stats(X) -> S, and stats(X, weights=w) if `weighted`
-    loss: Callable[..., Tensor]  # loss(X, S) -> scalar, and loss(X, S, weights=w) if `weighted`
-    blend: Callable[[Sequence[Stats], Sequence[float]], Stats] = linear_blend
-    weighted: bool = False  # stats/loss take per-position weights (spatial control with masks, docs/method.md §9)
+
+@dataclass(frozen=True, init=False)
+class StyleLoss(Generic[S, T]):
+    """One entry of the registry: how to summarise a style and how far an output is from it.
+    S: the statistics of one image, T: the target (several styles' statistics blended), as each loss defines them."""
+
+    stats: Callable[Concatenate[Tensor, ...], S]  # stats(X) -> S, and stats(X, weights=w) if `weighted`
+    loss: Callable[Concatenate[Tensor, T, ...], Tensor]  # loss(X, T) -> scalar, and loss(X, T, weights=w) if `weighted`
+    blend: Callable[[Sequence[S], Sequence[float]], T]  # default: linear_blend (S = T, moments)
+    weighted: bool  # stats/loss take per-position weights (spatial control with masks, docs/method.md §9)
+
+    # The default blend fits only statistics that are moments and their own target; a dataclass default cannot say
+    # so, these overloads do.
+    @overload
+    def __init__(self: StyleLoss[M, M], stats: Callable[Concatenate[Tensor, ...], M],
+                 loss: Callable[Concatenate[Tensor, M, ...], Tensor], *, weighted: bool = False) -> None: ...
+
+    @overload
+    def __init__(self, stats: Callable[Concatenate[Tensor, ...], S],
+                 loss: Callable[Concatenate[Tensor, T, ...], Tensor],
+                 blend: Callable[[Sequence[S], Sequence[float]], T], weighted: bool = False) -> None: ...
+
+    def __init__(self, stats: Callable[..., Stats], loss: Callable[..., Tensor],
+                 blend: Callable[..., Stats] | None = None, weighted: bool = False) -> None:
+        object.__setattr__(self, "stats", stats)  # frozen
+        object.__setattr__(self, "loss", loss)
+        object.__setattr__(self, "blend", linear_blend if blend is None else blend)
+        object.__setattr__(self, "weighted", weighted)
 
 
 MAX_DIRECTIONS = 4096  # sliced-wasserstein: K x M projected values per layer

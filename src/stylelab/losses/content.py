@@ -6,6 +6,8 @@ from torch import Tensor
 
 from .base import at_least_float32
 
+__all__ = ["content_loss", "tv_loss"]
+
 
 def content_loss(x: Tensor, target: Tensor, target_power: Tensor) -> Tensor:
     """Normalised MSE: mean((F_x − F_c)²) / mean(F_c²); 1 for an all-zero response, 0 at the content image."""

@@ -23,13 +23,20 @@ from .base import (
 from .moments import channel_mean, gram, gram_distance, mean_distance
 from .transport import Draws, pool_samples
 
+__all__ = ["GaussianTarget", "PolyMoments", "PolyTarget", "biased_mmd", "mmd_gaussian", "mmd_poly", "poly_stats"]
 
-def poly_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+PolyMoments = tuple[Tensor, Tensor]  # (G (C, C), μ (C,))
+PolyTarget = tuple[float, Sample]  # (s² = mean ‖y‖² of the style, the pooled style sample)
+
+
+def poly_stats(x: Tensor, weights: Tensor | None = None) -> PolyMoments:
     """(G, μ): the moments that the degree-2 polynomial-kernel MMD depends on."""
     return gram(x, weights), channel_mean(x, weights)
 
 
-def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0, resample: bool = False) -> StyleLoss:
+def mmd_poly(
+    c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0, resample: bool = False,
+) -> StyleLoss[PolyMoments, PolyMoments] | StyleLoss[Sample, PolyTarget]:
     """MMD²_b with k(x,y) = (xᵀy + c)^d.
 
     d = 2: exact and cheap, ‖ΔG‖²_F + 2c‖Δμ‖² (the c² terms cancel; docs/method.md §3.3).
@@ -42,19 +49,19 @@ def mmd_poly(c: float = 0.0, degree: int = 2, samples: int = 1024, seed: int = 0
     check_param("mmd-poly", "degree", degree, 1, MAX_POLY_DEGREE)
     check_param("mmd-poly", "samples", samples, 2, MAX_SAMPLES, "positions per image, for degree != 2")
     if degree == 2:
-        def loss2(x: Tensor, target: tuple[Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
+        def loss2(x: Tensor, target: PolyMoments, weights: Tensor | None = None) -> Tensor:
             g_s, mu_s = target
             return gram_distance(x, g_s, weights) + 2 * c * mean_distance(x, mu_s, weights)
 
         return StyleLoss(stats=poly_stats, loss=loss2, weighted=True)
     draws = Draws(seed, resample)
 
-    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[float, Sample]:
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> PolyTarget:
         pooled = pool_samples(stats, weights)
         y, w = split_sample(pooled)
         return float(channel_mean((y**2).sum(dim=0), w).clamp_min(1e-12)), pooled
 
-    def loss(x: Tensor, target: tuple[float, Sample], weights: Tensor | None = None) -> Tensor:
+    def loss(x: Tensor, target: PolyTarget, weights: Tensor | None = None) -> Tensor:
         scale, y = target
         xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(y, "y", samples)
         return biased_mmd(xs, ys, lambda a, b: (a.T @ b / scale + c) ** degree)
@@ -74,10 +81,14 @@ def _bandwidths(y: Tensor, scales: int, weights: Tensor | None = None) -> list[f
     return [gamma * f for f in ((1.0,) if scales == 1 else (0.25, 1.0, 4.0))]
 
 
+# (bandwidths γ, the pooled style sample, its mean random features per γ under fixed draws or None)
+GaussianTarget = tuple[list[float], Sample, list[Tensor] | None]
+
+
 def mmd_gaussian(
     estimator: str = "rff", features: int = 1024, samples: int = 1024, scales: int = 1,
     seed: int = 0, resample: bool = False,
-) -> StyleLoss:
+) -> StyleLoss[Sample, GaussianTarget]:
     """MMD² with k(x,y) = exp(−γ‖x−y‖²) (summed over bandwidths), per layer γ from the style.
 
     estimator='rff': random Fourier features φ(x) = √(2/D) cos(Wx + b), W ~ N(0, 2γI), b ~ U[0, 2π];
@@ -103,7 +114,7 @@ def mmd_gaussian(
         w, b = wb
         return math.sqrt(2.0 / features) * channel_mean(torch.cos(w @ x + b), weights)  # (D,)
 
-    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[list[float], Sample, list[Tensor] | None]:
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> GaussianTarget:
         """(bandwidths, pooled style sample, its mean features under fixed draws; None when they are redrawn)."""
         pooled = pool_samples(stats, weights)
         y, w = split_sample(pooled)
@@ -111,8 +122,7 @@ def mmd_gaussian(
         fixed = estimator == "rff" and not resample
         return gammas, pooled, [mean_features(y, rff(y.shape[0], g, y), w) for g in gammas] if fixed else None
 
-    def loss(x: Tensor, target: tuple[list[float], Sample, list[Tensor] | None],
-             weights: Tensor | None = None) -> Tensor:
+    def loss(x: Tensor, target: GaussianTarget, weights: Tensor | None = None) -> Tensor:
         gammas, pooled, means = target
         if estimator == "rff":
             y, w_y = split_sample(pooled)
@@ -123,7 +133,10 @@ def mmd_gaussian(
                 total = total + ((mean_features(x, wb, weights) - m_y) ** 2).sum()
             return total
         xs, ys = draws.positions(as_sample(x, weights), "x", samples), draws.positions(pooled, "y", samples)
-        return sum(_gaussian_mmd(xs, ys, g) for g in gammas)
+        total = x.new_zeros(())
+        for g in gammas:
+            total = total + _gaussian_mmd(xs, ys, g)
+        return total
 
     return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 

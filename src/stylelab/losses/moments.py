@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import StyleLoss, normalise_weights
+from .base import StyleLoss, normalise_weights, weighted_sum
+
+__all__ = ["BN_EPS", "W2Stats", "bn_distance", "bn_loss", "bn_stats", "channel_mean", "gram", "gram_distance",
+    "gram_loss", "mean_distance", "mean_loss", "self_product", "w2_blend", "w2_distance", "w2_loss", "w2_stats"]
 
 
 def gram(x: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -87,22 +90,25 @@ def _psd_sqrt(a: Tensor) -> Tensor:
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
 
 
-def w2_stats(x: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+W2Stats = tuple[Tensor, Tensor, Tensor]  # (μ (C,), Σ (C, C), Σ^½ (C, C))
+
+
+def w2_stats(x: Tensor, weights: Tensor | None = None) -> W2Stats:
     """(μ, Σ, Σ^½) of a Gaussian fit to the (weighted) features."""
     mu, cov = _covariance(x, weights)
     return mu, cov, _psd_sqrt(cov)
 
 
-def w2_blend(stats: Sequence[tuple[Tensor, Tensor, Tensor]], weights: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+def w2_blend(stats: Sequence[W2Stats], weights: Sequence[float]) -> W2Stats:
     """Blend μ and E[ffᵀ] = Σ + μμᵀ (the mixture's moments), then refit the Gaussian (docs/method.md §8)."""
-    mu = sum(w * m for w, (m, _, _) in zip(weights, stats))
-    second = sum(w * (c + torch.outer(m, m)) for w, (m, c, _) in zip(weights, stats))
+    mu = weighted_sum([m for m, _, _ in stats], weights)
+    second = weighted_sum([c + torch.outer(m, m) for m, c, _ in stats], weights)
     cov = second - torch.outer(mu, mu)
     cov = (cov + cov.T) / 2
     return mu, cov, _psd_sqrt(cov)
 
 
-def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor], weights: Tensor | None = None) -> Tensor:
+def w2_distance(x: Tensor, target: W2Stats, weights: Tensor | None = None) -> Tensor:
     """W2² between Gaussian fits: ‖Δμ‖² + tr(Σx + Σs − 2 (Σs^½ Σx Σs^½)^½).
 
     tr(A^½) = Σ √λ(A) via `eigvalsh`, whose gradient V diag(g) Vᵀ stays finite for repeated eigenvalues
@@ -118,17 +124,17 @@ def w2_distance(x: Tensor, target: tuple[Tensor, Tensor, Tensor], weights: Tenso
     return ((mu_x - mu_s) ** 2).sum() + (cov_x.trace() + cov_s.trace() - 2 * cross).clamp_min(0)
 
 
-def gram_loss() -> StyleLoss:
+def gram_loss() -> StyleLoss[Tensor, Tensor]:
     return StyleLoss(stats=gram, loss=gram_distance, weighted=True)
 
 
-def mean_loss() -> StyleLoss:
+def mean_loss() -> StyleLoss[Tensor, Tensor]:
     return StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True)
 
 
-def bn_loss() -> StyleLoss:
+def bn_loss() -> StyleLoss[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     return StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True)
 
 
-def w2_loss() -> StyleLoss:
+def w2_loss() -> StyleLoss[W2Stats, W2Stats]:
     return StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True)

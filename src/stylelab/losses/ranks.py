@@ -11,12 +11,15 @@ differentiates through p alone (the ranks are locally constant), so no gradient 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
 import torch
 from torch import Tensor
+
+__all__ = ["argsort_rows", "sort_rows", "sorted_match"]
 
 _MIN_NUMPY = 1 << 15  # below this many elements a thread hand-off costs more than it saves
 
@@ -26,7 +29,8 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="stylelab-sort")
 
 
-def _numpy_rows(x: Tensor, op) -> Tensor:
+def _numpy_rows(x: Tensor, op: Callable[[np.ndarray], np.ndarray]) -> Tensor:
+    """op (rows (k, M) float32 -> (k, M)) on x's rows, the rows split over torch's thread count."""
     a = x.detach().to(torch.float32).contiguous().numpy()
     threads = min(torch.get_num_threads(), a.shape[0])
     if threads < 2:

@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import StyleLoss
+    from .base import StyleLoss
+
+    # An entry of the registry, whatever its statistics and target types (each factory states its own).
+    AnyStyleLoss = StyleLoss[Any, Any]
+
+Param = int | float | str  # the value of a loss parameter, as parsed from `name(key=value,...)`
 
 __all__ = ["ALL_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses", "split_terms", "style_loss"]
 
 # name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
 # itself). Parameters are bound explicitly when the loss is built.
-STYLE_LOSSES: dict[str, str | Callable[..., StyleLoss]] = {
+STYLE_LOSSES: dict[str, str | Callable[..., AnyStyleLoss]] = {
     "gram": "moments:gram_loss",
     "mmd-poly": "mmd:mmd_poly",
     "mmd-linear": "moments:mean_loss",
@@ -40,7 +45,7 @@ ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=r
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
 
 
-def loss_factory(name: str) -> Callable[..., StyleLoss]:
+def loss_factory(name: str) -> Callable[..., AnyStyleLoss]:
     """The factory of registry entry `name` (imports stylelab.losses, and so torch, on first use)."""
     try:
         entry = STYLE_LOSSES[name]
@@ -52,7 +57,7 @@ def loss_factory(name: str) -> Callable[..., StyleLoss]:
     return entry
 
 
-def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) -> StyleLoss:
+def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Param) -> AnyStyleLoss:
     """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
     factory = loss_factory(name)
     signature = inspect.signature(factory).parameters
@@ -62,8 +67,11 @@ def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Any) 
             raise ValueError(
                 f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
         default = signature[key].default  # its type is the parameter's type
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if isinstance(default, (int, float)) and not (numeric and (isinstance(default, float) or value == int(value))):
+        if not isinstance(default, (int, float)):
+            continue
+        # is_integer: also False for inf and nan, which int() cannot convert
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not (isinstance(default, float) or float(value).is_integer())):
             kind = "an integer" if isinstance(default, int) else "a number"
             raise ValueError(f"style loss {name!r}: {key} must be {kind}, got {value!r}")
         if isinstance(default, float) and not math.isfinite(value):
@@ -79,7 +87,7 @@ class LossTerm:
     """One member of a style-loss mix: `name(params):weight`."""
 
     name: str
-    params: tuple[tuple[str, Any], ...]
+    params: tuple[tuple[str, Param], ...]
     weight: float  # normalised over the mix
 
     @property
@@ -87,7 +95,7 @@ class LossTerm:
         args = ",".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({args})" if args else self.name
 
-    def build(self, seed: int = 0, resample: bool = False) -> StyleLoss:
+    def build(self, seed: int = 0, resample: bool = False) -> AnyStyleLoss:
         return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))
 
 
@@ -132,7 +140,7 @@ def parse_term(item: str) -> LossTerm:
     return LossTerm(name, params, w)
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def _parse_param(text: str) -> tuple[str, Param]:
     key, eq, value = text.partition("=")
     if not eq or not key.strip() or not value.strip():
         raise ValueError(f"style loss parameter {text.strip()!r} must be key=value")

@@ -10,8 +10,27 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .base import MAX_DIRECTIONS, Sample, StyleLoss, as_sample, check_param, normalise_weights, split_sample
+from .base import (
+    MAX_DIRECTIONS,
+    Sample,
+    StyleLoss,
+    as_sample,
+    check_param,
+    normalise_weights,
+    split_sample,
+    weighted_sample,
+)
 from .ranks import sort_rows, sorted_match
+
+__all__ = ["DrawKey", "Draws", "Presorted", "Quantiles", "SlicedTarget", "histogram_blend", "histogram_distance",
+    "histogram_loss", "pool_samples", "quantiles", "resample_sorted", "resampled", "sliced_wasserstein",
+    "sorted_rows"]
+
+DrawKey = tuple[str | int, ...]  # what a random draw is cached under: its use and its sizes
+# Sorted rows q (K, N), each an empirical quantile function; or with their weights (K, N) in each row's order
+Quantiles = Tensor | tuple[Tensor, Tensor]
+Presorted = tuple[Tensor, Tensor | None]  # sorted rows (K, N) and their weights (K, N), None for equal weights
+SlicedTarget = tuple[Sample, Presorted | None]  # the pooled style sample; its projections sorted, if fixed
 
 
 class Draws:
@@ -21,9 +40,9 @@ class Draws:
     def __init__(self, seed: int, resample: bool) -> None:
         self.seed, self.resample = seed, resample
         self.generator = torch.Generator().manual_seed(seed % 2**64)  # any integer seed: torch takes 64 bits
-        self.cache: dict[tuple, Tensor] = {}
+        self.cache: dict[DrawKey, Tensor] = {}
 
-    def get(self, key: tuple, make: Callable[[torch.Generator], Tensor]) -> Tensor:
+    def get(self, key: DrawKey, make: Callable[[torch.Generator], Tensor]) -> Tensor:
         if self.resample:
             return make(self.generator)
         if key not in self.cache:
@@ -100,11 +119,11 @@ def quantiles(q: Tensor, p: Tensor, weights: Tensor | None = None) -> Tensor:
     return _interpolate_rows(q, lo + ((p - c_lo) / gap).clamp(0, 1))
 
 
-def _sort_weighted(x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def _sort_weighted(x: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of x (K, M) sorted (differentiable values), and the weights (M,) or (K, M) in each row's order (K, M).
     Stable, so tied values (ReLU zeros) keep one order with or without the zero-weight positions."""
     values, order = x.sort(dim=1, stable=True)
-    return values, None if weights is None else weights.expand_as(x).gather(1, order)
+    return values, weights.expand_as(x).gather(1, order)
 
 
 def _sorted_transport(p: Tensor, weights: Tensor | None, quantile: Callable[[Tensor], Tensor]) -> Tensor:
@@ -124,44 +143,50 @@ def pool_samples(stats: Sequence[Sample], weights: Sequence[float]) -> Sample:
     """Pool sample sets (C, M_k) into one whose composition follows the weights: the mixture Σ π_k Q_k.
     Each set is resampled evenly to round(π_k · N) columns, N = the largest M_k. If any set is weighted (X_k, w_k),
     the result is exact instead: (all columns, π_k w_k), uniform w_k for the plain sets."""
-    if any(isinstance(s, tuple) for s in stats):
-        parts = [split_sample(s) for s in stats]
-        x = torch.cat([y for y, _ in parts], dim=1)
-        w = torch.cat([pi * (y.new_full((y.shape[1],), 1 / y.shape[1]) if v is None else v)
-                       for pi, (y, v) in zip(weights, parts)])
-        keep = w > 0
-        return x[:, keep], w[keep] / w[keep].sum()
+    parts = [split_sample(s) for s in stats]
+    if all(v is None for _, v in parts):
+        return _pool_plain([y for y, _ in parts], weights)
+    x = torch.cat([y for y, _ in parts], dim=1)
+    w = torch.cat([pi * (y.new_full((y.shape[1],), 1 / y.shape[1]) if v is None else v)
+                   for pi, (y, v) in zip(weights, parts)])
+    keep = w > 0
+    return x[:, keep], w[keep] / w[keep].sum()
+
+
+def _pool_plain(stats: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """pool_samples of equally weighted sets: round(π_k · N) evenly spaced columns of each."""
     if len(stats) == 1:
         return stats[0]
     n = max(s.shape[1] for s in stats)
     parts = []
-    for s, w in zip(stats, weights):
-        count = round(w * n)
+    for s, pi in zip(stats, weights):
+        count = round(pi * n)
         if count > 0:
             idx = torch.linspace(0, s.shape[1] - 1, count, device=s.device).round().long()
             parts.append(s[:, idx])
     return torch.cat(parts, dim=1)
 
 
-def sorted_rows(x: Tensor, weights: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+def sorted_rows(x: Tensor, weights: Tensor | None = None) -> Quantiles:
     """Rows of X (C, M) sorted: each channel's empirical quantile function. With weights w (M,): the rows of
     X[:, w > 0] sorted and their weights (Σ = 1) in each row's order, both (C, N)."""
     if weights is None:
         return sort_rows(x)
-    return _sort_weighted(*as_sample(x, weights))
+    return _sort_weighted(*weighted_sample(x, weights))
 
 
-def histogram_blend(stats: Sequence[Tensor | tuple[Tensor, Tensor]], weights: Sequence[float]) -> Tensor | tuple:
+def histogram_blend(stats: Sequence[Quantiles], weights: Sequence[float]) -> Quantiles:
     """Sorted rows of the pooled mixture; exact (all values, weights π_k w_k) if any style is weighted."""
-    if not any(isinstance(s, tuple) for s in stats):
-        return sorted_rows(pool_samples(stats, weights))
+    plain = [s for s in stats if not isinstance(s, tuple)]
+    if len(plain) == len(stats):
+        return sort_rows(_pool_plain(plain, weights))
     parts = [(pi, *split_sample(s)) for pi, s in zip(weights, stats) if pi > 0]
     values = torch.cat([q for _, q, _ in parts], dim=1)
     mass = torch.cat([pi * (torch.full_like(q, 1 / q.shape[1]) if w is None else w) for pi, q, w in parts], dim=1)
     return _sort_weighted(values, mass / mass.sum(dim=1, keepdim=True))
 
 
-def histogram_distance(x: Tensor, target_sorted: Tensor | tuple, weights: Tensor | None = None) -> Tensor:
+def histogram_distance(x: Tensor, target_sorted: Quantiles, weights: Tensor | None = None) -> Tensor:
     """mean over channels and positions of (sort(X_c) − Q_c)², Q_c = style quantiles at X's ranks.
 
     This is ‖X − R(X)‖² of Risser et al. (2017) with R = exact histogram matching (no bins): R(X) only moves
@@ -175,7 +200,7 @@ def histogram_distance(x: Tensor, target_sorted: Tensor | tuple, weights: Tensor
     return _sorted_transport(x, w_x, lambda c: quantiles(q, c, w_q))
 
 
-def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss:
+def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss[Sample, SlicedTarget]:
     """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
     directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call."""
     check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS, "0 = one per channel")
@@ -187,18 +212,18 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
         v = v.to(device=like.device, dtype=like.dtype)
         return v / v.norm(dim=1, keepdim=True)  # (K, C)
 
-    def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor | None = None) -> Presorted:
         v = project(y.shape[0], y) if v is None else v
         if w_y is None:
             return sort_rows(v @ y), None  # (K, My): the style's 1-D quantiles
         return _sort_weighted(v @ y, w_y)
 
-    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> tuple[Sample, tuple | None]:
+    def blend(stats: Sequence[Sample], weights: Sequence[float]) -> SlicedTarget:
         """(pooled style sample, its sorted projections when the directions are fixed: sorted once per scale)."""
         pooled = pool_samples(stats, weights)
         return pooled, None if resample else sorted_projections(*split_sample(pooled))
 
-    def loss(x: Tensor, target: tuple[Sample, tuple | None], weights: Tensor | None = None) -> Tensor:
+    def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
         pooled, presorted = target
         v = project(x.shape[0], x)  # one draw for both sides
         q, w_q = presorted if presorted is not None else sorted_projections(*split_sample(pooled), v)
@@ -210,5 +235,5 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
     return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 
 
-def histogram_loss() -> StyleLoss:
+def histogram_loss() -> StyleLoss[Quantiles, Quantiles]:
     return StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend, weighted=True)
