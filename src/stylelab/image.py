@@ -52,10 +52,13 @@ __all__ = [
     "Picture",
     "check_input_file",
     "check_output_path",
+    "decode_image",
+    "encode_image",
     "is_tensor",
     "is_url",
     "load_alpha",
     "open_image",
+    "output_format",
     "pil_to_tensor",
     "read_image",
     "read_metadata",
@@ -133,6 +136,15 @@ def read_image(path: str | os.PathLike, what: str = "image") -> Picture:
     """Like `open_image`, at full precision: 16-bit RGB(A) PNG and TIFF keep all 16 bits (16-bit greys, float
     images and 8-bit ones have theirs through Pillow). The source is read (or downloaded) once."""
     source, name = _fetch(path, what)
+    return _picture(source, name, what)
+
+
+def decode_image(data: bytes, name: str | os.PathLike, what: str = "image") -> Picture:
+    """`read_image` of a file's bytes, already read (a batch worker's input); errors name `name`, the file."""
+    return _picture(io.BytesIO(data), str(name), what)
+
+
+def _picture(source: Path | io.BytesIO, name: str | Path, what: str) -> Picture:
     with _opened(source, name, what) as im:
         pixels = _decode16(im, source)
         if pixels is None:
@@ -495,8 +507,8 @@ def tensor_to_pil(image: Tensor) -> Image.Image:
 # ------------------------------------------------------------------------------------------------- writing
 
 
-def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
-    """Fail early (before any work) if `path` cannot be written as an image of `bit_depth` bits per channel."""
+def output_format(path: str | os.PathLike, bit_depth: int = 8) -> str:
+    """Pillow's format name for an output called `path` (its suffix) at `bit_depth` bits, or a one-line error."""
     p = Path(path)
     if p.suffix.lower() not in SAVE_FORMATS:
         raise ImageError(
@@ -506,6 +518,13 @@ def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
         raise ImageError(f"bit depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and SAVE_FORMATS[p.suffix.lower()] not in FORMATS_16BIT:
         raise ImageError(f"16-bit output needs a .png, .tif or .tiff file, not {p.name!r}")
+    return SAVE_FORMATS[p.suffix.lower()]
+
+
+def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Fail early (before any work) if `path` cannot be written as an image of `bit_depth` bits per channel."""
+    p = Path(path)
+    output_format(p, bit_depth)
     if p.is_dir():
         raise ImageError(f"output is a directory: {p}")
     parent = p.parent if str(p.parent) else Path(".")
@@ -534,6 +553,19 @@ def save_image(image: Image.Image | Tensor | Picture, path: str | os.PathLike, *
         options = _save_options(fmt, text)
         _write_atomic(p, lambda f: im.save(f, format=fmt, **options))
     return p
+
+
+def encode_image(image: Image.Image | Tensor | Picture, name: str | os.PathLike, *, bit_depth: int = 8,
+                 alpha: Tensor | None = None, metadata: Mapping[str, str] | None = None) -> bytes:
+    """The bytes `save_image(image, name, ...)` writes, without a file (a batch worker's output): the format from
+    `name`'s suffix."""
+    fmt = output_format(name, bit_depth)
+    text = _check_metadata(metadata)
+    if bit_depth == 16:
+        return _encode16(image, alpha, fmt, text)
+    buffer = io.BytesIO()
+    _image8(image, alpha, fmt).save(buffer, format=fmt, **_save_options(fmt, text))
+    return buffer.getvalue()
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

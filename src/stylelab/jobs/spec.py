@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import traceback
 from collections import OrderedDict
@@ -30,7 +29,7 @@ from ..config import Config, config_to_dict
 from ..engine.optimize import Callback, OptimizationError, Step, stylize, weights_checksum
 from ..engine.provenance import record
 from ..errors import StylelabError
-from ..image import is_url, load_alpha, open_image, save_image
+from ..image import Picture, decode_image, encode_image, is_url, load_alpha
 from ..losses.base import Stats
 
 __all__ = ["JobInputs", "JobResult", "JobSpec", "StepSink", "StyleCache", "StyleKey", "StyleStats", "Worker",
@@ -211,16 +210,10 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
     return JobResult(spec.key, data, hashlib.sha256(data).hexdigest(), seconds, losses, taken, worker=worker)
 
 
-def decode(data: bytes, name: str, what: str) -> Image.Image:
+def decode(data: bytes, name: str, what: str) -> Picture:
     """Decode an image file's bytes exactly as `stylelab run` decodes the file (orientation, ICC, 16 bits); errors
     name the original file."""
-    with tempfile.TemporaryDirectory(prefix="stylelab-in-") as tmp:
-        path = Path(tmp) / ("in" + Path(name).suffix)
-        path.write_bytes(data)
-        try:
-            return open_image(path, what)
-        except StylelabError as exc:
-            raise type(exc)(str(exc).replace(str(path), name)) from None
+    return decode_image(data, name, what)
 
 
 def one_line_error(exc: BaseException) -> str:
@@ -237,10 +230,7 @@ def one_line_error(exc: BaseException) -> str:
 
 def encode(image: Image.Image, spec: JobSpec, alpha: Tensor | None = None) -> bytes:
     """The output file's bytes, in the format of its name, with the provenance `stylelab replay` reads."""
-    with tempfile.TemporaryDirectory(prefix="stylelab-job-") as tmp:
-        path = Path(tmp) / ("out" + Path(spec.output).suffix)
-        save_image(image, path, bit_depth=spec.bit_depth, alpha=alpha, metadata=provenance(spec))
-        return path.read_bytes()
+    return encode_image(image, spec.output, bit_depth=spec.bit_depth, alpha=alpha, metadata=provenance(spec))
 
 
 def provenance(spec: JobSpec) -> dict[str, str]:
