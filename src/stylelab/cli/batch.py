@@ -20,7 +20,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import ConfigError
 from ..errors import StylelabError
@@ -28,6 +28,7 @@ from ..image import SAVE_FORMATS
 
 if TYPE_CHECKING:
     from ..jobs.spec import JobSpec
+    from .progress import StepBar
 
 __all__ = [
     "DEFAULT_NAME",
@@ -386,29 +387,27 @@ class _Progress:
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.jobs = self.steps = None
-        self.current = None
+        self.jobs: Any = None
+        self.steps: StepBar | None = None
+        self.current: str | None = None
 
     def __call__(self, event) -> None:
         if self.quiet:
             return
         from tqdm import tqdm
 
+        from .progress import StepBar
+
         if event.kind == "plan":
             self.jobs = tqdm(total=event.total, initial=event.skipped, unit="job", desc="jobs", position=0,
                              dynamic_ncols=True, file=sys.stderr)
-            self.steps = tqdm(total=0, unit="step", desc="steps", position=1, dynamic_ncols=True, file=sys.stderr,
-                              leave=False)
+            self.steps = StepBar(0, label="steps", position=1, leave=False)
         elif event.kind == "step" and self.steps is not None:
             step = event.step
-            if event.key != self.current or (step.i == 1 and not step.final):
+            if event.key != self.current or (step.i == 1 and not step.final):  # a new job, or its next scale
                 self.current = event.key
-                self.steps.reset(total=step.n)
-                self.steps.set_description_str(event.key, refresh=False)
-            if not step.final:
-                self.steps.n = step.i
-                self.steps.set_postfix_str(f"loss {step.loss:.4g} {step.seconds:.2f}s/step", refresh=False)
-                self.steps.refresh()
+                self.steps.restart(step.n, event.key)
+            self.steps.show(step)
         elif event.kind in ("done", "failed") and self.jobs is not None:
             self.jobs.update(1)
             self.jobs.set_postfix_str(f"{event.failed} failed" if event.failed else "", refresh=True)

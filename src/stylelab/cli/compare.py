@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from tqdm import tqdm
 
 from ..config import ConfigError
 from ..files import check_not_an_input, write_text_atomic
@@ -18,6 +15,7 @@ from ..flags import add_inputs, config_from_args
 from ..flags import source as _source
 from ..image import save_image
 from ..losses.spec import ALL_LOSSES
+from .progress import StepBar
 from .run import job_inputs, output_path
 
 if TYPE_CHECKING:
@@ -64,17 +62,12 @@ def run_compare(args: argparse.Namespace) -> int:
         if args.quiet:
             return None
         plan = config.schedule()
-        bar = tqdm(total=sum(steps for _, steps in plan), desc=spec, unit="step", dynamic_ncols=True,
-                   file=sys.stderr, leave=False)
+        bar = StepBar(sum(steps for _, steps in plan), label=spec, tv=config.tv_weight > 0, leave=False)
 
         def on_step(step: Step) -> None:
-            if step.final:  # the output's own loss after a scale's last step; the run ends with the last scale's
-                bar.set_postfix_str(f"style {step.terms['style']:.4f}")
-                if step.scale == len(plan) - 1:
-                    bar.close()
-                return
-            bar.set_postfix_str(f"style {step.terms['style']:.4f} {step.seconds:.2f}s/step", refresh=False)
-            bar.update(1)
+            bar.show(step)
+            if step.final and step.scale == len(plan) - 1:  # the run ends with the last scale's final report
+                bar.close()
         return on_step
 
     rows = compare(args.content, args.styles, specs, config, progress)

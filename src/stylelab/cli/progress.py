@@ -17,7 +17,37 @@ from ..image import save_image
 if TYPE_CHECKING:
     from ..engine.optimize import Step
 
-__all__ = ["Progress", "budget_note"]
+__all__ = ["Progress", "StepBar", "budget_note"]
+
+
+class StepBar:
+    """The one display of optimiser steps, used by run, compare, batch and video: a bar over the steps, its label
+    and the size being optimised, then loss, content, style (and tv when it counts) and seconds per step. A
+    scale's final report (the output's own loss, no step) updates the numbers without advancing the bar."""
+
+    def __init__(self, total: int, *, quiet: bool = False, label: str = "", tv: bool = False,
+                 position: int | None = None, leave: bool = True) -> None:
+        self.bar = tqdm(total=total, disable=quiet, unit="step", dynamic_ncols=True, file=sys.stderr,
+                        position=position, leave=leave)
+        self.label, self.tv = label, tv
+
+    def restart(self, total: int, label: str) -> None:
+        """Start over for another job, frame or loss."""
+        self.bar.reset(total=total)
+        self.label = label
+
+    def show(self, step: Step) -> None:
+        size = "" if step.image is None else "{1}x{0}".format(*step.image.shape[-2:])
+        self.bar.set_description_str(" ".join(x for x in (self.label, size) if x), refresh=False)
+        t = step.terms
+        tv = f" tv {t['tv']:.2e}" if self.tv and "tv" in t else ""
+        self.bar.set_postfix_str(f"loss {step.loss:.4g} content {t.get('content', 0):.3f} style "
+                                 f"{t.get('style', 0):.4f}{tv} {step.seconds:.2f}s/step", refresh=step.final)
+        if not step.final:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class Progress:
@@ -30,32 +60,23 @@ class Progress:
         self.tv = config.tv_weight > 0  # the tv term is shown only when it counts
         self.budget = config.time_budget
         self.args, self.output = args, output
-        self.bar: tqdm | None = None
+        self.bar: StepBar | None = None
         self.seconds: list[float] = []
         self.ends: list[Step] = []  # the final report of each scale
 
     def on_step(self, step: Step) -> None:
         if self.bar is None:
-            self.bar = tqdm(total=self.total, disable=self.args.quiet, unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
-        if not step.final:  # the final report of a scale is the output's loss, not a step
-            self.seconds.append(step.seconds)
-        t = step.terms
-        h, w = step.image.shape[-2:]
-        self.bar.set_description_str(f"{w}x{h}" if self.multi else "", refresh=False)
-        tv = f"tv {t['tv']:.2e} " if self.tv else ""
-        self.bar.set_postfix_str(
-            f"loss {step.loss:.4g} content {t['content']:.3f} style {t['style']:.4f} {tv}"
-            f"{step.seconds:.2f}s/step", refresh=not step.final)
-        if step.final:
+            self.bar = StepBar(self.total, quiet=self.args.quiet, tv=self.tv)
+        self.bar.show(step)
+        if step.final:  # the final report of a scale is the output's loss, not a step
             self.ends.append(step)
             return
-        self.bar.update(1)
+        self.seconds.append(step.seconds)
         every = self.args.save_every
         if every and step.i % every == 0:
             tag = f"_s{step.scale}" if self.multi else ""
             out = self.output
-            save_image(step.image, out.with_name(f"{out.stem}{tag}_step{step.i:04d}{out.suffix}"))
+            save_image(step.pixels(), out.with_name(f"{out.stem}{tag}_step{step.i:04d}{out.suffix}"))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -73,7 +94,7 @@ def budget_note(ends: Sequence[Step], budget: float | None, total: int) -> str:
     done = sum(e.i for e in ends)
     parts = []
     for e in ends:
-        h, w = e.image.shape[-2:]
-        parts.append(f"{e.i} of {e.n} at {w}x{h} px")
+        size = "" if e.image is None else " at {1}x{0} px".format(*e.image.shape[-2:])
+        parts.append(f"{e.i} of {e.n}{size}")
     return (f"the time budget ({budget:g} s) stopped the run after {done} of {total} steps "
             f"({', '.join(parts)}); raise --time-budget or lower --size for a more stylised result")

@@ -85,6 +85,7 @@ def run_video(args: argparse.Namespace) -> int:
     from ..jobs.store import Store, file_sha256
     from ..video.io import frame_name, output_kind, parse_frames, read_video, write_frames, write_video  # needs av
     from ..video.temporal import check_video_config, default_frame_steps, stylize_video
+    from .progress import StepBar
 
     if not args.overwrite:  # before anything is read: the output must never replace an input
         check_not_an_input(args.output, {"input video": args.input,
@@ -124,12 +125,15 @@ def run_video(args: argparse.Namespace) -> int:
         def done(t: int) -> str | None:
             return str(work / name(t)) if t < kept else None
 
-        bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=n, initial=kept, disable=args.quiet, unit="frame", dynamic_ncols=True, file=sys.stderr,
+                   position=0)
+        steps = StepBar(0, quiet=args.quiet, position=1, leave=False)  # the steps of the frame being made
         seconds: list[float] = []
 
         def on_step(t: int, step: Step) -> None:
-            if not step.final:
-                bar.set_postfix_str(f"frame {t + 1} step {step.i}/{step.n} loss {step.loss:.4g}")
+            if step.i == 1 and not step.final:
+                steps.restart(step.n, f"frame {first + t}")
+            steps.show(step)
 
         start = time.perf_counter()
         if args.ray is None:
@@ -163,6 +167,7 @@ def run_video(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"frame {frame.index + 1} loss {frame.loss:.4g} {frame.seconds:.1f}s")
                 bar.update(1)
         finally:
+            steps.close()
             bar.close()
     arrays = (np.asarray(Image.open(work / name(t)).convert("RGB")) for t in range(n))  # one at a time
     if kind == "video":

@@ -66,7 +66,8 @@ class Step:
     loss: float  # weighted total, the value differentiated
     terms: dict[str, float]  # unweighted: 'content', 'style', 'tv', and 'style/<layer>' per style layer
     seconds: float  # wall time of this step
-    image: Tensor  # current image (1, 3, H, W) RGB in [0,1]; a detached view: copy before changing it
+    image: Tensor | None  # current image (1, 3, H, W) RGB in [0,1], a detached view: copy before changing it;
+    # None in a step rebuilt in another process (a batch or video worker sends no pixels)
     # A step's loss is measured where it starts (the pass that gives its gradient). `final`: one more report after
     # a scale's last step, no step taken: loss and terms of the image the scale ends with (a forward pass), so
     # the last numbers shown are those of the saved image; `seconds` is that pass's time.
@@ -74,6 +75,12 @@ class Step:
     # On the final report: why the scale ended before its `n` steps ("time": --time-budget, "plateau": --tol), or ""
     # when it ran them all. `i` is then the number of steps taken (0 when the budget was spent before the first).
     stopped: str = ""
+
+    def pixels(self) -> Tensor:
+        """The image, for a consumer in the process that made it (a step from another process has none)."""
+        if self.image is None:
+            raise ValueError("this step carries no pixels: it was made in another process")
+        return self.image
 
 
 Callback = Callable[[Step], None]

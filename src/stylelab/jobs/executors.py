@@ -51,9 +51,8 @@ def _step_fields(step: Step) -> StepFields:
 
 def _step_from(fields: StepFields) -> Step:
     scale, i, n, loss, terms, seconds, final = fields
-    # image None: the pixels stay with the worker. Step.image is typed Tensor: once it is `Tensor | None`, this
-    # ignore is reported unused and goes.
-    return Step(scale, i, n, loss, terms, seconds, None, final)  # type: ignore[arg-type]
+    # image None: the pixels stay with the worker.
+    return Step(scale, i, n, loss, terms, seconds, None, final)
 
 
 # --------------------------------------------------------------------------------------------- in-process

@@ -144,7 +144,7 @@ class Progress:
     def __call__(self, step: Step) -> None:
         if self.live.cancel.is_set():
             raise Cancelled
-        self.live.image = step.image.detach().to("cpu", copy=True)
+        self.live.image = step.pixels().detach().to("cpu", copy=True)
         if not step.final:
             self.done[0] += 1
             self.step_s.append(step.seconds)
@@ -154,7 +154,7 @@ class Progress:
 
     def _step_event(self, step: Step) -> dict:
         median = statistics.median(self.step_s) if self.step_s else step.seconds
-        h, w = step.image.shape[-2:]
+        h, w = step.pixels().shape[-2:]
         return {"type": "step", "step": self.done[0], "total": self.total, "scale": step.scale, "i": step.i,
                 "n": step.n, "final": step.final, "loss": step.loss,
                 "terms": {k: v for k, v in step.terms.items() if "/" not in k}, "seconds": step.seconds,
@@ -164,7 +164,7 @@ class Progress:
     def _preview(self, step: Step) -> None:
         e0 = time.perf_counter()
         buf = io.BytesIO()
-        tensor_to_pil(step.image).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
+        tensor_to_pil(step.pixels()).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
         jpeg = buf.getvalue()
         try:  # what an interrupted job goes on from
             write_atomic(self.worker.last(self.job_id), lambda f: f.write(jpeg))
