@@ -1,4 +1,4 @@
-"""Performance levers of issue #5, each measured on its own (CPU): what helps a VGG19 step here, what doesn't.
+"""Performance levers, each measured on its own (CPU): what helps a VGG19 step here, what doesn't.
 
     .venv/bin/python bench/levers.py [--content C] [--style S] [--sizes 256,512] [--passes 8]
 

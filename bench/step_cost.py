@@ -19,6 +19,7 @@ import torch
 
 import stylelab
 from stylelab import Config
+from stylelab.engine.events import Step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evaluator import Net
@@ -46,7 +47,7 @@ def main() -> None:
             config = Config(size=size, steps=args.steps + 1, style_loss=spec, scales=((size, args.steps + 1),))
 
             def on_step(s, seconds=seconds) -> None:  # steps after the first (its pass is warm-up), no reports
-                if not s.final and s.i > 1:
+                if isinstance(s, Step) and s.i > 1:
                     seconds.append(s.seconds)
 
             stylelab.stylize(args.content, args.style, config, callback=on_step)

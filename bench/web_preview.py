@@ -14,6 +14,7 @@ import math
 import time
 
 from stylelab import Config, samples, stylize
+from stylelab.engine.events import ScaleEnd
 from stylelab.image import tensor_to_pil
 from stylelab.web.worker import PREVIEW_QUALITY, PREVIEW_SHARE
 
@@ -29,7 +30,7 @@ def main() -> None:
         steps, encodes = [], []
 
         def on_step(step, steps=steps, encodes=encodes):
-            if step.final:
+            if isinstance(step, ScaleEnd):
                 return
             steps.append(step.seconds)
             t0 = time.perf_counter()

@@ -25,7 +25,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from stylelab import samples
-from stylelab.engine.optimize import Step, stylize
+from stylelab.engine.events import Step
+from stylelab.engine.optimize import stylize
 from stylelab.web.app import create_app
 from stylelab.web.schema import settings_to_config
 
@@ -56,7 +57,7 @@ def run_cli(content: Path, style: Path, settings: dict) -> Timing:
     elapsed: list[float] = []
 
     def on_step(step: Step) -> None:
-        if not step.final:
+        if isinstance(step, Step):
             seconds.append(step.seconds)
             elapsed.append(time.perf_counter())
 

@@ -28,7 +28,7 @@ def test_decode_image_reads_the_file_as_read_image_does(tmp_path):
 
 
 def test_bad_bytes_and_names_are_one_line_errors():
-    with pytest.raises(ImageError, match="photo.png"):
+    with pytest.raises(ImageError, match=r"photo\.png"):
         decode_image(b"not an image", "photo.png", "content image")
     with pytest.raises(ImageError, match="cannot tell the output format"):
         encode_image(torch.zeros(1, 3, 4, 4), "out.xyz")

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.2.0"
 _PUBLIC = {
     "Checkpoint": "engine.checkpoint", "Config": "config", "ConfigError": "config", "Region": "config",
-    "StylelabError": "errors", "Step": "engine.optimize", "stylize": "engine.optimize",
+    "StylelabError": "errors", "Step": "engine.events", "ScaleEnd": "engine.events", "stylize": "engine.optimize",
     "synthesize": "engine.optimize", "BatchEvent": "jobs.executors", "BatchReport": "jobs.executors",
     "InProcess": "jobs.executors", "LocalProcesses": "jobs.executors", "RayActors": "jobs.executors",
     "batch": "jobs.executors", "JobResult": "jobs.spec", "JobSpec": "jobs.spec", "run_job": "jobs.spec",

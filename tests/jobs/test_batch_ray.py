@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import batch_folder
 from PIL import Image
 
-ray = pytest.importorskip("ray")
+import stylelab
+from stylelab import Config, JobSpec
+from stylelab.engine.events import Step
+from stylelab.jobs.store import Store
 
-import stylelab  # noqa: E402
-from stylelab import Config, JobSpec  # noqa: E402
-from stylelab.jobs.store import Store  # noqa: E402
+ray = pytest.importorskip("ray")
 
 JOB_TIMEOUT_S = 120  # a bound on a hung actor (the job fails instead of the test hanging), not a measurement
 
@@ -25,11 +25,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture()
-def images(tmp_path: Path) -> Path:
-    return batch_folder(tmp_path / "in", 3, 9)
 
 
 def jobs(images: Path, n: int, steps: int) -> list[JobSpec]:
@@ -72,7 +67,7 @@ def test_killed_actor_mid_job_is_replaced_and_the_batch_completes(cluster, image
     killed: list[tuple[str, int]] = []
 
     def kill_once(event) -> None:
-        if event.kind == "step" and not killed and not event.step.final and event.step.i < event.step.n:
+        if event.kind == "step" and not killed and isinstance(event.step, Step) and event.step.i < event.step.n:
             pid = int(event.worker.rsplit(":", 1)[1])
             assert pid in actor_pids
             os.kill(pid, signal.SIGKILL)

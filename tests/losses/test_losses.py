@@ -1,11 +1,25 @@
 """Closed-form checks of the loss functions (float64 where the claim is exact)."""
 
+import pytest
 import torch
 
-from stylelab.losses.base import flatten, linear_blend
+from stylelab.losses.base import StyleLoss, flatten, linear_blend
 from stylelab.losses.content import content_loss, tv_loss
-from stylelab.losses.moments import gram, gram_distance, self_product
-from stylelab.losses.spec import STYLE_LOSSES, loss_factory
+from stylelab.losses.mmd import _gaussian_mmd
+from stylelab.losses.moments import (
+    BN_EPS,
+    bn_distance,
+    bn_stats,
+    channel_mean,
+    gram,
+    gram_distance,
+    mean_distance,
+    self_product,
+    w2_blend,
+    w2_stats,
+)
+from stylelab.losses.spec import STYLE_LOSSES, loss_factory, parse_style_losses, style_loss
+from stylelab.losses.transport import quantiles, resample_sorted
 
 
 def mmd2_biased(x: torch.Tensor, y: torch.Tensor, kernel) -> torch.Tensor:
@@ -72,7 +86,8 @@ def test_self_product_value_and_gradient_equal_plain_autograd():
     (g_fast,) = torch.autograd.grad((weight * fast).sum(), a)
     (g_plain,) = torch.autograd.grad((weight * plain).sum(), a)
     torch.testing.assert_close(g_fast, g_plain, rtol=1e-12, atol=1e-14)
-    assert torch.autograd.gradcheck(lambda t: (weight * self_product(t)).sum(), (a[:, :9].detach().requires_grad_(True),))
+    leaf = a[:, :9].detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: (weight * self_product(t)).sum(), (leaf,))
 
 
 def test_gram_is_float32_for_half_features():
@@ -113,9 +128,6 @@ def test_tv_loss_values():
 
 
 # ------------------------------------------------------------------------------------ first-order family
-
-from stylelab.losses.moments import BN_EPS, bn_distance, bn_stats, channel_mean, mean_distance  # noqa: E402
-from stylelab.losses.spec import style_loss  # noqa: E402
 
 
 def test_linear_mmd_identity_constant_one():
@@ -170,12 +182,10 @@ def test_first_order_losses_gradcheck():
     for name in ("mmd-linear", "bn"):
         loss = style_loss(name)
         x = (features(4, 9, 32) + 0.1).requires_grad_(True)
-        assert torch.autograd.gradcheck(lambda a: loss.loss(a, loss.stats(y)), (x,)), name
+        assert torch.autograd.gradcheck(lambda a, loss=loss: loss.loss(a, loss.stats(y)), (x,)), name
 
 
 def test_unknown_style_loss_lists_choices():
-    import pytest
-
     with pytest.raises(ValueError, match="choose one of: ") as err:
         style_loss("gaussian-fancy")
     assert all(name in str(err.value) for name in STYLE_LOSSES)
@@ -187,16 +197,12 @@ def test_poly_mmd_identity():
     # docs/method.md §3.3, §4: MMD_b²[(xᵀy + c)²] == ||ΔG||² + 2c||Δμ||², also for unequal sizes.
     for c in (0.0, 1.0, 10.0):
         x, y = features(8, 60, 40), features(8, 90, 41)
-        mmd = mmd2_biased(x, y, lambda k: (k + c) ** 2)
+        mmd = mmd2_biased(x, y, lambda k, c=c: (k + c) ** 2)
         loss = style_loss("mmd-poly", c=c)
         assert abs(loss.loss(x, loss.stats(y)) / mmd - 1) < 1e-10
 
 
 def test_parse_style_losses():
-    import pytest
-
-    from stylelab.losses.spec import parse_style_losses
-
     terms = parse_style_losses("gram:1, mmd-poly(c=2.5):3")
     assert [(t.label, t.weight) for t in terms] == [("gram", 0.25), ("mmd-poly(c=2.5)", 0.75)]
     assert terms[1].build().loss is not None
@@ -207,12 +213,6 @@ def test_parse_style_losses():
 
 
 # ------------------------------------------------------------------------------------ W2, sorting, Gaussian MMD
-
-import pytest  # noqa: E402
-
-from stylelab.losses.mmd import _gaussian_mmd  # noqa: E402
-from stylelab.losses.moments import w2_blend, w2_stats  # noqa: E402
-from stylelab.losses.transport import resample_sorted  # noqa: E402
 
 
 def _sqrtm(a: torch.Tensor) -> torch.Tensor:
@@ -379,9 +379,6 @@ def test_gram_and_pairwise_poly_mmd_same_values_and_gradients_through_conv_relu(
 
 # ------------------------------------------------------------------------------------ per-position weights (masks)
 
-from stylelab.losses.base import StyleLoss
-from stylelab.losses.transport import quantiles
-
 WEIGHTED = [
     ("gram", {}), ("mmd-poly", {"c": 1.0}), ("mmd-linear", {}), ("bn", {}), ("w2", {}), ("histogram", {}),
     ("sliced-wasserstein", {}), ("mmd-gaussian", {"estimator": "rff", "features": 64}),
@@ -512,7 +509,8 @@ def test_invalid_weights_raise(name, params):
 
 @pytest.mark.parametrize("name, params", [(n, p) for n, p in WEIGHTED if (n, p) not in MOMENTS])
 def test_blending_weighted_samples_is_the_exact_mixture(name, params):
-    # Σ_k π_k Q_k of weighted samples = one sample holding every position with weight π_k w_k / Σ w_k (docs/method.md §8).
+    # Σ_k π_k Q_k of weighted samples = one sample holding every position with weight π_k w_k / Σ w_k
+    # (docs/method.md §8).
     a, b, x = features(5, 40, 92), features(5, 30, 93) + 0.5, features(5, 50, 94)
     wa, wb = _weights(40, 10), _weights(30, 11)
     loss = style_loss(name, **params)
@@ -544,7 +542,7 @@ def test_weighted_quantiles_closed_form():
     torch.testing.assert_close(quantiles(rows, p), resample_sorted(rows, 17))
 
 
-# ------------------------------------------------------------------------------ parameter ranges (issue 12)
+# ------------------------------------------------------------------------------ parameter ranges
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -560,8 +558,6 @@ def test_weighted_quantiles_closed_form():
     ("mmd-poly(c=1e6)", "c must be in [0, 1000]"),
 ])
 def test_loss_parameters_out_of_range_name_the_range(spec, message):
-    from stylelab.losses.spec import parse_style_losses
-
     with pytest.raises(ValueError) as info:
         parse_style_losses(spec)
     assert message in str(info.value) and spec.split("(")[0] in str(info.value)

@@ -3,9 +3,15 @@ in-process run of the same frames gives, and `stylelab video --ray` end to end."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
+from helpers import die_after_saving, make_clip, moving_frames
 
+from stylelab import Config, samples
+from stylelab.cli import main
 from stylelab.config import ConfigError
+from stylelab.image import to_tensor
 from stylelab.video.ray import chunk_plan
 
 
@@ -17,14 +23,6 @@ def test_chunk_plan():
     for chunks, overlap in ((0, 1), (2, -1)):
         with pytest.raises(ConfigError):
             chunk_plan(5, chunks, overlap)
-
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from stylelab import Config, samples  # noqa: E402
-from stylelab.cli import main  # noqa: E402
-from stylelab.image import to_tensor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +37,6 @@ def cluster():
 
 
 def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
-    from test_video import moving_frames
-
     from stylelab.video.ray import stylize_video_ray
     from stylelab.video.temporal import stylize_video
 
@@ -67,8 +63,6 @@ def test_chunks_give_the_frames_of_in_process_runs_of_the_same_frames(cluster):
 
 
 def test_cli_video_on_ray(cluster, tmp_path):
-    from test_video import make_clip
-
     from stylelab.video.io import read_video
 
     src = make_clip(tmp_path / "in.mp4", n=4)
@@ -85,8 +79,6 @@ def test_cli_video_on_ray(cluster, tmp_path):
 
 
 def test_cli_resume_on_ray_goes_on_from_the_kept_frames(cluster, tmp_path, monkeypatch):
-    from test_video import die_after_saving, make_clip
-
     import stylelab.cli.video as videocli
     import stylelab.video.ray as videoray
     from stylelab.video.io import read_video

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from ..config import Config
+from ..engine.events import Step
 from ..engine.optimize import Callback, build_style_losses, compute_targets, load_inputs, objective, prepare, transfer
 from ..image import ImageLike, resize, resize_long_edge, tensor_to_pil
 from ..losses.spec import ALL_LOSSES, parse_style_losses
@@ -77,7 +78,7 @@ def compare(
         inner = callback(spec) if callback else None
 
         def on_step(step, inner=inner, seconds=seconds):
-            if not step.final:
+            if isinstance(step, Step):
                 seconds.append(step.seconds)
             if inner:
                 inner(step)

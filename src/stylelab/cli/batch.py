@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import ConfigError
+from ..engine.events import Step
 from ..errors import StylelabError
 from ..image import SAVE_FORMATS
 
@@ -404,7 +405,7 @@ class _Progress:
             self.steps = StepBar(0, label="steps", position=1, leave=False)
         elif event.kind == "step" and self.steps is not None:
             step = event.step
-            if event.key != self.current or (step.i == 1 and not step.final):  # a new job, or its next scale
+            if event.key != self.current or (step.i == 1 and isinstance(step, Step)):  # a new job, or its next scale
                 self.current = event.key
                 self.steps.restart(step.n, event.key)
             self.steps.show(step)

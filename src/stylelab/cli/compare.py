@@ -6,9 +6,9 @@ import argparse
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import ConfigError
+from ..engine.events import Report, ScaleEnd
 from ..files import check_not_an_input, write_text_atomic
 from ..flags import add_config_flags as add_settings
 from ..flags import add_inputs, config_from_args
@@ -17,9 +17,6 @@ from ..image import save_image
 from ..losses.spec import ALL_LOSSES
 from .progress import StepBar
 from .run import job_inputs, output_path
-
-if TYPE_CHECKING:
-    from ..engine.optimize import Step
 
 __all__ = ["register", "run_compare"]
 
@@ -64,9 +61,9 @@ def run_compare(args: argparse.Namespace) -> int:
         plan = config.schedule()
         bar = StepBar(sum(steps for _, steps in plan), label=spec, tv=config.tv_weight > 0, leave=False)
 
-        def on_step(step: Step) -> None:
+        def on_step(step: Report) -> None:
             bar.show(step)
-            if step.final and step.scale == len(plan) - 1:  # the run ends with the last scale's final report
+            if isinstance(step, ScaleEnd) and step.scale == len(plan) - 1:  # the run ends with the last scale
                 bar.close()
         return on_step
 

@@ -7,15 +7,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from ..config import Config
+from ..engine.events import Report, ScaleEnd, Step
 from ..image import save_image
-
-if TYPE_CHECKING:
-    from ..engine.optimize import Step
 
 __all__ = ["Progress", "StepBar", "budget_note"]
 
@@ -36,14 +33,15 @@ class StepBar:
         self.bar.reset(total=total)
         self.label = label
 
-    def show(self, step: Step) -> None:
+    def show(self, step: Report) -> None:
         size = "" if step.image is None else "{1}x{0}".format(*step.image.shape[-2:])
         self.bar.set_description_str(" ".join(x for x in (self.label, size) if x), refresh=False)
         t = step.terms
         tv = f" tv {t['tv']:.2e}" if self.tv and "tv" in t else ""
         self.bar.set_postfix_str(f"loss {step.loss:.4g} content {t.get('content', 0):.3f} style "
-                                 f"{t.get('style', 0):.4f}{tv} {step.seconds:.2f}s/step", refresh=step.final)
-        if not step.final:
+                                 f"{t.get('style', 0):.4f}{tv} {step.seconds:.2f}s/step",
+                                 refresh=isinstance(step, ScaleEnd))
+        if isinstance(step, Step):
             self.bar.update(1)
 
     def close(self) -> None:
@@ -62,13 +60,13 @@ class Progress:
         self.args, self.output = args, output
         self.bar: StepBar | None = None
         self.seconds: list[float] = []
-        self.ends: list[Step] = []  # the final report of each scale
+        self.ends: list[ScaleEnd] = []  # the end of each scale
 
-    def on_step(self, step: Step) -> None:
+    def on_step(self, step: Report) -> None:
         if self.bar is None:
             self.bar = StepBar(self.total, quiet=self.args.quiet, tv=self.tv)
         self.bar.show(step)
-        if step.final:  # the final report of a scale is the output's loss, not a step
+        if isinstance(step, ScaleEnd):  # the output's loss at the end of a scale, not a step
             self.ends.append(step)
             return
         self.seconds.append(step.seconds)
@@ -86,7 +84,7 @@ class Progress:
             print(f"stylelab: note: {note}", file=sys.stderr)
 
 
-def budget_note(ends: Sequence[Step], budget: float | None, total: int) -> str:
+def budget_note(ends: Sequence[ScaleEnd], budget: float | None, total: int) -> str:
     """A line saying how far --time-budget let the run go ('' when it ran every planned step): a barely
     stylised picture should not be a mystery."""
     if not any(e.stopped == "time" for e in ends):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, config_to_dict
+from ..engine.events import Report, Step
 from ..files import check_not_an_input, write_text_atomic
 from ..flags import add_config_flags as add_settings
 from ..flags import config_from_args
@@ -32,7 +33,6 @@ from ..video.defaults import DEFAULT_TEMPORAL_WEIGHT, FLOW_PRESETS
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from ..engine.optimize import Step
     from ..jobs.store import Store
 
 __all__ = ["SETTINGS_FILE", "WORK_SUFFIX", "add_video", "run_video", "save_frame"]
@@ -130,8 +130,8 @@ def run_video(args: argparse.Namespace) -> int:
         steps = StepBar(0, quiet=args.quiet, position=1, leave=False)  # the steps of the frame being made
         seconds: list[float] = []
 
-        def on_step(t: int, step: Step) -> None:
-            if step.i == 1 and not step.final:
+        def on_step(t: int, step: Report) -> None:
+            if step.i == 1 and isinstance(step, Step):
                 steps.restart(step.n, f"frame {first + t}")
             steps.show(step)
 

@@ -36,6 +36,7 @@ from ..losses.content import content_loss, tv_loss
 from ..losses.spec import STYLE_LOSSES, style_loss
 from .checkpoint import Checkpoint, fingerprint
 from .color import luminance_only, match_colors, palette_only, restore_color
+from .events import Callback, ScaleEnd, Step
 from .features import VGG19, Weights, load_weights
 from .masks import LoadedRegion, load_regions, position_weights
 
@@ -56,34 +57,6 @@ class OptimizationError(StylelabError, RuntimeError):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class Step:
-    """Progress report after one optimiser step (one forward + backward pass)."""
-
-    scale: int  # index of the scale being optimised (0 for a single-scale run)
-    i: int  # step number at this scale, 1-based
-    n: int  # steps planned at this scale
-    loss: float  # weighted total, the value differentiated
-    terms: dict[str, float]  # unweighted: 'content', 'style', 'tv', and 'style/<layer>' per style layer
-    seconds: float  # wall time of this step
-    image: Tensor | None  # current image (1, 3, H, W) RGB in [0,1], a detached view: copy before changing it;
-    # None in a step rebuilt in another process (a batch or video worker sends no pixels)
-    # A step's loss is measured where it starts (the pass that gives its gradient). `final`: one more report after
-    # a scale's last step, no step taken: loss and terms of the image the scale ends with (a forward pass), so
-    # the last numbers shown are those of the saved image; `seconds` is that pass's time.
-    final: bool = False
-    # On the final report: why the scale ended before its `n` steps ("time": --time-budget, "plateau": --tol), or ""
-    # when it ran them all. `i` is then the number of steps taken (0 when the budget was spent before the first).
-    stopped: str = ""
-
-    def pixels(self) -> Tensor:
-        """The image, for a consumer in the process that made it (a step from another process has none)."""
-        if self.image is None:
-            raise ValueError("this step carries no pixels: it was made in another process")
-        return self.image
-
-
-Callback = Callable[[Step], None]
 # Blended style statistics shared between runs (stylelab.jobs.StyleCache): key -> {loss label: {layer: Stats}}.
 StyleCache = MutableMapping[tuple, dict]
 
@@ -700,8 +673,8 @@ def optimize(
         with torch.no_grad():
             total, terms = objective(model, x, targets, config, losses, extra_loss)
         values = _values(total, terms)
-        callback(Step(scale, start if done is None else done, steps, values[0], dict(zip(terms, values[1:])),
-                      time.perf_counter() - t0, x.detach(), final=True, stopped=stopped))
+        callback(ScaleEnd(scale, start if done is None else done, steps, values[0], dict(zip(terms, values[1:])),
+                          time.perf_counter() - t0, x.detach(), stopped=stopped))
     return x.detach(), opt.state_dict()
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
-from ..engine.optimize import Step
+from ..engine.events import Report, ScaleEnd, Step
 from ..errors import StylelabError
 from ..files import WriteError, remove_partial_writes, write_atomic
 from ..image import check_output_path
@@ -34,9 +34,10 @@ from .store import Store, exclusive
 __all__ = ["BatchEvent", "BatchReport", "InProcess", "LocalProcesses", "Progress", "RayActors", "StepFields",
     "StepSink", "batch", "worker_name"]
 
-StepSink = Callable[[str, str, Step], None]  # (job key, worker name, step)
-# A Step without its image, as it crosses a process boundary: (scale, i, n, loss, terms, seconds, final)
-StepFields = tuple[int, int, int, float, dict[str, float], float, bool]
+StepSink = Callable[[str, str, Report], None]  # (job key, worker name, step or end of a scale)
+# A Report without its image, as it crosses a process boundary: (scale, i, n, loss, terms, seconds, stopped), with
+# stopped None for a Step and a str for a ScaleEnd
+StepFields = tuple[int, int, int, float, dict[str, float], float, str | None]
 Progress = tuple[str, str, StepFields]  # (job key, worker name, step fields)
 
 
@@ -44,15 +45,18 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _step_fields(step: Step) -> StepFields:
-    """A Step without its image: what crosses a process boundary for progress."""
-    return (step.scale, step.i, step.n, step.loss, step.terms, step.seconds, step.final)
+def _step_fields(step: Report) -> StepFields:
+    """A report without its image: what crosses a process boundary for progress."""
+    stopped = step.stopped if isinstance(step, ScaleEnd) else None
+    return (step.scale, step.i, step.n, step.loss, step.terms, step.seconds, stopped)
 
 
-def _step_from(fields: StepFields) -> Step:
-    scale, i, n, loss, terms, seconds, final = fields
+def _step_from(fields: StepFields) -> Report:
+    scale, i, n, loss, terms, seconds, stopped = fields
     # image None: the pixels stay with the worker.
-    return Step(scale, i, n, loss, terms, seconds, None, final)
+    if stopped is None:
+        return Step(scale, i, n, loss, terms, seconds, None)
+    return ScaleEnd(scale, i, n, loss, terms, seconds, None, stopped)
 
 
 # --------------------------------------------------------------------------------------------- in-process
@@ -97,7 +101,7 @@ def _run_in_process(spec: JobSpec, inputs: JobInputs) -> JobResult:
     if worker is None or progress is None:
         raise RuntimeError("_run_in_process runs in a LocalProcesses worker, after _init_process")
 
-    def report(step: Step) -> None:
+    def report(step: Report) -> None:
         progress.put((spec.key, worker.name, _step_fields(step)))
 
     return worker.run(spec, inputs, report)
@@ -272,7 +276,7 @@ class _Actor:
         return os.getpid()
 
     def run(self, spec: JobSpec, inputs: JobInputs) -> JobResult:
-        def report(step: Step) -> None:
+        def report(step: Report) -> None:
             self.sink.put.remote((spec.key, self.worker.name, _step_fields(step)))
         return self.worker.run(spec, inputs, report)
 
@@ -292,7 +296,7 @@ class BatchEvent:
     done: int
     failed: int
     skipped: int
-    step: Step | None = None
+    step: Report | None = None
     result: JobResult | None = None
     worker: str = ""
 

@@ -26,7 +26,8 @@ from PIL import Image
 from torch import Tensor
 
 from ..config import Config, config_to_dict
-from ..engine.optimize import Callback, OptimizationError, Step, stylize, weights_checksum
+from ..engine.events import Callback, Report, Step
+from ..engine.optimize import OptimizationError, stylize, weights_checksum
 from ..engine.provenance import record
 from ..errors import StylelabError
 from ..image import Picture, decode_image, encode_image, is_url, load_alpha
@@ -167,18 +168,19 @@ class Worker:
 def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback | None = None,
             cache: StyleCache | None = None, worker: str = "") -> JobResult:
     """Run one job. Never raises for a failed job (except KeyboardInterrupt): the result carries the one-line
-    error. `inputs` default: the spec's files read now. `callback` gets each `Step`, as from `stylize`."""
+    error. `inputs` default: the spec's files read now. `callback` gets each `Step` and `ScaleEnd`, as from
+    `stylize`."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     taken, step_seconds = 0, 0.0  # steps taken, seconds in steps and final reports
     losses: dict[str, float] = {}
 
-    def on_step(step: Step) -> None:
+    def on_step(step: Report) -> None:
         nonlocal taken, step_seconds
         step_seconds += step.seconds
-        if not step.final:
+        if isinstance(step, Step):
             taken += 1
-        else:
+        else:  # the end of a scale: the losses of the image it ends with
             losses.clear()
             losses.update({"loss": step.loss, **{k: v for k, v in step.terms.items() if "/" not in k}})
         if callback is not None:
@@ -239,4 +241,4 @@ def provenance(spec: JobSpec) -> dict[str, str]:
     return record(job, spec.config)
 
 
-StepSink = Callable[[str, Step], None]  # (job key, step): how executors hand steps to the driver
+StepSink = Callable[[str, Report], None]  # (job key, step): how executors hand steps to the driver

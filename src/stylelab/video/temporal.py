@@ -31,8 +31,8 @@ from PIL import Image
 from torch import Tensor
 
 from ..config import Config, ConfigError
+from ..engine.events import Report, ScaleEnd
 from ..engine.optimize import (
-    Step,
     StopRule,
     Targets,
     build_model,
@@ -91,7 +91,7 @@ def stylize_video(
     temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT,
     frame_steps: int | None = None,
     long_term: bool = False,
-    callback: Callable[[int, Step], None] | None = None,
+    callback: Callable[[int, Report], None] | None = None,
     done: Callable[[int], ImageLike | None] | None = None,
     flow_preset: str = "medium",
     flows: Mapping[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
@@ -130,9 +130,9 @@ def stylize_video(
 
         last["steps"], last["step_seconds"] = 0, 0.0
 
-        def on_step(step: Step, t: int = t, last: dict[str, float] = last) -> None:
+        def on_step(step: Report, t: int = t, last: dict[str, float] = last) -> None:
             last["step_seconds"] += step.seconds
-            if step.final:
+            if isinstance(step, ScaleEnd):
                 last["loss"] = step.loss
             else:
                 last["steps"] += 1

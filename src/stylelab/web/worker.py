@@ -25,7 +25,8 @@ from PIL import Image
 
 from ..config import Config
 from ..engine import provenance
-from ..engine.optimize import Step, stylize, synthesize
+from ..engine.events import Report, ScaleEnd, Step
+from ..engine.optimize import stylize, synthesize
 from ..files import write_atomic
 from ..image import load_alpha, open_image, save_image, tensor_to_pil
 from ..jobs.spec import one_line_error
@@ -141,27 +142,27 @@ class Progress:
         self.encode_s: list[float] = []
         self.every = worker.preview_every or 1
 
-    def __call__(self, step: Step) -> None:
+    def __call__(self, step: Report) -> None:
         if self.live.cancel.is_set():
             raise Cancelled
         self.live.image = step.pixels().detach().to("cpu", copy=True)
-        if not step.final:
+        if isinstance(step, Step):
             self.done[0] += 1
             self.step_s.append(step.seconds)
         self.runner.event(self.job_id, self._step_event(step))
-        if step.final or self.done[0] % self.every == 0 or self.done[0] == 1:
+        if isinstance(step, ScaleEnd) or self.done[0] % self.every == 0 or self.done[0] == 1:
             self._preview(step)
 
-    def _step_event(self, step: Step) -> dict:
+    def _step_event(self, step: Report) -> dict:
         median = statistics.median(self.step_s) if self.step_s else step.seconds
         h, w = step.pixels().shape[-2:]
         return {"type": "step", "step": self.done[0], "total": self.total, "scale": step.scale, "i": step.i,
-                "n": step.n, "final": step.final, "loss": step.loss,
+                "n": step.n, "final": isinstance(step, ScaleEnd), "loss": step.loss,
                 "terms": {k: v for k, v in step.terms.items() if "/" not in k}, "seconds": step.seconds,
                 "size": [w, h], "elapsed": time.perf_counter() - self.t0,
                 "eta": median * (self.total - self.done[0])}
 
-    def _preview(self, step: Step) -> None:
+    def _preview(self, step: Report) -> None:
         e0 = time.perf_counter()
         buf = io.BytesIO()
         tensor_to_pil(step.pixels()).save(buf, format="JPEG", quality=PREVIEW_QUALITY)

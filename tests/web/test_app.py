@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import bomb_png, noise_rgb
+from helpers import bomb_png, noise_rgb
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from stylelab import cli, samples
 from stylelab.engine.provenance import PROVENANCE_KEY
 from stylelab.web.app import create_app
+from stylelab.web.routes import ROUTERS
 
 BASE = "http://127.0.0.1"
 FAST = {"size": 48, "steps": 3, "device": "cpu"}
@@ -128,6 +129,36 @@ def test_submit_streams_progress_and_previews_and_the_result_has_its_settings(cl
     assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["steps"] == 3
     job_row = client.get(f"/api/jobs/{job}").json()
     assert job_row["steps"] == 3 and job_row["losses"]["style"] > 0
+
+
+def test_a_body_of_the_wrong_shape_is_a_one_line_400_saying_what_is_wrong(client: TestClient) -> None:
+    c, s = inputs(client)
+    bad = [
+        ({"content": 5, "styles": [s]}, "content must be the id of an upload, or null for a texture"),
+        ({"content": c}, "styles must be a list of upload ids"),
+        ({"content": c, "styles": s}, "styles must be a list of upload ids"),
+        ({"content": c, "styles": [s, "x"]}, "styles must be a list of upload ids"),
+        ({"content": c, "styles": [s], "settings": "size=64"}, "settings must be an object of {setting: value}"),
+        ({"content": c, "styles": [s], "masks": [{"content_mask": c, "style": 1, "x": 1}]},
+         "mask 1 must be an object with content_mask, style and an optional style_mask"),
+        ({"content": c, "styles": [s], "masks": [{"content_mask": c, "style": True}]},
+         "mask 1: style must be the number of a style image, from 1"),
+        ({"content": c, "styles": [s], "masks": [{"content_mask": c, "style": 1, "style_mask": "s.png"}]},
+         "mask 1: style_mask must be the id of an upload, or null"),
+        ([c, s], "the request's body must be a JSON object"),
+    ]
+    for body, message in bad:
+        r = client.post("/api/jobs", json=body)
+        assert (r.status_code, r.json()) == (400, {"error": message}), body
+    r = client.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()) == (400, {"error": "the request's body must be a JSON object"})
+    r = client.post("/api/jobs/1/continue", json={"settings": ["steps", 2]})
+    assert (r.status_code, r.json()) == (400, {"error": "settings must be an object of {setting: value}"})
+    r = client.post("/api/jobs/1/compare", json={"losses": ["gram"]})
+    assert (r.status_code, r.json()) == (400, {"error": "losses must be a comma list of style losses, or 'all'"})
+    r = client.get("/api/jobs/1/events?since=soon")  # a query parameter: FastAPI's 422, in one line
+    assert r.status_code == 422 and r.json()["error"].startswith("bad request: query.since:")
+    assert client.get("/api/jobs").json()["jobs"] == []
 
 
 def test_texture_has_no_content(client: TestClient) -> None:
@@ -440,26 +471,34 @@ def test_masks_are_uploads_and_reach_the_run(client: TestClient) -> None:
     assert again["masks"] == regions
 
 
-def test_a_data_folder_from_before_masks_is_migrated(tmp_path: Path) -> None:
-    """A jobs table without the masks column (an older data folder) gets it, and its jobs stay readable."""
+@pytest.mark.parametrize("dropped", [("masks", "continued"), ("continued",), ()])
+def test_a_data_folder_from_before_versioning_is_migrated(tmp_path: Path, dropped: tuple[str, ...]) -> None:
+    """A data folder as earlier servers left it (no schema version; a jobs table without the columns they did not
+    have yet) is brought to the current version in place, and its jobs stay readable."""
     import sqlite3
 
-    from stylelab.web.runner import DB_NAME
+    from stylelab.web.db import APPLICATION_ID, DB_NAME, WEB_DB
 
     data = tmp_path / "data"
     with TestClient(create_app(data), base_url=BASE) as client:
         c, s = inputs(client)
         wait(client, submit(client, c, [s], steps=1))
-    db = sqlite3.connect(data / DB_NAME)
-    db.execute("ALTER TABLE jobs DROP COLUMN masks")
-    db.execute("ALTER TABLE jobs DROP COLUMN continued")
-    db.commit()
+    db = sqlite3.connect(data / DB_NAME, isolation_level=None)
+    for column in dropped:
+        db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    db.execute("PRAGMA user_version = 0")
+    db.execute("PRAGMA application_id = 0")
     db.close()
     with TestClient(create_app(data), base_url=BASE) as client:
         jobs = client.get("/api/jobs").json()["jobs"]
         assert [(j["state"], j["masks"], j["continued"]) for j in jobs] == [("done", [], 0)]
-        wait(client, submit(client, c, [s], steps=1))  # and new jobs are stored with the column
+        wait(client, submit(client, c, [s], steps=1))  # and new jobs are stored with the columns
         assert len(client.get("/api/jobs").json()["jobs"]) == 2
+    db = sqlite3.connect(data / DB_NAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == WEB_DB.version
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert {"masks", "continued"} <= {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    db.close()
 
 
 def test_a_job_can_start_from_an_uploaded_image(client: TestClient) -> None:
@@ -522,8 +561,8 @@ def test_a_cancelled_job_keeps_its_last_image_and_goes_on_from_it(client: TestCl
 
 def test_every_job_route_answers_an_id_past_sqlites_integers_with_404(client: TestClient) -> None:
     huge = "99999999999999999999999"
-    routes = [(m, r.path) for r in client.app.routes if "{job_id}" in getattr(r, "path", "")  # type: ignore[attr-defined]
-              for m in sorted(r.methods - {"HEAD"})]  # type: ignore[attr-defined]
+    routes = [(m, r.path) for router in ROUTERS for r in router.routes  # type: ignore[attr-defined]
+              if "{job_id}" in getattr(r, "path", "") for m in sorted(r.methods - {"HEAD"})]  # type: ignore[attr-defined]
     assert len(routes) >= 13  # the job, delete, events, preview, result, provenance, report file, 6 actions
     for method, path in routes:
         url = path.replace("{job_id}", huge).replace("{name}", "index.html")
@@ -539,7 +578,7 @@ def test_serve_refuses_a_damaged_or_foreign_database_in_one_line(tmp_path: Path,
 
     import uvicorn
 
-    from stylelab.web.runner import DB_NAME
+    from stylelab.web.db import DB_NAME
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: pytest.fail("served a data folder it should refuse"))
     with socket.socket() as probe:
@@ -566,7 +605,7 @@ def test_a_job_the_server_died_in_is_interrupted_and_goes_on_from_its_last_previ
     import shutil
     import sqlite3
 
-    from stylelab.web.runner import DB_NAME
+    from stylelab.web.db import DB_NAME
 
     data, left = tmp_path / "data", tmp_path / "left"
     with TestClient(create_app(data, preview_every=1), base_url=BASE) as client:

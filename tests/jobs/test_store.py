@@ -15,10 +15,12 @@ from stylelab.jobs.store import (
     APPLICATION_ID,
     STORE_NAME,
     VERSION,
+    Schema,
     Store,
     StoreBusy,
     StoreError,
     exclusive,
+    open_versioned,
     process_start,
 )
 
@@ -95,6 +97,26 @@ def test_other_sqlite_database_is_not_a_store_and_is_left_alone(tmp_path: Path, 
         Store(tmp_path)
     assert (tmp_path / STORE_NAME).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [STORE_NAME]  # no -wal or -shm file either
+
+
+def notes_schema(*migrations: tuple[str, ...]) -> Schema:
+    return Schema(0x7E57, migrations, lambda db: None, "the notes file", "{path} is not a notes file ({why})")
+
+
+def test_a_failed_migration_leaves_the_file_at_its_version(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite"
+    v1 = ("CREATE TABLE notes (text TEXT)", "INSERT INTO notes VALUES ('kept')")
+    open_versioned(path, notes_schema(v1)).close()
+    broken = notes_schema(v1, ("ALTER TABLE notes ADD COLUMN added REAL",), ("ALTER TABLE nowhere ADD COLUMN x",))
+    with pytest.raises(StoreError, match=r"cannot open the notes file .*no such table: nowhere"):
+        open_versioned(path, broken)
+    db = open_versioned(path, notes_schema(v1, ("ALTER TABLE notes ADD COLUMN added REAL",)))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # version 2 ran once: migration 2 was undone
+    assert db.execute("SELECT * FROM notes").fetchall() == [("kept", None)]
+    db.close()
+    Store(tmp_path).close()  # a batch job store: a stylelab file, but not a notes file
+    with pytest.raises(StoreError, match=r"is not a notes file \(an SQLite database of something else\)"):
+        open_versioned(tmp_path / STORE_NAME, notes_schema(v1))
 
 
 def test_running_job_reads_interrupted_once_its_process_is_gone(tmp_path: Path) -> None:
