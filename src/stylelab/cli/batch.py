@@ -4,7 +4,7 @@
     stylelab batch --manifest jobs.csv|jobs.jsonl -o OUTDIR [run flags: defaults for every row]
     stylelab batch --status OUTDIR
 
-Every flag of `stylelab run` applies (the flag builders are cli.py's). Exit 0 only if every job succeeded (or
+Every flag of `stylelab run` applies (the flag builders are stylelab.flags'). Exit 0 only if every job succeeded (or
 was already done), 1 if any failed, 2 for bad usage, a malformed manifest, another batch running on OUTDIR or
 a file in place of its job store that is not one (all before any work). `--status` reads the store while a batch
 runs; a job left running by a batch that is gone (killed) shows as interrupted, and a rerun redoes it.
@@ -59,7 +59,7 @@ _NOT_COLUMNS = (*_NOT_IN_BATCH, "checkpoint_every", "quiet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `batch` subcommand to cli.py's parser, with cli.py's own run-flag builders."""
+    """Add the `batch` subcommand to the command line's parser, with the run's own flag builders."""
     from ..flags import add_config_flags as add_settings
     from ..flags import add_outputs
 

@@ -30,7 +30,7 @@ class _Folder(argparse.Action):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `explain` subcommand to cli.py's parser."""
+    """Add the `explain` subcommand to the command line's parser."""
     from ..flags import add_config_flags as add_settings
     from ..flags import add_inputs
 

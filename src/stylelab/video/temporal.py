@@ -98,7 +98,7 @@ def stylize_video(
 ) -> Iterator[VideoFrame]:
     """Stylise a clip frame by frame with temporal consistency; yields a `VideoFrame` per frame, in order.
 
-    frames_or_path: a video file or folder/glob of frames (read with `stylelab.videoio.read_video` at
+    frames_or_path: a video file or folder/glob of frames (read with `stylelab.video.io.read_video` at
     `config.size`), or a sequence of frames (uint8 (H, W, 3) arrays, PIL images or (1, 3, H, W) tensors).
     callback(index, step) sees every optimiser step. done(index) may return an already stylised frame (resuming a
     run): it is yielded as it is and the next frame is warped from it. `flows`: precomputed (backward, forward)
