@@ -548,7 +548,7 @@ def save_image(image: Image.Image | Tensor | Picture, path: str | os.PathLike, *
     if bit_depth == 16:
         data = _encode16(image, alpha, fmt, text)
         _write_atomic(p, lambda f: f.write(data))
-    else:
+    else:  # Pillow encodes straight into the file (encode_image is the same into memory)
         im = _image8(image, alpha, fmt)
         options = _save_options(fmt, text)
         _write_atomic(p, lambda f: im.save(f, format=fmt, **options))

@@ -72,6 +72,14 @@ def write_png(path: Path, image) -> Path:
     return path
 
 
+def add_inputs(page, content: Path, style: Path) -> None:
+    """Upload a content and a style image through the page's file inputs, waiting for their thumbnails."""
+    page.set_input_files("#content-file", str(content))
+    page.wait_for_selector("#content-thumb:not([hidden])")
+    page.set_input_files("#style-file", str(style))
+    page.wait_for_selector("#styles li img")
+
+
 def open_page(p, server: Server):
     """Chromium on the server's page, its form rendered (from /api/schema); (browser, page, the page's JS errors
     and the files it asked for in vain, such as a missing favicon.ico)."""
@@ -88,15 +96,11 @@ def open_page(p, server: Server):
 
 @pytest.mark.slow
 def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server: Server, tmp_path: Path) -> None:
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    samples.landscape(64, 48).save(content)
-    samples.swirls(64, 64, seed=1).save(style)
+    content = write_png(tmp_path / "content.png", samples.landscape(64, 48))
+    style = write_png(tmp_path / "style.png", samples.swirls(64, 64, seed=1))
     with sync_api.sync_playwright() as p:
         browser, page, errors = open_page(p, server)
-        page.set_input_files("#content-file", str(content))
-        page.wait_for_selector("#content-thumb:not([hidden])")
-        page.set_input_files("#style-file", str(style))
-        page.wait_for_selector("#styles li img")
+        add_inputs(page, content, style)
         page.fill("#f-size", "64")
         page.fill("#f-steps", "300")
         page.click("#form details summary")  # "More settings"
@@ -289,10 +293,7 @@ def test_cancel_answers_at_once_the_preview_fills_the_stage_and_the_cancelled_jo
     style = write_png(tmp_path / "style.png", samples.swirls(64, 64, seed=1))
     with sync_api.sync_playwright() as p:
         browser, page, errors = open_page(p, server)
-        page.set_input_files("#content-file", str(content))
-        page.wait_for_selector("#content-thumb:not([hidden])")
-        page.set_input_files("#style-file", str(style))
-        page.wait_for_selector("#styles li img")
+        add_inputs(page, content, style)
         page.fill("#f-size", "64")
         page.fill("#f-steps", "400")
         page.click("#form details summary")

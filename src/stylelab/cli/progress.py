@@ -34,8 +34,7 @@ class StepBar:
         self.label = label
 
     def show(self, step: Report) -> None:
-        size = "" if step.image is None else "{1}x{0}".format(*step.image.shape[-2:])
-        self.bar.set_description_str(" ".join(x for x in (self.label, size) if x), refresh=False)
+        self.bar.set_description_str(" ".join(x for x in (self.label, _wxh(step)) if x), refresh=False)
         t = step.terms
         tv = f" tv {t['tv']:.2e}" if self.tv and "tv" in t else ""
         self.bar.set_postfix_str(f"loss {step.loss:.4g} content {t.get('content', 0):.3f} style "
@@ -92,7 +91,11 @@ def budget_note(ends: Sequence[ScaleEnd], budget: float | None, total: int) -> s
     done = sum(e.i for e in ends)
     parts = []
     for e in ends:
-        size = "" if e.image is None else " at {1}x{0} px".format(*e.image.shape[-2:])
-        parts.append(f"{e.i} of {e.n}{size}")
+        parts.append(f"{e.i} of {e.n}" + (f" at {_wxh(e)} px" if e.image is not None else ""))
     return (f"the time budget ({budget:g} s) stopped the run after {done} of {total} steps "
             f"({', '.join(parts)}); raise --time-budget or lower --size for a more stylised result")
+
+
+def _wxh(report: Report) -> str:
+    """'WxH' of the report's image, '' when it carries none (made in another process)."""
+    return "" if report.image is None else "{1}x{0}".format(*report.image.shape[-2:])

@@ -81,12 +81,8 @@ def run_texture(args: argparse.Namespace) -> int:
 
 def check_input_files(job: dict) -> None:
     """Missing or empty input files are reported at once, before the settings are checked (which loads torch)."""
-    styles = job["styles"]
-    roles = {"content image": job.get("content"),
-             **{("style image" if len(styles) == 1 else f"style image {k + 1}"): s for k, s in enumerate(styles)}}
-    for role, path in roles.items():
-        if isinstance(path, str) and not is_url(path):
-            check_input_file(path, role)
+    for role, path in job_inputs(job).items():
+        check_input_file(path, role)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -205,13 +201,15 @@ def output_path(path: str | Path) -> Path:
     return check_output_path(p)
 
 
-def job_inputs(job: dict, config: Config) -> dict[str, str]:
-    """The local files a job reads, by role: content, styles, init image, masks (URLs left out)."""
+def job_inputs(job: dict, config: Config | None = None) -> dict[str, str]:
+    """The local files a job reads, by role: content, styles, and with the `config` its init image and masks (URLs
+    left out)."""
     inputs = {"content image": job.get("content")}
     styles = job.get("styles", [])
     inputs.update({("style image" if len(styles) == 1 else f"style image {k + 1}"): s for k, s in enumerate(styles)})
-    if config.init not in INITS:
-        inputs["init image"] = config.init
-    for k, r in enumerate(config.masks):
-        inputs[f"mask {k + 1}"], inputs[f"style mask {k + 1}"] = r.content_mask, r.style_mask
+    if config is not None:
+        if config.init not in INITS:
+            inputs["init image"] = config.init
+        for k, r in enumerate(config.masks):
+            inputs[f"mask {k + 1}"], inputs[f"style mask {k + 1}"] = r.content_mask, r.style_mask
     return {role: str(p) for role, p in inputs.items() if isinstance(p, str) and not is_url(p)}

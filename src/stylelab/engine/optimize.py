@@ -16,10 +16,9 @@ import dataclasses
 import functools
 import hashlib
 import math
-import operator
 import statistics
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from ..config import INITS, Config, ConfigError
 from ..errors import StylelabError
 from ..image import ImageLike, resize, resize_long_edge, tensor_to_pil, to_tensor
 from ..layers import pools_before
-from ..losses.base import Stats, StyleLoss, at_least_float32, flatten
+from ..losses.base import Stats, StyleLoss, at_least_float32, flatten, weighted_sum
 from ..losses.content import content_loss, tv_loss
 from ..losses.spec import STYLE_LOSSES, style_loss
 from .checkpoint import Checkpoint, fingerprint
@@ -476,11 +475,6 @@ def _style_key(styles: Sequence[Tensor], config: Config, device: torch.device) -
             config.style_loss, config.seed, config.optimizer, config.precision, str(device))
 
 
-def _total(values: Iterable[Tensor]) -> Tensor:
-    """v1 + v2 + ... in order (as Python's sum, without its int start), for a non-empty iterable of tensors."""
-    return functools.reduce(operator.add, values)
-
-
 def _weights(w: Tensor | None) -> dict[str, Tensor]:
     """Keyword arguments for a loss: only losses run with masks ever receive `weights`."""
     return {} if w is None else {"weights": w}
@@ -506,16 +500,17 @@ def objective(
     layer_w = config.style_layer_weight_map()
     flat = {layer: flatten(feats[layer]) for layer in config.style_layers}
     normalised = normalised_style(flat, targets, losses, at_reference)
-    per_layer = {layer: _total(pi * normalised[label][layer] for label, (_, pi) in losses.items())
+    mix = [pi for _, pi in losses.values()]
+    per_layer = {layer: weighted_sum([normalised[label][layer] for label in losses], mix)
                  for layer in config.style_layers}
-    style = _total(w * per_layer[layer] for layer, w in layer_w.items())
+    style = weighted_sum([per_layer[layer] for layer in layer_w], list(layer_w.values()))
     # Tileable: one wrapped row and column, so the seam between tiles is smoothed like any other neighbours.
     tv = tv_loss(torch.nn.functional.pad(x, (0, 1, 0, 1), mode="circular") if config.tileable else x)
     total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
     terms = {"content": content, "style": style, "tv": tv, **{f"style/{k}": v for k, v in per_layer.items()}}
     if len(losses) > 1:  # each member of a mix on its own, for reporting
-        terms.update({f"style:{label}": _total(w * normalised[label][layer] for layer, w in layer_w.items())
-                      for label in losses})
+        terms.update({f"style:{label}": weighted_sum([normalised[label][layer] for layer in layer_w],
+                                                     list(layer_w.values())) for label in losses})
     if extra_loss is not None:  # e.g. the temporal loss of stylelab.video
         terms["extra"] = extra_loss(x)
         total = total + terms["extra"]

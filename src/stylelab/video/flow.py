@@ -23,7 +23,6 @@ from ..errors import StylelabError
 from .defaults import FLOW_PRESETS
 
 __all__ = [
-    "PRESETS",
     "ExtraMissing",
     "FlowEstimator",
     "as_uint8",
@@ -36,7 +35,6 @@ __all__ = [
 
 # DIS presets, fast to accurate. OpenCV ships ultrafast, fast and medium; "fine" is medium refined down to full
 # resolution (finest scale 0, patch stride 2, 10 variational iterations), about 3x its time.
-PRESETS = FLOW_PRESETS
 # Ruder et al. 2016, section 3.1: forward-backward disagreement and motion-boundary thresholds.
 FB_RATIO, FB_OFFSET = 0.01, 0.5
 MB_RATIO, MB_OFFSET = 0.01, 0.002
@@ -58,8 +56,8 @@ class FlowEstimator:
     """OpenCV's DIS optical flow (Kroeger et al. 2016) on grey frames; one instance serves every frame pair."""
 
     def __init__(self, preset: str = "medium") -> None:
-        if preset not in PRESETS:
-            raise StylelabError(f"unknown flow preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        if preset not in FLOW_PRESETS:
+            raise StylelabError(f"unknown flow preset {preset!r}; choose one of: {', '.join(FLOW_PRESETS)}")
         cv2 = _cv2()
         code = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST}
         self._dis = cv2.DISOpticalFlow_create(code.get(preset, cv2.DISOPTICAL_FLOW_PRESET_MEDIUM))
