@@ -5,7 +5,8 @@
     base.py       what every loss shares: StyleLoss (stats, loss, blend), flattening, position weights, samples
     moments.py    gram, mmd-linear (channel means), bn (means and stds), w2 (Gaussians)
     mmd.py        mmd-poly, mmd-gaussian (kernel MMD² on samples, or random Fourier features)
-    transport.py  sliced-wasserstein, histogram (1-D optimal transport by sorting); ranks.py: the sort
+    transport.py  sliced-wasserstein, histogram (1-D optimal transport by rank); binned.py: the ranks from a
+                  histogram of each row (linear work); ranks.py: by a sort
     content.py    the content loss and total variation
 
 Importing this package loads no torch: the command line checks a style-loss spec before torch loads.

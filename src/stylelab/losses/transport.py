@@ -1,5 +1,8 @@
-"""One-dimensional optimal transport: sliced W2 (features projected on random directions, sorted, matched to
-the style's quantiles) and per-channel histogram matching (the sliced loss along the channel axes)."""
+"""One-dimensional optimal transport: sliced W2 (features projected on random directions, each projection matched
+to the style's quantiles by rank) and per-channel histogram matching (the sliced loss along the channel axes).
+
+The ranks come from a histogram of each row (binned.py: linear work, no sort) on the CPU for rows of at least
+binned.EXACT_BELOW positions; from a sort (ranks.py) elsewhere, or everywhere with `bins=0`."""
 
 from __future__ import annotations
 
@@ -20,17 +23,38 @@ from .base import (
     split_sample,
     weighted_sample,
 )
+from .binned import BINS, EXACT_BELOW, QuantileFn, binned_quantiles, transport
 from .ranks import sort_rows, sorted_match
 
-__all__ = ["DrawKey", "Draws", "Presorted", "Quantiles", "SlicedTarget", "histogram_blend", "histogram_distance",
-    "histogram_loss", "pool_samples", "quantiles", "resample_sorted", "resampled", "sliced_wasserstein",
-    "sorted_rows"]
+__all__ = [
+    "FRESH_STYLE_SAMPLES",
+    "MAX_BINS",
+    "DrawKey",
+    "Draws",
+    "Presorted",
+    "Quantiles",
+    "SlicedTarget",
+    "histogram_blend",
+    "histogram_distance",
+    "histogram_loss",
+    "pool_samples",
+    "quantiles",
+    "resample_sorted",
+    "resampled",
+    "sliced_wasserstein",
+    "sorted_rows",
+    "sorts",
+]
 
 DrawKey = tuple[str | int, ...]  # what a random draw is cached under: its use and its sizes
 # Sorted rows q (K, N), each an empirical quantile function; or with their weights (K, N) in each row's order
 Quantiles = Tensor | tuple[Tensor, Tensor]
 Presorted = tuple[Tensor, Tensor | None]  # sorted rows (K, N) and their weights (K, N), None for equal weights
 SlicedTarget = tuple[Sample, Presorted | None]  # the pooled style sample; its projections sorted, if fixed
+MAX_BINS = 1 << 16
+# With fresh directions at every call (Adam), the style's quantiles along them come from this many of its positions,
+# drawn afresh with the directions: the style side then costs little next to the output's, and the draws average out.
+FRESH_STYLE_SAMPLES = 4096
 
 
 class Draws:
@@ -61,6 +85,26 @@ class Draws:
         if w is None:
             return x[:, idx]
         return x[:, idx], w[idx] / w[idx].sum()
+
+    def shuffled(self, sample: Sample, tag: str) -> Sample:
+        """The columns of a sample in a random order (once, for window())."""
+        x, w = split_sample(sample)
+        m = x.shape[1]
+        order = self.get(("order", tag, m), lambda g: torch.randperm(m, generator=g)).to(x.device)
+        return x[:, order] if w is None else (x[:, order], w[order])
+
+    def window(self, sample: Sample, tag: str, n: int) -> Sample:
+        """n consecutive columns of a shuffled() sample, from a random start: as random a subset as positions()
+        gives, but a view, not a copy; all of it if it has <= n columns. Weights renormalised."""
+        x, w = split_sample(sample)
+        m = x.shape[1]
+        if m <= n:
+            return sample
+        start = int(self.get(("start", tag, m, n), lambda g: torch.randint(m - n + 1, (1,), generator=g)))
+        if w is None:
+            return x[:, start:start + n]
+        part = w[start:start + n]
+        return x[:, start:start + n], part / part.sum()
 
 
 def _interpolate_rows(q: Tensor, pos: Tensor) -> Tensor:
@@ -186,24 +230,39 @@ def histogram_blend(stats: Sequence[Quantiles], weights: Sequence[float]) -> Qua
     return _sort_weighted(values, mass / mass.sum(dim=1, keepdim=True))
 
 
-def histogram_distance(x: Tensor, target_sorted: Quantiles, weights: Tensor | None = None) -> Tensor:
+def sorts(x: Tensor, bins: int) -> bool:
+    """Whether the ranks of x (K, M) come from a sort: asked for (bins=0), off the CPU, or rows too short to bin."""
+    return bins == 0 or x.device.type != "cpu" or x.shape[1] < EXACT_BELOW
+
+
+def histogram_distance(x: Tensor, target_sorted: Quantiles, weights: Tensor | None = None, bins: int = 0) -> Tensor:
     """mean over channels and positions of (sort(X_c) − Q_c)², Q_c = style quantiles at X's ranks.
 
     This is ‖X − R(X)‖² of Risser et al. (2017) with R = exact histogram matching (no bins): R(X) only moves
     with the ranks of X, which are locally constant, so its gradient 2(X − R) is that of this very value.
     With weights w (M,): Σ_i w_i (X_c,i − R(X)_c,i)² / Σw, the ranks taken in w's mass (_sorted_transport).
+    bins > 0: the ranks from a `bins`-bin histogram of each channel where that is cheaper (sorts()).
     """
     q, w_q = split_sample(target_sorted)
-    if weights is None and w_q is None:
-        return sorted_match(x, resampled(q, x.shape[1]))
     w_x = None if weights is None else normalise_weights(weights, x)
+    if not sorts(x, bins):
+        return transport(x, _sorted_quantiles(q, w_q), weights=w_x, bins=bins)
+    if w_x is None and w_q is None:
+        return sorted_match(x, resampled(q, x.shape[1]))
     return _sorted_transport(x, w_x, lambda c: quantiles(q, c, w_q))
 
 
-def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = False) -> StyleLoss[Sample, SlicedTarget]:
+def _sorted_quantiles(q: Tensor, weights: Tensor | None) -> QuantileFn:
+    return lambda c: quantiles(q, c, weights)
+
+
+def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
+                       resample: bool = False) -> StyleLoss[Sample, SlicedTarget]:
     """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
-    directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call."""
+    directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call.
+    bins: histogram bins per projection that rank it (binned.py); 0 sorts every projection exactly."""
     check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS, "0 = one per channel")
+    check_param("sliced-wasserstein", "bins", bins, 0, MAX_BINS, "0 = sort exactly")
     draws = Draws(seed, resample)
 
     def project(c: int, like: Tensor) -> Tensor:
@@ -221,19 +280,34 @@ def sliced_wasserstein(directions: int = 0, seed: int = 0, resample: bool = Fals
     def blend(stats: Sequence[Sample], weights: Sequence[float]) -> SlicedTarget:
         """(pooled style sample, its sorted projections when the directions are fixed: sorted once per scale)."""
         pooled = pool_samples(stats, weights)
-        return pooled, None if resample else sorted_projections(*split_sample(pooled))
+        if resample:  # in random order, so that each call can take a window of it (loss)
+            return draws.shuffled(pooled, "style"), None
+        return pooled, sorted_projections(*split_sample(pooled))
 
     def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
         pooled, presorted = target
         v = project(x.shape[0], x)  # one draw for both sides
-        q, w_q = presorted if presorted is not None else sorted_projections(*split_sample(pooled), v)
-        if weights is None and w_q is None:
-            return sorted_match(v @ x, resampled(q, x.shape[1]))
         w_x = None if weights is None else normalise_weights(weights, x)
+        if not sorts(x, bins):
+            if presorted is not None:
+                quantile = _sorted_quantiles(*presorted)
+            else:  # fresh directions: a fresh sample of the style's positions, binned too
+                y, w_y = split_sample(draws.window(pooled, "style", FRESH_STYLE_SAMPLES))
+                quantile = binned_quantiles(v @ y, w_y, bins, ties=False)
+            return transport(x, quantile, v, w_x, bins)
+        q, w_q = presorted if presorted is not None else sorted_projections(*split_sample(pooled), v)
+        if w_x is None and w_q is None:
+            return sorted_match(v @ x, resampled(q, x.shape[1]))
         return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
 
     return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
 
 
-def histogram_loss() -> StyleLoss[Quantiles, Quantiles]:
-    return StyleLoss(stats=sorted_rows, loss=histogram_distance, blend=histogram_blend, weighted=True)
+def histogram_loss(bins: int = BINS) -> StyleLoss[Quantiles, Quantiles]:
+    """Per-channel 1-D W2² to the style's histograms; bins as for sliced_wasserstein."""
+    check_param("histogram", "bins", bins, 0, MAX_BINS, "0 = sort exactly")
+
+    def loss(x: Tensor, target: Quantiles, weights: Tensor | None = None) -> Tensor:
+        return histogram_distance(x, target, weights, bins)
+
+    return StyleLoss(stats=sorted_rows, loss=loss, blend=histogram_blend, weighted=True)
