@@ -1,9 +1,12 @@
-"""Row sorting on the CPU: torch.sort against stylelab.losses.ranks (NumPy's argsort split over torch's threads).
+"""Ranks of every row on the CPU: torch.sort, stylelab's NumPy sort, and the sort-free histogram ranks.
 
     .venv/bin/python bench/ranks.py [--rows 64] [--cols 196608] [--reps 7]
+    NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" .venv/bin/python bench/ranks.py   # NumPy without AVX-512
 
-The shape is what sliced-W2 sorts every step at relu1_1 of a 512x384 output: 64 projections x 196,608 positions.
-Prints the median seconds of each, same input, after one warm-up call.
+The shape is what sliced-W2 ranks every step at relu1_1 of a 512x384 output: 64 projections x 196,608 positions.
+Prints the median seconds of: torch's argsort; stylelab.losses.ranks.argsort_rows (NumPy's argsort split over
+torch's threads); and two whole 1-D transport losses, value and gradient, on the same rows against a target of
+sorted rows: by the sort (ranks.sorted_match + backward) and by histogram ranks (binned.transport + backward).
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 
-from stylelab.losses.ranks import argsort_rows
+from stylelab.losses import binned
+from stylelab.losses.ranks import argsort_rows, sorted_match
+from stylelab.losses.transport import quantiles
 
 
 def median_seconds(fn, reps: int) -> float:
@@ -33,11 +39,26 @@ def main() -> None:
     p.add_argument("--cols", type=int, default=196_608)
     p.add_argument("--reps", type=int, default=7)
     args = p.parse_args()
-    x = torch.randn(args.rows, args.cols)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.rows, args.cols, generator=g)
+    q = (torch.randn(args.rows, args.cols, generator=g) * 1.5 + 0.3).sort(dim=1).values
+
+    def by_sort() -> None:
+        leaf = x.clone().requires_grad_(True)
+        sorted_match(leaf, q).backward()
+
+    def by_histogram() -> None:
+        leaf = x.clone().requires_grad_(True)
+        binned.transport(leaf, lambda c: quantiles(q, c)).backward()
+
     torch_s = median_seconds(lambda: x.argsort(dim=1), args.reps)
-    ours_s = median_seconds(lambda: argsort_rows(x), args.reps)
-    print(f"| ({args.rows}, {args.cols}), {torch.get_num_threads()} threads | torch argsort {torch_s:.3f} s "
-          f"| stylelab.losses.ranks.argsort_rows {ours_s:.3f} s | {torch_s / ours_s:.1f}x |")
+    numpy_s = median_seconds(lambda: argsort_rows(x), args.reps)
+    sort_loss = median_seconds(by_sort, args.reps)
+    hist_loss = median_seconds(by_histogram, args.reps)
+    dispatch = np._core._multiarray_umath.__cpu_dispatch__  # NumPy's run-time targets (after the env switch)
+    print(f"| ({args.rows}, {args.cols}), {torch.get_num_threads()} threads, NumPy {np.__version__} "
+          f"{' '.join(dispatch)} | torch argsort {torch_s:.3f} s | NumPy argsort {numpy_s:.3f} s "
+          f"| loss by sort {sort_loss:.3f} s | loss by histogram {hist_loss:.3f} s |")
 
 
 if __name__ == "__main__":
