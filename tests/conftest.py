@@ -3,6 +3,7 @@ Plain helper functions live in tests/helpers.py."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,22 @@ def input_files(tmp_path, content_image, style_image) -> tuple[Path, Path]:
     content_image.save(c)
     style_image.save(s)
     return c, s
+
+
+@pytest.fixture
+def no_fast_model(monkeypatch):
+    """The feed-forward model as without the optional extra (stylelab[fast]): its package not found, and no
+    session loaded earlier at hand (a fresh cache for the test; the loaded sessions come back after it)."""
+    import importlib.metadata
+
+    from stylelab.engine import fast
+
+    real = importlib.metadata.distribution
+
+    def distribution(name: str):
+        if name == fast.PACKAGE:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setattr(fast, "_session", functools.lru_cache(maxsize=2)(fast._session.__wrapped__))

@@ -16,7 +16,7 @@ from typing import BinaryIO
 from .errors import StylelabError
 
 __all__ = ["TMP_INFIX", "WriteError", "check_not_an_input", "plain_dir_mode", "plain_mode", "remove_partial_writes",
-    "write_atomic", "write_text_atomic"]
+    "same_file", "write_atomic", "write_text_atomic"]
 
 
 class WriteError(StylelabError, OSError):
@@ -89,9 +89,13 @@ def check_not_an_input(output: str | Path, inputs: dict[str, str]) -> None:
     """Refuse an output that would replace one of the inputs (same path, or the same file by another name)."""
     out = Path(output)
     for role, path in inputs.items():
-        p = Path(path)
-        same = out.absolute() == p.absolute() or out.resolve() == p.resolve()
-        if not same and out.exists() and p.exists():
-            same = out.samefile(p)
-        if same:
+        if same_file(out, path):
             raise StylelabError(f"output {out} is also the {role}; choose another -o, or add --overwrite to replace it")
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether writing `a` would replace `b`: the same path, through links too, or the same existing file."""
+    a, b = Path(a), Path(b)
+    if a.absolute() == b.absolute() or a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and a.samefile(b)

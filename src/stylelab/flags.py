@@ -206,9 +206,12 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The whole `stylelab run` command line: inputs, -o, every setting, the file flags. The web app's form is
-    generated from it too."""
+    """The whole `stylelab run` command line: inputs, -o, every setting, the file flags, --preview. The web app's
+    form is generated from it too."""
     add_inputs(p)
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
     add_config_flags(p)
     add_outputs(p)
+    p.add_argument("--preview", default=None, metavar="PATH",
+                   help="first write the feed-forward stylisation (stylelab[fast], ~0.2 s) to PATH, an image to look "
+                   "at while the optimiser works")

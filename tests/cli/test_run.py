@@ -106,6 +106,44 @@ def test_output_may_replace_an_input_with_overwrite(capsys, run_files, tmp_path)
     assert content.read_bytes() != before and "stylelab" in read_metadata(content)
 
 
+def test_preview_writes_the_feed_forward_image_before_optimising(capsys, run_files, tmp_path, monkeypatch):
+    content, style, out = run_files
+    preview = tmp_path / "first.jpg"
+    from stylelab.engine import optimize
+
+    stylize, there = optimize.stylize, []
+
+    def watched(*args, **kwargs):
+        there.append(preview.is_file())
+        return stylize(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "stylize", watched)
+    code = main(["run", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "1",
+                 "--preview", str(preview)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert there == [True] and f"wrote preview {preview} (32x24)" in err
+    with Image.open(preview) as im:
+        im.load()
+        assert im.format == "JPEG" and im.size == (32, 24)
+    assert snapshot(tmp_path) == {"content.png", "style.png", "out.png", "first.jpg"}
+
+
+def test_preview_without_the_extra_is_a_one_line_error_before_any_work(capsys, run_files, tmp_path, no_fast_model,
+                                                                       fail_if_optimising):
+    content, style, out = run_files
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--preview", tmp_path / "p.png"],
+                 "stylelab: error: --preview needs the optional models: pip install 'stylelab[fast]'")
+
+
+@pytest.mark.parametrize("which", ["output", "content image", "style image", "no format"])
+def test_preview_replaces_no_input_nor_the_output(capsys, run_files, tmp_path, fail_if_optimising, which):
+    content, style, out = run_files
+    path = {"output": out, "content image": content, "style image": style, "no format": tmp_path / "p.xyz"}[which]
+    phrase = f"--preview {path} is also the {which}" if which != "no format" else "--preview: cannot tell the output"
+    expect_error(capsys, tmp_path, ["run", content, style, "-o", out, "--preview", path, "--overwrite"], phrase)
+
+
 def test_texture_size_past_the_cap_is_exit_2(capsys, run_files, tmp_path, fail_if_optimising):
     _, style, _ = run_files
     expect_error(capsys, tmp_path, ["texture", style, "--size", "100000x64", "-o", tmp_path / "t.png"], "8192")

@@ -49,3 +49,27 @@ def test_missing_models_give_a_clear_error(monkeypatch, content_image, style_ima
     monkeypatch.setattr(fast.importlib.metadata, "distribution", missing)
     with pytest.raises(fast.FastInitError, match=r"stylelab\[fast\]"):
         fast.model_path(fast.PREDICT)
+
+
+def test_preview_is_the_feed_forward_image_at_the_output_size(content_image, style_image, style_image2):
+    content, styles = to_tensor(content_image), [to_tensor(style_image), to_tensor(style_image2)]  # 120 x 80
+    out = fast.preview(content, styles, [0.75, 0.25], 60)  # long edge 60, the content's 3:2
+    assert out is not None and out.shape == (1, 3, 40, 60)
+    torch.testing.assert_close(out, fast.stylize_fast(content, styles, [0.75, 0.25], (40, 60)))
+
+
+def test_without_the_model_there_is_no_preview_and_require_names_the_option(no_fast_model, content_image,
+                                                                            style_image):
+    content, style = to_tensor(content_image), to_tensor(style_image)
+    assert fast.preview(content, [style], [1.0], 60) is None
+    with pytest.raises(fast.FastInitError) as info:
+        fast.require("--preview")
+    assert str(info.value) == "--preview needs the optional models: pip install 'stylelab[fast]'"
+
+
+def test_a_model_that_fails_gives_no_preview(monkeypatch, content_image, style_image):
+    def broken(style):
+        raise RuntimeError("onnxruntime: bad model")
+
+    monkeypatch.setattr(fast, "style_vector", broken)
+    assert fast.preview(to_tensor(content_image), [to_tensor(style_image)], [1.0], 60) is None

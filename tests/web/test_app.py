@@ -82,7 +82,7 @@ def test_schema_is_the_run_parser_and_a_refused_setting_names_its_field(client: 
     for name, f in fields.items():
         assert f["default"] == flags[name].default and f["help"] == flags[name].help
     assert {"size", "steps", "style_weight", "style_loss", "color", "precision", "scales"} <= set(fields)
-    assert not {"output", "checkpoint", "weights", "mask"} & set(fields)  # paths on the server: not from a request
+    assert not {"output", "checkpoint", "weights", "mask", "preview"} & set(fields)  # server paths: not from a request
     assert (fields["size"]["label"], fields["style_weight"]["label"]) == ("Size", "Style weight")
     c, s = inputs(client)
 
@@ -129,6 +129,45 @@ def test_submit_streams_progress_and_previews_and_the_result_has_its_settings(cl
     assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["steps"] == 3
     job_row = client.get(f"/api/jobs/{job}").json()
     assert job_row["steps"] == 3 and job_row["losses"]["style"] > 0
+
+
+def test_the_feed_forward_picture_is_the_first_preview_before_the_first_step(client: TestClient,
+                                                                             optimiser_held) -> None:
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    c, s = inputs(client)
+    s2 = upload(client, png(samples.swirls(48, 48, seed=2)), "s2.png")
+    job = submit(client, c, [s, s2], style_blend="3,1")
+    deadline = time.monotonic() + 60
+    while (preview := client.get(f"/api/jobs/{job}/preview")).status_code == 404:  # the optimiser is held
+        assert time.monotonic() < deadline, "no preview before the first step"
+        time.sleep(0.05)
+    assert preview.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(preview.content)).size == (48, 36)  # the output's size
+    so_far, _ = runner.events(job, 0)
+    assert [e["type"] for e in so_far] == ["state", "state", "preview"] and so_far[-1]["fast"] is True
+    optimiser_held.set()
+    got = events(client, job)
+    assert got[-1]["state"] == "done"
+    previews = [e for e in got if e["type"] == "preview"]
+    first_step = next(k for k, e in enumerate(got) if e["type"] == "step")
+    assert got.index(previews[0]) < first_step and [e["fast"] for e in previews] == [True] + [False] * len(previews[1:])
+
+    # none for a texture (no content image), nor for a job that goes on from an image (that image is on show)
+    texture = submit(client, None, [s])
+    again = client.post(f"/api/jobs/{job}/continue").json()["id"]
+    for other in (texture, again):
+        got = events(client, other)
+        assert got[-1]["state"] == "done" and not any(e.get("fast") for e in got), got
+
+
+def test_without_the_feed_forward_model_a_job_runs_and_has_no_fast_preview(client: TestClient,
+                                                                           no_fast_model) -> None:
+    c, s = inputs(client)
+    got = events(client, submit(client, c, [s]))
+    assert got[-1] == {"type": "end", "state": "done", "error": None}
+    previews = [e for e in got if e["type"] == "preview"]
+    assert previews and not any(e["fast"] for e in previews)
+    assert got.index(previews[0]) > next(k for k, e in enumerate(got) if e["type"] == "step")
 
 
 def test_a_body_of_the_wrong_shape_is_a_one_line_400_saying_what_is_wrong(client: TestClient) -> None:

@@ -151,6 +151,39 @@ def test_paint_watch_steer_cancel_start_again_and_find_it_after_a_restart(server
 
 
 @pytest.mark.slow
+def test_the_quick_feed_forward_preview_shows_with_its_label_until_the_first_step(server: Server, optimiser_held,
+                                                                                  tmp_path: Path) -> None:
+    content = write_png(tmp_path / "content.png", samples.landscape(128, 96))
+    style = write_png(tmp_path / "style.png", samples.swirls(96, 96, seed=1))
+    with sync_api.sync_playwright() as p:
+        browser, page, errors = open_page(p, server)
+        add_inputs(page, content, style)
+        page.fill("#f-size", "96")
+        page.fill("#f-steps", "3")
+        page.click("#form details summary")
+        page.fill("#f-device", "cpu")
+        page.click("#start")  # the optimiser is held: what shows is all from before its first step
+        page.wait_for_selector("#preview-note:not([hidden])", timeout=60_000)
+        page.wait_for_function("document.getElementById('preview').complete")
+        assert page.inner_text("#preview-note") == "Quick preview (feed-forward network) — refining…"
+        assert page.get_attribute("#preview", "src").endswith("/api/jobs/1/preview?n=1")
+        assert page.locator("#preview").evaluate("i => [i.naturalWidth, i.naturalHeight]") == [96, 72]
+        assert page.inner_text("#stats") == "job 1: preparing"  # no step reported yet
+        if os.environ.get("STYLELAB_SCREENSHOT"):
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(Path(os.environ["STYLELAB_SCREENSHOT"]).with_name("web_quick_preview.png")))
+
+        optimiser_held.set()  # the optimiser's first preview (or, past it already, the result) replaces it
+        page.wait_for_function("/n=[2-9]|result/.test(document.getElementById('preview').src)", timeout=120_000)
+        assert page.locator("#preview-note").is_hidden()  # and its label is gone
+        page.wait_for_selector(".card[data-state=done] img", timeout=120_000)
+        assert page.locator("#preview-note").is_hidden() and "job 1 done" in page.inner_text("#stats")
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+        assert not errors, errors
+        browser.close()
+
+
+@pytest.mark.slow
 def test_regions_from_the_style_list_and_a_compare_report_from_a_result(server: Server, tmp_path: Path) -> None:
     from PIL import Image
 

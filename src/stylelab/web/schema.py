@@ -22,11 +22,11 @@ from ..config import INITS, Config, ConfigError, Region
 __all__ = ["LABELS", "NOT_IN_FORM", "FieldError", "form_schema", "label", "run_parser", "settings_to_config"]
 
 # `run` options that are about files on the server's disk, not the image: a request never names a path, so
-# these are not editable (-o, checkpoints, snapshots, --overwrite) or take uploaded files instead (--mask: the
-# job's `masks`, uploads; --weights: not offered). --init: its named choices here; an uploaded image to start
-# from is the job's `init` (as "continue" sets it).
+# these are not editable (-o, checkpoints, snapshots, --overwrite, --preview: the page shows its own) or take
+# uploaded files instead (--mask: the job's `masks`, uploads; --weights: not offered). --init: its named choices
+# here; an uploaded image to start from is the job's `init` (as "continue" sets it).
 NOT_IN_FORM = ("help", "content", "styles", "output", "save_every", "checkpoint", "checkpoint_every", "resume",
-               "overwrite", "quiet", "mask", "weights")
+               "overwrite", "quiet", "mask", "weights", "preview")
 
 
 LABELS = {"lr": "Learning rate", "tv_weight": "TV weight", "lbfgs_history": "L-BFGS history"}  # else from the name

@@ -1,7 +1,9 @@
 """The worker thread: runs the queued jobs one at a time, reports each step, writes previews and results.
 
 Progress goes to an in-memory `Live` per job (events, the latest JPEG preview, the current image); a Cancel sets a
-flag that the step callback checks, raising `Cancelled` between steps. Files:
+flag that the step callback checks, raising `Cancelled` between steps. Before the first step, a job with a content
+image shows the feed-forward stylisation (stylelab.engine.fast, when the optional extra is installed) as its first
+preview, marked `"fast": true`: a picture to look at while the optimiser starts, not the job's image. Files:
 
     DATA/results/<job id>.png        the result, with the PNG provenance `stylelab run` writes (replayable); a
                                      cancelled job keeps its last image here too (its record says at which step)
@@ -23,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from ..config import Config
-from ..engine import provenance
+from ..config import INITS, Config
+from ..engine import fast, provenance
 from ..engine.events import Report, ScaleEnd, Step
-from ..engine.optimize import stylize, synthesize
+from ..engine.optimize import load_inputs, stylize, synthesize
 from ..files import write_atomic
-from ..image import load_alpha, open_image, save_image, tensor_to_pil
+from ..image import load_alpha, open_image, save_image, tensor_to_pil, to_tensor
 from ..jobs.spec import one_line_error
 
 if TYPE_CHECKING:
@@ -82,8 +84,11 @@ class Worker:
             record, content, alpha = self._inputs(row, config)
             if content is None:
                 image = synthesize(record["styles"], (config.size, config.size), config, on_step)
-            else:
-                image = stylize(content, record["styles"], config, on_step, style_cache=runner.cache)
+            else:  # the inputs read once, for the quick preview and the run
+                content_t, styles = to_tensor(content, "content image"), load_inputs(None, record["styles"])[1]
+                if config.init in INITS:  # not when it goes on from an image: that image is already on show
+                    on_step.fast_preview(content_t, styles, config)
+                image = stylize(content_t, styles, config, on_step, style_cache=runner.cache)
             self._save(job_id, image, row, config, record, alpha)
             result = f"{job_id}.png"
         except Cancelled:
@@ -162,24 +167,44 @@ class Progress:
                 "size": [w, h], "elapsed": time.perf_counter() - self.t0,
                 "eta": median * (self.total - self.done[0])}
 
+    def fast_preview(self, content: torch.Tensor, styles: list[torch.Tensor], config: Config) -> None:
+        """Publish the feed-forward stylisation at the output's size as the first preview, `"fast": true`, if the
+        optional model is installed and runs (else nothing: a preview is never the job's error). Only shown: not
+        the job's image (`live.image`) nor the file an interrupted job goes on from."""
+        f0 = time.perf_counter()
+        image = fast.preview(content, styles, config.blend_weights(len(styles)), config.size)
+        if image is None:
+            return
+        e0 = time.perf_counter()
+        jpeg = _jpeg(image)
+        self._publish(jpeg, fast=True, seconds=e0 - f0, encode_s=time.perf_counter() - e0)
+
     def _preview(self, step: Report) -> None:
         e0 = time.perf_counter()
-        buf = io.BytesIO()
-        tensor_to_pil(step.pixels()).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
-        jpeg = buf.getvalue()
+        jpeg = _jpeg(step.pixels())
         try:  # what an interrupted job goes on from
             write_atomic(self.worker.last(self.job_id), lambda f: f.write(jpeg))
         except OSError:  # a full disk costs only that fallback, not the run
             pass
         self.encode_s.append(time.perf_counter() - e0)
-        self.runner.set_preview(self.live, jpeg)
         if self.worker.preview_every is None and self.step_s:
             # the medians: the first encode and the first steps are slower
             encode, step_s = statistics.median(self.encode_s), statistics.median(self.step_s)
             if step_s > 0:
                 self.every = max(1, math.ceil(encode / (PREVIEW_SHARE * step_s)))
-        self.runner.event(self.job_id, {"type": "preview", "n": self.live.previews, "every": self.every,
-                                        "encode_s": self.encode_s[-1]})
+        self._publish(jpeg, fast=False, every=self.every, encode_s=self.encode_s[-1])
+
+    def _publish(self, jpeg: bytes, **fields: Any) -> None:
+        """The job's preview is now `jpeg`: a preview event (its number `n`, the seconds since the job started)."""
+        self.runner.set_preview(self.live, jpeg)
+        self.runner.event(self.job_id, {"type": "preview", "n": self.live.previews,
+                                        "elapsed": time.perf_counter() - self.t0, **fields})
+
+
+def _jpeg(image: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    tensor_to_pil(image).save(buf, format="JPEG", quality=PREVIEW_QUALITY)
+    return buf.getvalue()
 
 
 def _losses(live: Live) -> dict:

@@ -360,6 +360,7 @@ function follow(jobId) {
   state.stopping = null;
   state.points = [];
   drawPlot();
+  $("preview-note").hidden = true;
   const source = new EventSource(url(`/api/jobs/${jobId}/events`));
   state.source = source;
   $("stats").textContent = `job ${jobId}: waiting in the queue`;
@@ -384,8 +385,10 @@ function follow(jobId) {
       img.src = url(`/api/jobs/${jobId}/preview?n=${e.n}`);
       img.hidden = false;
       $("placeholder").hidden = true;
+      $("preview-note").hidden = !e.fast;  // the feed-forward picture, until the optimiser's first preview
     }
     if (e.type === "end") {
+      $("preview-note").hidden = true;
       source.close();
       state.source = null;
       state.stopping = null;
