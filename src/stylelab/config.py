@@ -121,7 +121,7 @@ class Config:
     # The network's own pooling is max; avg (Gatys) leaves a fine ripple on flat regions (docs/benchmarks.md).
     pooling: str = setting("max", "VGG19's pooling: max (the network's own), avg, or l2 (sqrt of the mean of "
                                   "squares)", choices=POOLINGS)
-    # Gram matches second moments; sliced Wasserstein matches the whole marginal distribution along C random
+    # Gram matches second moments; sliced Wasserstein matches the whole marginal distribution along random
     # directions (the style's darkest and brightest tones too).
     style_loss: str = setting(
         "gram:0.5,sliced-wasserstein:0.5",

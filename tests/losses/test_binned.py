@@ -5,7 +5,7 @@ import torch
 
 from stylelab.losses import binned, style_loss
 from stylelab.losses.ranks import sort_rows, sorted_match
-from stylelab.losses.transport import quantiles, resample_sorted, sorts
+from stylelab.losses.transport import DIRECTION_SETS, quantiles, resample_sorted, sorts
 
 # The stated tolerance for rows of 4096 values at the default bins: relative L2 error of the gradient and
 # relative error of the value, against the sort.
@@ -144,6 +144,36 @@ def test_fresh_directions_bin_the_style_too():
     a = fixed.loss(x, fixed.blend([fixed.stats(y)], [1.0]))
     b = fresh.loss(x, fresh.blend([fresh.stats(y)], [1.0]))
     assert 0.5 < float(a / b) < 2  # other directions, the same distance to within its spread over directions
+
+
+@pytest.mark.parametrize("m", [4096, 512])  # binned and sorted ranks
+def test_fresh_directions_come_from_a_pool_of_seeded_sets(m):
+    """Resampling picks one of DIRECTION_SETS seeded sets per call and computes the style along each set once,
+    kept in the target: many calls see at most that many distinct values, and a second loss of the same seed finds
+    the same ones (what a style cache shared between runs relies on)."""
+    x, y = features(16, m, 18), features(16, m, 19) * 2
+    fresh = style_loss("sliced-wasserstein", seed=5, resample=True)
+    target = fresh.blend([fresh.stats(y)], [1.0])
+    values = {round(float(fresh.loss(x, target)), 6) for _ in range(120)}
+    memo = target[1]
+    assert 2 <= len(memo.entries) <= DIRECTION_SETS and len(values) == len(memo.entries)
+    again = style_loss("sliced-wasserstein", seed=5, resample=True)
+    assert {round(float(again.loss(x, target)), 6) for _ in range(40)} <= values
+
+
+@pytest.mark.parametrize(("c", "k"), [(64, 32), (128, 64), (256, 256)])
+def test_default_directions_are_halved_on_shallow_layers(c, k):
+    """directions=0: C/2 directions on layers of <= SHALLOW_CHANNELS channels, C on deeper ones (the same draw as
+    asking for that K; other K give other values)."""
+    x, y = features(c, 2048, 20), features(c, 2048, 21) * 2
+
+    def value(directions):
+        loss = style_loss("sliced-wasserstein", directions=directions, seed=7)
+        return float(loss.loss(x, loss.blend([loss.stats(y)], [1.0])))
+
+    auto = value(0)
+    assert auto == value(k)
+    assert auto != value(c if k != c else c // 2)
 
 
 def test_bins_out_of_range_is_refused():

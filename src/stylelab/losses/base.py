@@ -23,9 +23,9 @@ by its value between the content and style images (docs/method.md §3.1), so the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, Generic, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, TypeVar, cast, overload
 
 import torch
 from torch import Tensor
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_POLY_DEGREE",
     "MAX_SAMPLES",
     "M",
+    "Memo",
     "Moments",
     "S",
     "Sample",
@@ -56,7 +57,15 @@ __all__ = [
 
 # What a loss's `stats` or `blend` may return: tensors and numbers, in tuples and lists (the engine keeps them per
 # layer and a style cache keeps them between runs). Each loss has its own, narrower types S and T (StyleLoss).
-Stats = Tensor | float | None | tuple["Stats", ...] | Sequence["Stats"]
+class Memo:
+    """A part of a target that a loss fills on first use and keeps with the target (the style along each of a
+    resampling loss's sets of directions): what it computes from the target, by its own keys."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Hashable, Any] = {}
+
+
+Stats = Tensor | float | None | Memo | tuple["Stats", ...] | Sequence["Stats"]
 Moments = Tensor | tuple["Moments", ...]  # statistics that are expectations, so that blending them is linear
 S = TypeVar("S", bound=Stats)  # a loss's statistics of one image
 T = TypeVar("T", bound=Stats)  # a loss's target: the statistics of several style images, blended

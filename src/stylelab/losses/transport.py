@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .base import (
     MAX_DIRECTIONS,
+    Memo,
     Sample,
     StyleLoss,
     as_sample,
@@ -27,8 +28,9 @@ from .binned import BINS, EXACT_BELOW, QuantileFn, binned_quantiles, transport
 from .ranks import sort_rows, sorted_match
 
 __all__ = [
-    "FRESH_STYLE_SAMPLES",
+    "DIRECTION_SETS",
     "MAX_BINS",
+    "SHALLOW_CHANNELS",
     "DrawKey",
     "Draws",
     "Presorted",
@@ -50,11 +52,20 @@ DrawKey = tuple[str | int, ...]  # what a random draw is cached under: its use a
 # Sorted rows q (K, N), each an empirical quantile function; or with their weights (K, N) in each row's order
 Quantiles = Tensor | tuple[Tensor, Tensor]
 Presorted = tuple[Tensor, Tensor | None]  # sorted rows (K, N) and their weights (K, N), None for equal weights
-SlicedTarget = tuple[Sample, Presorted | None]  # the pooled style sample; its projections sorted, if fixed
 MAX_BINS = 1 << 16
-# With fresh directions at every call (Adam), the style's quantiles along them come from this many of its positions,
-# drawn afresh with the directions: the style side then costs little next to the output's, and the draws average out.
-FRESH_STYLE_SAMPLES = 4096
+# Layers with at most this many channels (relu1_x, relu2_x) get C/2 directions by default, deeper ones C: the shallow
+# layers have the most positions, so each of their directions costs the most, and halving them there kept the
+# picture's quality (docs/benchmarks.md, "Step cost"); halving them everywhere did not.
+SHALLOW_CHANNELS = 128
+# With fresh directions at every call (Adam), each call takes one of this many seeded sets of directions at random,
+# and the style's quantiles along each set are computed once per scale, on its first use.
+DIRECTION_SETS = 16
+
+
+# The pooled style sample, and its projections sorted once per scale (fixed directions), or a Memo of the style
+# along each set of directions, filled on its first use (resampled directions; the sets are seeded, so a target kept
+# between runs of the same seed finds the same entries)
+SlicedTarget = tuple[Sample, Presorted | Memo]
 
 
 class Draws:
@@ -69,6 +80,10 @@ class Draws:
     def get(self, key: DrawKey, make: Callable[[torch.Generator], Tensor]) -> Tensor:
         if self.resample:
             return make(self.generator)
+        return self.fixed(key, make)
+
+    def fixed(self, key: DrawKey, make: Callable[[torch.Generator], Tensor]) -> Tensor:
+        """The draw seeded by (seed, key), made once: the same at every call, with or without `resample`."""
         if key not in self.cache:
             seed = (self.seed * 1_000_003 + zlib.crc32(repr(key).encode())) % 2**64
             self.cache[key] = make(torch.Generator().manual_seed(seed))
@@ -86,25 +101,9 @@ class Draws:
             return x[:, idx]
         return x[:, idx], w[idx] / w[idx].sum()
 
-    def shuffled(self, sample: Sample, tag: str) -> Sample:
-        """The columns of a sample in a random order (once, for window())."""
-        x, w = split_sample(sample)
-        m = x.shape[1]
-        order = self.get(("order", tag, m), lambda g: torch.randperm(m, generator=g)).to(x.device)
-        return x[:, order] if w is None else (x[:, order], w[order])
-
-    def window(self, sample: Sample, tag: str, n: int) -> Sample:
-        """n consecutive columns of a shuffled() sample, from a random start: as random a subset as positions()
-        gives, but a view, not a copy; all of it if it has <= n columns. Weights renormalised."""
-        x, w = split_sample(sample)
-        m = x.shape[1]
-        if m <= n:
-            return sample
-        start = int(self.get(("start", tag, m, n), lambda g: torch.randint(m - n + 1, (1,), generator=g)))
-        if w is None:
-            return x[:, start:start + n]
-        part = w[start:start + n]
-        return x[:, start:start + n], part / part.sum()
+    def pick(self, n: int) -> int:
+        """One of 0..n-1: at random at every call with `resample`, else always 0."""
+        return int(torch.randint(n, (1,), generator=self.generator)) if self.resample else 0
 
 
 def _interpolate_rows(q: Tensor, pos: Tensor) -> Tensor:
@@ -259,43 +258,53 @@ def _sorted_quantiles(q: Tensor, weights: Tensor | None) -> QuantileFn:
 def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
                        resample: bool = False) -> StyleLoss[Sample, SlicedTarget]:
     """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
-    directions=0 means K = C. Directions are drawn per channel count: fixed within a run, or per call.
+    directions=0 means K = C, or C/2 on layers of at most SHALLOW_CHANNELS channels. Directions are drawn per
+    channel count: fixed within a run, or (resample) one of DIRECTION_SETS seeded sets at random per call.
     bins: histogram bins per projection that rank it (binned.py); 0 sorts every projection exactly."""
-    check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS, "0 = one per channel")
+    check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS,
+                f"0 = one per channel, half as many on layers of <= {SHALLOW_CHANNELS} channels")
     check_param("sliced-wasserstein", "bins", bins, 0, MAX_BINS, "0 = sort exactly")
     draws = Draws(seed, resample)
 
-    def project(c: int, like: Tensor) -> Tensor:
-        k = directions or c
-        v = draws.get(("sw", c, k), lambda g: torch.randn(k, c, generator=g))
-        v = v.to(device=like.device, dtype=like.dtype)
-        return v / v.norm(dim=1, keepdim=True)  # (K, C)
+    def project(c: int, like: Tensor, which: int | None = None) -> Tensor:
+        """The (K, C) unit directions: the run's fixed ones, or set number `which` of the resampling pool."""
+        k = directions or (c // 2 if c <= SHALLOW_CHANNELS else c) or 1
+        key: DrawKey = ("sw", c, k) if which is None else ("sw", c, k, which)
+        v = draws.fixed(key, lambda g: torch.randn(k, c, generator=g)).to(device=like.device, dtype=like.dtype)
+        return v / v.norm(dim=1, keepdim=True)
 
-    def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor | None = None) -> Presorted:
-        v = project(y.shape[0], y) if v is None else v
+    def sorted_projections(y: Tensor, w_y: Tensor | None, v: Tensor) -> Presorted:
         if w_y is None:
             return sort_rows(v @ y), None  # (K, My): the style's 1-D quantiles
         return _sort_weighted(v @ y, w_y)
 
     def blend(stats: Sequence[Sample], weights: Sequence[float]) -> SlicedTarget:
-        """(pooled style sample, its sorted projections when the directions are fixed: sorted once per scale)."""
+        """(pooled style sample, its projections sorted: once per scale when the directions are fixed; along each
+        set of directions on its first use when they are resampled)."""
         pooled = pool_samples(stats, weights)
-        if resample:  # in random order, so that each call can take a window of it (loss)
-            return draws.shuffled(pooled, "style"), None
-        return pooled, sorted_projections(*split_sample(pooled))
+        if resample:
+            return pooled, Memo()
+        y, w_y = split_sample(pooled)
+        return pooled, sorted_projections(y, w_y, project(y.shape[0], y))
 
     def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
-        pooled, presorted = target
-        v = project(x.shape[0], x)  # one draw for both sides
+        pooled, style = target
         w_x = None if weights is None else normalise_weights(weights, x)
-        if not sorts(x, bins):
-            if presorted is not None:
-                quantile = _sorted_quantiles(*presorted)
-            else:  # fresh directions: a fresh sample of the style's positions, binned too
-                y, w_y = split_sample(draws.window(pooled, "style", FRESH_STYLE_SAMPLES))
-                quantile = binned_quantiles(v @ y, w_y, bins, ties=False)
-            return transport(x, quantile, v, w_x, bins)
-        q, w_q = presorted if presorted is not None else sorted_projections(*split_sample(pooled), v)
+        binned = not sorts(x, bins)
+        if isinstance(style, Memo):  # one of the seeded sets, and the style along it (computed once)
+            which = draws.pick(DIRECTION_SETS)
+            v = project(x.shape[0], x, which)
+            y, w_y = split_sample(pooled)
+            if (which, binned) not in style.entries:
+                style.entries[which, binned] = (binned_quantiles(v @ y, w_y, bins, ties=False) if binned
+                                                else sorted_projections(y, w_y, v))
+            found = style.entries[which, binned]
+        else:
+            v, found = project(x.shape[0], x), style
+        if binned:
+            return transport(x, found if callable(found) else _sorted_quantiles(*found), v, w_x, bins)
+        assert not callable(found)
+        q, w_q = found
         if w_x is None and w_q is None:
             return sorted_match(v @ x, resampled(q, x.shape[1]))
         return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
