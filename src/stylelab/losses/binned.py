@@ -52,13 +52,15 @@ def _columns(k: int) -> int:
 
 class _Grid:
     """B equal bins per row of p (K, M) between the row's min and max (plus one at the max itself, so that no value
-    needs clamping), the values and mass in each, and the mass below each bin edge.
+    needs clamping), the values and mass in each, and the mass below each bin edge. With `positions` (K, M), each
+    value's position in bins (position()) is written there in the same pass (it may be p itself, overwritten).
 
     Many values equal to the row's minimum are a tie of their own: they hold the levels [0, a) (a = their mass),
     and the rest of the first bin starts at a. `ties` looks for them in every row (a ReLU's channels: its zeros);
     otherwise only a constant row is one tie (projections on random directions tie only by chance)."""
 
-    def __init__(self, p: Tensor, weights: Tensor | None, bins: int, ties: bool) -> None:
+    def __init__(self, p: Tensor, weights: Tensor | None, bins: int, ties: bool,
+                 positions: Tensor | None = None) -> None:
         self.bins = bins + 1
         self.low = p.amin(dim=1, keepdim=True)
         high = p.amax(dim=1, keepdim=True)
@@ -80,17 +82,19 @@ class _Grid:
             step = _columns(k)
             for s in range(0, m, step):
                 chunk = p[:, s:s + step]
-                idx = self.position(chunk).to(torch.int64)
+                at_min = chunk == self.low if ties else None  # before `positions` may overwrite the chunk
+                t = self.position(chunk, None if positions is None else positions[:, s:s + step])
+                idx = t.to(torch.int64)
                 count.scatter_add_(1, idx, one.expand(idx.shape))
                 w = None if weights is None else weights[:, s:s + step].expand(idx.shape)
                 if w is not None:
                     mass.scatter_add_(1, idx, w)
-                if ties:
-                    at_min = chunk == self.low
+                if at_min is not None:
                     tied += at_min.sum(dim=1, keepdim=True)
                     if w is not None:
                         tied_weight += (w * at_min).sum(dim=1, keepdim=True)
         tie = tied > 1  # (K, 1): a row whose minimum is a tie
+        self.tie = tie
         self.tied = bool(tie.any())
         first = torch.arange(self.bins, device=p.device) == 0
         self.count = count - torch.where(tie, tied, 0) * first  # (K, B + 1), the tie not counted in bin 0
@@ -101,10 +105,12 @@ class _Grid:
         below[:, :1] = torch.where(tie, tie_mass.double(), 0)
         self.levels = (below / total).to(p.dtype)  # (K, B + 2), as fractions of the row's mass
 
-    def position(self, chunk: Tensor) -> Tensor:
+    def position(self, chunk: Tensor, out: Tensor | None = None) -> Tensor:
         """Where each value of a chunk (K, n) of p lies, in bins from the row's minimum: t in [0, B]; its bin is
-        int(t) (truncation: -0.25 counts as 0)."""
-        return torch.addcmul(self.shift, chunk, self.inverse)
+        int(t) (truncation: -0.25 counts as 0). Into `out` if given (which may be the chunk itself)."""
+        if out is None:
+            return torch.addcmul(self.shift, chunk, self.inverse)
+        return torch.addcmul(self.shift, chunk, self.inverse, out=out)
 
     def steps(self) -> Tensor:
         """0, 1, ..., B + 1 as a row, in the grid's dtype and device."""
@@ -129,35 +135,41 @@ class _Transport(torch.autograd.Function):
                 bins: int) -> Tensor:
         p = x if directions is None else directions @ x  # (K, M)
         k, m = p.shape
-        grid = _Grid(p, weights, bins, ties=directions is None)
+        # Each value's position in bins t, written over the projection (this function's own) or beside the features
+        t_all = p if directions is not None else torch.empty_like(p)
+        grid = _Grid(p, weights, bins, ties=directions is None, positions=t_all)
         if not grid.finite:  # as a sort would: a NaN or infinite feature makes the value and gradient NaN
             ctx.grad = torch.full_like(x, torch.nan)
             return p.new_tensor(torch.nan)
         matched = target(grid.levels)  # (K, B + 1): the target at each edge's level
         # A value at fraction f of bin j (n values) has, on average, (n − 1) f of the others below it: its level is
         # L_j + (L_{j+1} − L_j) g with g = (1 − 1/n) f + 1/(2n) (its own mass counts half). Q is linear in a bin, so
-        # with t = the value's position in bins (f = t − j):  Q(c(p)) = offset_j + slope_j t.
+        # with t = the value's position in bins (f = t − j):  Q(c(p)) = offset_j + slope_j t, and as
+        # p = low + width t:  p − Q(c(p)) = (low − offset_j) + (width − slope_j) t = a_j + b_j t.
         rise = matched[:, 1:] - matched[:, :-1]  # (K, B + 1)
         share = 1 / grid.count.clamp_min(1)
         slope = rise * (1 - share)
         offset = matched[:, :-1] + rise * share / 2 - grid.steps()[:-1] * slope
+        a, b = grid.low - offset, grid.width - slope
         total = p.new_zeros(())
         if grid.tied:
             tie_share = grid.levels[:, :1]
             tie_value, tie_variance = _tie_match(target, tie_share)
             total += (tie_share * tie_variance).sum() * (1 if weights is not None else m)
+            if directions is not None:  # only a constant row ties here: all of it moves to the tie's value
+                a = torch.where(grid.tie, grid.low - tie_value, a)
+                b = torch.where(grid.tie, 0, b)
         grad = torch.empty_like(x)
         scale = 2 / k if weights is not None else 2 / (k * m)  # d/dp of Σ_rows Σ_i w_i (p_i − Q)² / K
         back = None if directions is None else directions.t() * scale  # (C, K)
         step = _columns(k)
         for s in range(0, m, step):
-            chunk = p[:, s:s + step]
-            t = grid.position(chunk)
+            t = t_all[:, s:s + step]
             idx = t.to(torch.int64)
-            fit = torch.addcmul(offset.gather(1, idx), slope.gather(1, idx), t)  # Q(c(p)), (K, n)
-            if grid.tied:
-                fit = torch.where(chunk == grid.low, tie_value, fit)
-            diff = chunk - fit
+            diff = torch.addcmul(a.gather(1, idx), b.gather(1, idx), t)  # p − Q(c(p)), (K, n)
+            if grid.tied and directions is None:  # the values at a row's minimum move to the tie's value
+                chunk = x[:, s:s + step]
+                diff = torch.where(chunk == grid.low, chunk - tie_value, diff)
             weighted = diff if weights is None else diff * weights[:, s:s + step]
             total += torch.dot(weighted.reshape(-1), diff.reshape(-1))
             if back is None:

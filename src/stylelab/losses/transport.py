@@ -30,6 +30,7 @@ from .ranks import sort_rows, sorted_match
 __all__ = [
     "DIRECTION_SETS",
     "MAX_BINS",
+    "SET_STYLE_SAMPLES",
     "SHALLOW_CHANNELS",
     "DrawKey",
     "Draws",
@@ -58,8 +59,10 @@ MAX_BINS = 1 << 16
 # picture's quality (docs/benchmarks.md, "Step cost"); halving them everywhere did not.
 SHALLOW_CHANNELS = 128
 # With fresh directions at every call (Adam), each call takes one of this many seeded sets of directions at random,
-# and the style's quantiles along each set are computed once per scale, on its first use.
+# and the style's quantiles along each set are computed once per scale, on its first use, from at most
+# SET_STYLE_SAMPLES of its positions (drawn for that set): a first use then costs little next to the step.
 DIRECTION_SETS = 16
+SET_STYLE_SAMPLES = 16384
 
 
 # The pooled style sample, and its projections sorted once per scale (fixed directions), or a Memo of the style
@@ -294,8 +297,8 @@ def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
         if isinstance(style, Memo):  # one of the seeded sets, and the style along it (computed once)
             which = draws.pick(DIRECTION_SETS)
             v = project(x.shape[0], x, which)
-            y, w_y = split_sample(pooled)
             if (which, binned) not in style.entries:
+                y, w_y = split_sample(draws.positions(pooled, "style", SET_STYLE_SAMPLES))
                 style.entries[which, binned] = (binned_quantiles(v @ y, w_y, bins, ties=False) if binned
                                                 else sorted_projections(y, w_y, v))
             found = style.entries[which, binned]
