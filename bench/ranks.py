@@ -55,7 +55,8 @@ def main() -> None:
     numpy_s = median_seconds(lambda: argsort_rows(x), args.reps)
     sort_loss = median_seconds(by_sort, args.reps)
     hist_loss = median_seconds(by_histogram, args.reps)
-    dispatch = np._core._multiarray_umath.__cpu_dispatch__  # NumPy's run-time targets (after the env switch)
+    core = np._core._multiarray_umath  # the targets NumPy was built for, less those turned off at run time
+    dispatch = [t for t in core.__cpu_dispatch__ if core.__cpu_features__.get(t)] or ["baseline"]
     print(f"| ({args.rows}, {args.cols}), {torch.get_num_threads()} threads, NumPy {np.__version__} "
           f"{' '.join(dispatch)} | torch argsort {torch_s:.3f} s | NumPy argsort {numpy_s:.3f} s "
           f"| loss by sort {sort_loss:.3f} s | loss by histogram {hist_loss:.3f} s |")
