@@ -161,11 +161,11 @@ def test_fresh_directions_come_from_a_pool_of_seeded_sets(m):
     assert {round(float(again.loss(x, target)), 6) for _ in range(40)} <= values
 
 
-@pytest.mark.parametrize(("c", "k"), [(64, 32), (128, 64), (256, 256)])
-def test_default_directions_are_halved_on_shallow_layers(c, k):
-    """directions=0: C/2 directions on layers of <= SHALLOW_CHANNELS channels, C on deeper ones (the same draw as
-    asking for that K; other K give other values)."""
-    x, y = features(c, 2048, 20), features(c, 2048, 21) * 2
+@pytest.mark.parametrize(("c", "m", "k"), [(64, 8192, 32), (128, 8192, 64), (256, 8192, 256), (64, 4096, 64)])
+def test_default_directions_are_halved_on_large_shallow_layers(c, m, k):
+    """directions=0: C/2 directions on layers of <= SHALLOW_CHANNELS channels whose style has >= SHALLOW_POSITIONS
+    positions, C elsewhere (the same draw as asking for that K; another K gives another value)."""
+    x, y = features(c, m, 20), features(c, m, 21) * 2
 
     def value(directions):
         loss = style_loss("sliced-wasserstein", directions=directions, seed=7)

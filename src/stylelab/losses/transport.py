@@ -32,6 +32,7 @@ __all__ = [
     "MAX_BINS",
     "SET_STYLE_SAMPLES",
     "SHALLOW_CHANNELS",
+    "SHALLOW_POSITIONS",
     "DrawKey",
     "Draws",
     "Presorted",
@@ -54,10 +55,12 @@ DrawKey = tuple[str | int, ...]  # what a random draw is cached under: its use a
 Quantiles = Tensor | tuple[Tensor, Tensor]
 Presorted = tuple[Tensor, Tensor | None]  # sorted rows (K, N) and their weights (K, N), None for equal weights
 MAX_BINS = 1 << 16
-# Layers with at most this many channels (relu1_x, relu2_x) get C/2 directions by default, deeper ones C: the shallow
-# layers have the most positions, so each of their directions costs the most, and halving them there kept the
-# picture's quality (docs/benchmarks.md, "Step cost"); halving them everywhere did not.
+# Layers with at most SHALLOW_CHANNELS channels (relu1_x, relu2_x) get C/2 directions by default when the style
+# has at least SHALLOW_POSITIONS positions there, other layers C: such layers have the most positions, so each of
+# their directions costs the most, and halving them there kept the picture's quality (docs/benchmarks.md, "Step
+# cost"); halving them everywhere did not. Small images keep C (cheap, and few steps move their colours faster).
 SHALLOW_CHANNELS = 128
+SHALLOW_POSITIONS = 8192
 # With fresh directions at every call (Adam), each call takes one of this many seeded sets of directions at random,
 # and the style's quantiles along each set are computed once per scale, on its first use, from at most
 # SET_STYLE_SAMPLES of its positions (drawn for that set): a first use then costs little next to the step.
@@ -261,17 +264,23 @@ def _sorted_quantiles(q: Tensor, weights: Tensor | None) -> QuantileFn:
 def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
                        resample: bool = False) -> StyleLoss[Sample, SlicedTarget]:
     """Mean over K random unit directions v of the 1-D W2² between vᵀX and vᵀY (Heitz et al. 2021).
-    directions=0 means K = C, or C/2 on layers of at most SHALLOW_CHANNELS channels. Directions are drawn per
+    directions=0 means K = C, or C/2 on layers of at most SHALLOW_CHANNELS channels whose style sample has at least
+    SHALLOW_POSITIONS positions. Directions are drawn per
     channel count: fixed within a run, or (resample) one of DIRECTION_SETS seeded sets at random per call.
     bins: histogram bins per projection that rank it (binned.py); 0 sorts every projection exactly."""
     check_param("sliced-wasserstein", "directions", directions, 0, MAX_DIRECTIONS,
-                f"0 = one per channel, half as many on layers of <= {SHALLOW_CHANNELS} channels")
+                f"0 = one per channel, half as many on large layers of <= {SHALLOW_CHANNELS} channels")
     check_param("sliced-wasserstein", "bins", bins, 0, MAX_BINS, "0 = sort exactly")
     draws = Draws(seed, resample)
 
-    def project(c: int, like: Tensor, which: int | None = None) -> Tensor:
+    def count(c: int, style_positions: int) -> int:
+        """K: `directions`, or by default C, halved on a shallow layer whose style sample has many positions."""
+        if directions:
+            return directions
+        return max(1, c // 2) if c <= SHALLOW_CHANNELS and style_positions >= SHALLOW_POSITIONS else c
+
+    def project(c: int, like: Tensor, k: int, which: int | None = None) -> Tensor:
         """The (K, C) unit directions: the run's fixed ones, or set number `which` of the resampling pool."""
-        k = directions or (c // 2 if c <= SHALLOW_CHANNELS else c) or 1
         key: DrawKey = ("sw", c, k) if which is None else ("sw", c, k, which)
         v = draws.fixed(key, lambda g: torch.randn(k, c, generator=g)).to(device=like.device, dtype=like.dtype)
         return v / v.norm(dim=1, keepdim=True)
@@ -288,7 +297,7 @@ def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
         if resample:
             return pooled, Memo()
         y, w_y = split_sample(pooled)
-        return pooled, sorted_projections(y, w_y, project(y.shape[0], y))
+        return pooled, sorted_projections(y, w_y, project(y.shape[0], y, count(*y.shape)))
 
     def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
         pooled, style = target
@@ -296,14 +305,14 @@ def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
         binned = not sorts(x, bins)
         if isinstance(style, Memo):  # one of the seeded sets, and the style along it (computed once)
             which = draws.pick(DIRECTION_SETS)
-            v = project(x.shape[0], x, which)
+            v = project(x.shape[0], x, count(x.shape[0], split_sample(pooled)[0].shape[1]), which)
             if (which, binned) not in style.entries:
                 y, w_y = split_sample(draws.positions(pooled, "style", SET_STYLE_SAMPLES))
                 style.entries[which, binned] = (binned_quantiles(v @ y, w_y, bins, ties=False) if binned
                                                 else sorted_projections(y, w_y, v))
             found = style.entries[which, binned]
         else:
-            v, found = project(x.shape[0], x), style
+            v, found = project(x.shape[0], x, style[0].shape[0]), style  # as many as the style was sorted along
         if binned:
             return transport(x, found if callable(found) else _sorted_quantiles(*found), v, w_x, bins)
         assert not callable(found)
