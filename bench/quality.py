@@ -8,7 +8,8 @@ Shipwreck, and the original-colour versions, run with `--color keep-luminance`),
 would (a fresh process: start-up, weights and inputs included), with `--save-every`, and scores every snapshot
 of the last scale, the output and the reference with the independent evaluator (bench/_evaluator.py, which does
 not import stylelab) under max AND average pooling: content distance at relu4_2, Gram and sliced-W2 distances
-over relu1_1..relu5_1, each normalised so the content image scores content 0, style 1.
+over relu1_1..relu5_1, each normalised so the content image scores content 0, style 1; and a measure of style that
+is not VGG19, the style-vector distance (bench/_evaluator.py's StyleVector, needs stylelab[fast]; content image 1).
 
 Time: seconds since launch (a snapshot's file time minus the moment the process was started), and the same in
 "bare passes": one VGG19 forward to relu5_1 + input-gradient backward at the output's size, timed in this
@@ -34,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluator import Net, Reference, load_rgb
+from _evaluator import Net, Reference, StyleVector, load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -125,6 +126,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     nets = {"max": Net.load("max"), "avg": Net.load("avg")}
+    vectors = StyleVector()
     before = bare_pass_seconds(nets["avg"], (384, 512))  # before and after the runs: the load may change
     runs = {pair: run_pair(pair, args.label, out, args.every, flags) for pair in args.pairs.split(",")}
     after = bare_pass_seconds(nets["avg"], (384, 512))
@@ -138,9 +140,10 @@ def main() -> None:
         content, style, ref, _ = PAIRS[pair]
         refs = {k: Reference.build(net, DATA / content, DATA / style, (384, 512)) for k, net in nets.items()}
 
-        def score(path: Path, refs=refs) -> dict[str, dict[str, float]]:
+        def score(path: Path, refs=refs, content=content, style=style) -> dict:
             rgb = load_rgb(path, size=(384, 512))
-            return {k: refs[k].all_distances(nets[k], rgb) for k in nets}
+            vector = vectors.distance(path, DATA / content, DATA / style)
+            return {**{k: refs[k].all_distances(nets[k], rgb) for k in nets}, "style_vector": vector}
 
         rows = [(f"step {i}", t, score(path)) for i, t, path in run["snapshots"]]
         rows.append(("output", run["seconds"], score(run["output"])))
@@ -149,10 +152,10 @@ def main() -> None:
         strip(DATA / content, run["output"], DATA / ref, out / f"strip_{args.label}_{pair}.jpg")
         print(f"### {pair} (total {run['seconds']:.1f} s = {run['seconds'] / pass_s:.0f} bare passes)\n")
         print("| image | s since launch | passes | max: content | max: gram | max: sw2 | avg: content | avg: gram "
-              "| avg: sw2 |\n|---|---|---|---|---|---|---|---|---|")
+              "| avg: sw2 | style vector |\n|---|---|---|---|---|---|---|---|---|---|")
         for name, t, d in rows:
             cells = " | ".join(f"{d[k][m]:.3f}" for k in ("max", "avg") for m in ("content", "gram", "sw2"))
-            print(f"| {name} | {t:.1f} | {t / pass_s:.0f} | {cells} |")
+            print(f"| {name} | {t:.1f} | {t / pass_s:.0f} | {cells} | {d['style_vector']:.3f} |")
         ours, pub = rows[-2][2], rows[-1][2]
         wins = {f"{k}:{m}": (ours[k][m] <= pub[k][m]) for k in nets for m in ("content", "gram", "sw2")}
         missed = ", ".join(k for k, v in wins.items() if not v)
