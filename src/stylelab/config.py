@@ -17,6 +17,7 @@ from .losses.spec import LossTerm, parse_style_losses
 __all__ = [
     "AUTO_MULTISCALE_ABOVE",
     "COLOR_MODES",
+    "CONTENT_LOSSES",
     "DEFAULT_CONTENT_LAYERS",
     "DEFAULT_LR",
     "DEFAULT_STYLE_LAYERS",
@@ -26,7 +27,9 @@ __all__ = [
     "MAX_SEED",
     "MAX_SIZE",
     "OPTIMIZERS",
+    "PARAMS",
     "PRECISIONS",
+    "PYRAMID_ADAM_LR",
     "Config",
     "ConfigError",
     "Region",
@@ -38,6 +41,8 @@ __all__ = [
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 OPTIMIZERS = ("lbfgs", "adam")
+PARAMS = ("pixels", "pyramid")  # what the optimiser moves (stylelab.engine.param)
+CONTENT_LOSSES = ("features", "self-similarity")  # stylelab.losses.content
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("content", "noise", "fast")  # or a path to an image; fast: a feed-forward stylisation (stylelab[fast])
 PRECISIONS = ("auto", "float32")
@@ -47,6 +52,7 @@ COLOR_MODES = (
     "transfer",  # post hoc on a colour result: its luminance + the content's UV (jcjohnson -original_colors)
     "match",  # before stylising, map the style's colour mean/covariance onto the content's (match_colors)
     "palette-only",  # no stylisation: the content recoloured with the style's colour distribution (palette_only)
+    "recolor",  # after stylising: its lightness, the content's colours mapped onto the style's palette (NNST; recolor)
 )
 MAX_SEED = 2**64 - 1
 # px: the largest long edge of an output, a style image or a scale. 8192² px needs ~40 GiB of features at
@@ -57,7 +63,9 @@ MAX_SIZE = 8192  # torch's generators take 64-bit seeds
 AUTO_MULTISCALE_ABOVE = 256
 FINE_STEPS_FRACTION = 4  # each finer scale of the automatic schedule runs steps // 4
 # Learning rates in [0,1] pixel units. Adam: 4/255 per step (docs/method.md §5.3); L-BFGS: 1 (it rescales itself).
+# On a pyramid every level takes a step of Adam's size, so the image moves several levels' worth: 2e-3 (NNST, STROTSS).
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
+PYRAMID_ADAM_LR = 2e-3
 
 
 _FLAG = object()  # setting(flag=...) default: the flag is --FIELD-NAME
@@ -108,9 +116,15 @@ class Config:
     optimizer: str = setting("lbfgs", "lbfgs: fastest for deterministic losses; adam: robust, needed for sampled "
                                       "ones (resampling losses)", choices=OPTIMIZERS)
     lr: float | None = setting(None, "learning rate in [0,1] pixel units; none: {lr}")
+    param: str = setting("pixels", "what the optimiser moves: pixels, or the coefficients of a Laplacian pyramid "
+                                   "of the image (coarse structure moves as fast as fine detail; best with adam)",
+                         choices=PARAMS)
     lbfgs_history: int = setting(
         20, "L-BFGS memory in steps: 2 image-sized vectors each; 20 is within 1 percent of 50 in loss")
     content_weight: float = setting(1.0, "weight of the normalised content loss (1 at a fresh noise image)")
+    content_loss: str = setting(
+        "features", "features: keep the content's VGG features; self-similarity: keep only how alike its positions "
+                    "are (the layout), so colours and textures may change freely", choices=CONTENT_LOSSES)
     style_weight: float = setting(
         10.0, "weight of the normalised style loss (1 at the content image): 1 mild, 10 strong, 100 very strong")
     tv_weight: float = setting(0.0, "total-variation weight (smoothing); raise it (1-10) only to calm noise")
@@ -153,7 +167,8 @@ class Config:
     style_scale: float = setting(1.0, "resize the style images by this factor: < 1 bigger strokes, > 1 smaller")
     color: str = setting(
         "none", "keep-luminance: content colours exactly; transfer: content colours afterwards; match: style "
-                "recoloured to the content's palette first; palette-only: recolour, no texture",
+                "recoloured to the content's palette first; palette-only: recolour, no texture; recolor: afterwards, "
+                "the content's colours mapped onto the style's palette (NNST)",
         choices=COLOR_MODES, texture=False)
     masks: tuple[Region, ...] = setting(
         (), "spatial control, repeat per region: where the mask is white the output takes style number STYLE "
@@ -172,6 +187,8 @@ class Config:
         _check_int("steps", self.steps, minimum=1)
         _check_int("lbfgs_history", self.lbfgs_history, minimum=1)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("param", self.param, PARAMS)
+        _check_choice("content_loss", self.content_loss, CONTENT_LOSSES)
         _check_choice("pooling", self.pooling, POOLINGS)
         if not isinstance(self.style_loss, str):
             raise ConfigError(f"style_loss must be a string, got {self.style_loss!r}")
@@ -220,7 +237,9 @@ class Config:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        if self.lr is not None:
+            return self.lr
+        return PYRAMID_ADAM_LR if self.param == "pyramid" and self.optimizer == "adam" else DEFAULT_LR[self.optimizer]
 
     def style_loss_terms(self) -> list[LossTerm]:
         """The parsed style-loss mix, weights normalised to sum 1."""

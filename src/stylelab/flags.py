@@ -16,16 +16,28 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .config import AUTO_MULTISCALE_ABOVE, DEFAULT_LR, INITS, LAYER_NAMES, MAX_SIZE, Config, ConfigError, Region
+from .config import (
+    AUTO_MULTISCALE_ABOVE,
+    DEFAULT_LR,
+    INITS,
+    LAYER_NAMES,
+    MAX_SIZE,
+    PYRAMID_ADAM_LR,
+    Config,
+    ConfigError,
+    Region,
+)
 from .image import is_url
 from .losses.spec import STYLE_LOSSES
+from .presets import PRESETS, apply_preset
 
 __all__ = ["add_config_flags", "add_inputs", "add_outputs", "add_run_arguments", "config_from_args", "dest",
     "flag_fields", "flag_name", "local_path", "parse_layers", "parse_mask", "parse_scales", "parse_texture_size",
     "source"]
 
 _HELP_VALUES = {  # the '{name}'s in Config's help texts
-    "lr": ", ".join(f"{v:.4g} for {k}" for k, v in DEFAULT_LR.items()),
+    "lr": ", ".join(f"{v:.4g} for {k}" for k, v in DEFAULT_LR.items())
+    + f" ({PYRAMID_ADAM_LR:g} for adam on a pyramid)",
     "losses": ", ".join(STYLE_LOSSES),
     "multiscale_above": AUTO_MULTISCALE_ABOVE,
 }
@@ -59,7 +71,11 @@ def _value_type(f: Field) -> Any:
 
 
 def add_config_flags(p: argparse.ArgumentParser, texture: bool = False) -> None:
-    """One option per Config field (`stylelab texture` takes --size as WxH and has no --color or --mask)."""
+    """One option per Config field (`stylelab texture` takes --size as WxH and has no --color or --mask), and
+    --preset."""
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS), help="a named recipe: its settings are the "
+                   "defaults, and any flag you give that differs from stylelab's default overrides them; "
+                   + "; ".join(f"{name}: {line}" for name, (_, _, line) in PRESETS.items()))
     for f in flag_fields(texture):
         meta, kind = f.metadata, _value_type(f)
         help = meta["help"].format(**_HELP_VALUES)
@@ -103,6 +119,10 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
             values["init"] = "noise"
     if values["scales"]:
         values["size"] = values["scales"][-1][0]
+    preset = getattr(args, "preset", None)
+    if preset:
+        defaults = {f.name: f.default for f in fields(Config)}
+        values = apply_preset(preset, {k: v for k, v in values.items() if v != defaults[k]})
     return Config(**values)
 
 

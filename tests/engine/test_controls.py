@@ -310,7 +310,10 @@ def interrupt_at(scale, i):
     # Gram alone: with Adam, sampling losses (the default mix's sliced-W2) redraw from a generator whose state
     # the checkpoint does not hold yet, so their resumed pixels differ (a known limitation, in the issue notes).
     Config(size=64, steps=12, optimizer="adam", style_loss="gram"),
-], ids=["lbfgs", "multiscale", "adam"])
+    # neural neighbours: the second scale's targets depend on the image it started from, which the checkpoint keeps
+    Config(size=96, scales=((48, 8), (96, 6)), style_loss="nn", content_loss="self-similarity"),
+    Config(size=64, steps=12, optimizer="adam", style_loss="gram", param="pyramid"),
+], ids=["lbfgs", "multiscale", "adam", "nn-multiscale", "pyramid"])
 def test_resume_gives_the_uninterrupted_result(tmp_path, content_image, style_image, config):
     whole = to_tensor(stylelab.stylize(content_image, style_image, config))
     ckpt = Checkpoint(tmp_path / "ckpt", every=3)

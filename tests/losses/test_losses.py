@@ -302,7 +302,8 @@ def test_sampling_losses_fixed_without_resample_and_fresh_with_it():
 # Every registry entry that draws random numbers (directions, Fourier features, positions), with the sizes at
 # which it samples: M = 600 positions > samples, so the sampled estimators really take subsets.
 SAMPLING_LOSSES = [
-    ("sliced-wasserstein", {}), ("sliced-wasserstein", {"directions": 3}),
+    ("sliced-wasserstein", {}), ("sliced-wasserstein", {"directions": 3}), ("remd", {"samples": 200}),
+    ("nn", {"samples": 200}),
     ("mmd-gaussian", {"estimator": "rff", "features": 256}), ("mmd-gaussian", {"estimator": "rff", "scales": 3}),
     ("mmd-gaussian", {"estimator": "sampled", "samples": 200}), ("mmd-poly", {"degree": 3, "samples": 200}),
 ]
@@ -318,7 +319,7 @@ def test_sampling_losses_vanish_at_their_own_target_under_resampling(name, param
     t = loss.blend([loss.stats(y)], [1.0])
     own = [float(loss.loss(y, t)) for _ in range(5)]
     far = [float(loss.loss(other, t)) for _ in range(5)]
-    if params.get("estimator") == "sampled" or name == "mmd-poly":  # subsets of positions: an estimator's error
+    if params.get("estimator") == "sampled" or name in ("mmd-poly", "remd", "nn"):  # subsets: an estimator
         assert max(own) < 0.05 * min(far), (own, far)
     else:  # the same directions / features for both sides: the draw's distance of Y to itself is 0
         assert max(abs(v) for v in own) < 1e-9 * min(far), (own, far)
@@ -384,6 +385,7 @@ WEIGHTED = [
     ("sliced-wasserstein", {}), ("mmd-gaussian", {"estimator": "rff", "features": 64}),
     ("mmd-gaussian", {"estimator": "sampled"}),  # all positions (M < samples)
     ("mmd-poly", {"c": 0.5, "degree": 3, "samples": 12}),  # subsampled positions
+    ("nn", {}), ("remd", {}), ("remd", {"moments": 0.0}),  # cosine distances to the style's vectors
 ]
 MOMENTS = [("gram", {}), ("mmd-poly", {"c": 1.0}), ("mmd-linear", {}), ("bn", {}), ("w2", {})]  # weighted averages
 
@@ -556,6 +558,10 @@ def test_weighted_quantiles_closed_form():
     ("mmd-poly(degree=3,samples=0)", "samples must be in [2, 8192]"),
     ("mmd-poly(degree=11)", "degree must be in [1, 10]"),
     ("mmd-poly(c=1e6)", "c must be in [0, 1000]"),
+    ("nn(mix=1.5)", "mix must be in [0, 1]"),
+    ("nn(samples=1)", "samples must be in [2, 8192]"),
+    ("remd(moments=-1)", "moments must be in [0, 1000]"),
+    ("remd(style_samples=1e5)", "style_samples must be in [2, 8192]"),
 ])
 def test_loss_parameters_out_of_range_name_the_range(spec, message):
     with pytest.raises(ValueError) as info:

@@ -17,8 +17,11 @@ __all__ = [
     "luminance",
     "luminance_only",
     "match_colors",
+    "oklab_to_rgb",
     "palette_only",
+    "recolor",
     "restore_color",
+    "rgb_to_oklab",
     "rgb_to_yuv",
     "yuv_to_rgb",
 ]
@@ -182,3 +185,78 @@ def palette_only(content: Tensor, style: Tensor, iters: int = 2) -> Tensor:
     # The capped passes leave mean and covariance slightly off; the final linear map restores them exactly.
     # f depends on the colour alone: equal colours stay equal, so no texture or noise is added.
     return _match(p, style, "sym").reshape(content.shape).clamp(0, 1).to(content.dtype)
+
+
+# OkLab (Ottosson 2020): linear sRGB -> LMS -> cube root -> Lab. A perceptual space: equal steps look equally large.
+_RGB2LMS = torch.tensor([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566],
+                         [0.0883024619, 0.2817188376, 0.6299787005]], dtype=torch.float64)
+_LMS2LAB = torch.tensor([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099],
+                         [0.0259040371, 0.7827717662, -0.8086757660]], dtype=torch.float64)
+_RECOLOR_ITERS = 5  # passes of the cross-bilateral filter that aligns the colours with the output's strokes
+_RECOLOR_EDGE = 10.0  # its weight exp(−_RECOLOR_EDGE·|ΔL|) between neighbours of lightness L
+
+
+def rgb_to_oklab(x: Tensor) -> Tensor:
+    """sRGB in [0,1] -> OkLab (L in [0,1], a and b about ±0.4). (1, 3, H, W) -> same, float64."""
+    _check(x, "image")
+    c = x.double()
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lms = _apply(_RGB2LMS, linear)
+    return _apply(_LMS2LAB, lms.sign() * lms.abs() ** (1 / 3))
+
+
+def oklab_to_rgb(x: Tensor) -> Tensor:
+    """Exact inverse of rgb_to_oklab, clipped to [0,1]. (1, 3, H, W) -> same, float64."""
+    _check(x, "OkLab image")
+    lms = _apply(torch.linalg.inv(_LMS2LAB), x.double()) ** 3
+    linear = _apply(torch.linalg.inv(_RGB2LMS), lms).clamp(0, 1)
+    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055).clamp(0, 1)
+
+
+def _cross_bilateral(values: Tensor, guide: Tensor, iters: int) -> Tensor:
+    """Smooth `values` (1, K, H, W) over 3x3 neighbourhoods with weights exp(−_RECOLOR_EDGE·|Δguide|), `iters` times:
+    colours spread within regions of even lightness and stop at its edges."""
+    h, w = guide.shape[-2:]
+    g = torch.nn.functional.pad(guide, (1, 1, 1, 1), mode="replicate")
+    weights = [torch.exp(-_RECOLOR_EDGE * (g[..., dy:dy + h, dx:dx + w] - guide).abs())
+               for dy in range(3) for dx in range(3)]
+    total = torch.stack(weights).sum(0)
+    for _ in range(iters):
+        v = torch.nn.functional.pad(values, (1, 1, 1, 1), mode="replicate")
+        values = sum((wt * v[..., dy:dy + h, dx:dx + w] for wt, (dy, dx) in
+                      zip(weights, [(dy, dx) for dy in range(3) for dx in range(3)])), start=torch.zeros_like(values))
+        values = values / total
+    return values
+
+
+def recolor(output: Tensor, content: Tensor, style: Tensor) -> Tensor:
+    """NNST's colour step: the output's lightness with the content's colours (a, b in OkLab) mapped onto the
+    style's (mean and covariance), both kept within the style's range, the colours then aligned with the output's
+    edges by a cross-bilateral filter. Where the style has hardly any colour (its a, b spread < 0.01), the output's
+    own Lab is mapped onto the style's instead. (1, 3, H, W) output and content, same H×W; any style -> (1, 3, H, W)."""
+    _check(output, "output")
+    _check(content, "content")
+    _check(style, "style")
+    if output.shape != content.shape:
+        raise ColorError(f"output and content differ in size: {tuple(output.shape)} vs {tuple(content.shape)}")
+    lab_o, lab_c, lab_s = rgb_to_oklab(output), rgb_to_oklab(content.to(output)), rgb_to_oklab(style.to(output))
+    s = lab_s.reshape(3, -1)
+    lo, hi = s.min(dim=1).values[None, :, None, None], s.max(dim=1).values[None, :, None, None]
+    if float(s[1:].std(dim=1).max()) < 0.01:  # a grey style: no palette to map the content's colours onto
+        lab = _match(lab_o, lab_s, "pca").reshape(output.shape)
+    else:
+        ab = _match2(lab_c[:, 1:].reshape(2, -1), s[1:]).reshape(1, 2, *output.shape[-2:])
+        light = lab_o[:, :1].clamp(lo[:, :1], hi[:, :1])
+        ab = _cross_bilateral(ab.clamp(lo[:, 1:], hi[:, 1:]), light, _RECOLOR_ITERS)
+        lab = torch.cat([light, ab], dim=1)
+    return oklab_to_rgb(lab.clamp(lo, hi)).to(output.dtype)
+
+
+def _match2(p: Tensor, q: Tensor) -> Tensor:
+    """Rows P (K, N) mapped to the mean and covariance of Q (K, M): Σ_q^½ Σ_p^-½ (P − μ_p) + μ_q, float64."""
+    p, q = p.double(), q.double()
+    mu_p, mu_q = p.mean(1, keepdim=True), q.mean(1, keepdim=True)
+    eye = _EPS * torch.eye(p.shape[0], dtype=p.dtype, device=p.device)
+    cov_p = (p - mu_p) @ (p - mu_p).T / p.shape[1] + eye
+    cov_q = (q - mu_q) @ (q - mu_q).T / q.shape[1] + eye
+    return _powm(cov_q, 0.5) @ _powm(cov_p, -0.5) @ (p - mu_p) + mu_q

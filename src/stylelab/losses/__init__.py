@@ -7,7 +7,9 @@
     mmd.py        mmd-poly, mmd-gaussian (kernel MMD² on samples, or random Fourier features)
     transport.py  sliced-wasserstein, histogram (1-D optimal transport by rank); binned.py: the ranks from a
                   histogram of each row (linear work); ranks.py: by a sort
-    content.py    the content loss and total variation
+    neighbours.py nn (each output position takes the style vector nearest to the content's, matched once per scale
+                  by the loss's guide), remd (relaxed earth mover's distance by cosine, with moments)
+    content.py    the content losses (features, self-similarity) and total variation
 
 Importing this package loads no torch: the command line checks a style-loss spec before torch loads.
 """

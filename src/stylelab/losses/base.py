@@ -145,24 +145,33 @@ class StyleLoss(Generic[S, T]):
     loss: Callable[Concatenate[Tensor, T, ...], Tensor]  # loss(X, T) -> scalar, and loss(X, T, weights=w) if `weighted`
     blend: Callable[[Sequence[S], Sequence[float]], T]  # default: linear_blend (S = T, moments)
     weighted: bool  # stats/loss take per-position weights (spatial control with masks, docs/method.md §9)
+    # A guided loss's target also depends on the content's layout: with a content image, once per scale, the engine
+    # calls guide(inputs) (neighbours.GuideInput: the activations of the content, of the image optimisation starts
+    # from, of the style images) and gives each layer's loss `blend(...)`'s target with its second member replaced by
+    # the returned per-position targets (C, M) of that layer (neural neighbours). None for every other loss.
+    guide: Callable[[Any], dict[str, Tensor]] | None
 
     # The default blend fits only statistics that are moments and their own target; a dataclass default cannot say
     # so, these overloads do.
     @overload
     def __init__(self: StyleLoss[M, M], stats: Callable[Concatenate[Tensor, ...], M],
-                 loss: Callable[Concatenate[Tensor, M, ...], Tensor], *, weighted: bool = False) -> None: ...
+                 loss: Callable[Concatenate[Tensor, M, ...], Tensor], *, weighted: bool = False,
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None: ...
 
     @overload
     def __init__(self, stats: Callable[Concatenate[Tensor, ...], S],
                  loss: Callable[Concatenate[Tensor, T, ...], Tensor],
-                 blend: Callable[[Sequence[S], Sequence[float]], T], weighted: bool = False) -> None: ...
+                 blend: Callable[[Sequence[S], Sequence[float]], T], weighted: bool = False,
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None: ...
 
     def __init__(self, stats: Callable[..., Stats], loss: Callable[..., Tensor],
-                 blend: Callable[..., Stats] | None = None, weighted: bool = False) -> None:
+                 blend: Callable[..., Stats] | None = None, weighted: bool = False,
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None:
         object.__setattr__(self, "stats", stats)  # frozen
         object.__setattr__(self, "loss", loss)
         object.__setattr__(self, "blend", linear_blend if blend is None else blend)
         object.__setattr__(self, "weighted", weighted)
+        object.__setattr__(self, "guide", guide)
 
 
 MAX_DIRECTIONS = 4096  # sliced-wasserstein: K x M projected values per layer

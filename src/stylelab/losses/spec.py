@@ -39,6 +39,8 @@ STYLE_LOSSES: dict[str, str | Callable[..., AnyStyleLoss]] = {
     "w2": "moments:w2_loss",
     "sliced-wasserstein": "transport:sliced_wasserstein",
     "histogram": "transport:histogram_loss",
+    "nn": "neighbours:nn_loss",
+    "remd": "neighbours:remd_loss",
 }
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)

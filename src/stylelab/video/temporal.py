@@ -42,11 +42,11 @@ from ..engine.optimize import (
     load_inputs,
     optimize,
     pick_device,
+    set_content,
     style_edge,
     transfer,
 )
 from ..image import ImageLike, resize, resize_long_edge, to_tensor
-from ..losses.base import at_least_float32
 from .defaults import DEFAULT_TEMPORAL_WEIGHT
 from .flow import FlowEstimator, as_uint8, consistency, warp
 
@@ -200,9 +200,9 @@ def _content_targets(base: Targets, model, content: Tensor, config: Config) -> T
     assert base.pending is None
     with conv_precision(config, content.device):
         acts = model(content, set(base.content))
-    target = {layer: at_least_float32(acts[layer]) for layer in base.content}
-    power = {layer: (a**2).mean().clamp_min(1e-12) for layer, a in target.items()}
-    return dataclasses.replace(base, content=target, content_power=power)
+    targets = dataclasses.replace(base, content={}, content_power={}, content_self={})
+    set_content(targets, acts)
+    return targets
 
 
 def _temporal_terms(estimator: FlowEstimator, frames: list[np.ndarray], outputs: dict[int, Tensor], t: int,
