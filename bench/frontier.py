@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evaluator import Net, Reference, StyleVector, load_rgb
@@ -63,7 +63,8 @@ def strip(images: list[tuple[str, Path]], path: Path, h: int = 384) -> None:
     for label, p in images:
         im = Image.open(p).convert("RGB")
         im = im.resize((round(im.width * h / im.height), h), Image.LANCZOS)
-        ImageDraw.Draw(im).text((6, 4), label, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+        ImageDraw.Draw(im).text((8, 6), label, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0),
+                                font=ImageFont.load_default(size=18))
         tiles.append(im)
     out = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), h), (255, 255, 255))
     x = 0

@@ -10,7 +10,8 @@ from pathlib import Path
 import stylelab
 
 ROOT = Path(stylelab.__file__).parent
-BASE = {"config", "flags", "errors", "files", "image", "layers", "provenance", "samples", "__init__", "__main__"}
+BASE = {"config", "flags", "errors", "files", "image", "layers", "presets", "provenance", "samples", "__init__",
+        "__main__"}
 # the rooms of the house, each allowed to import only from the rooms before it (and itself)
 ORDER = ["base", "losses", "engine", "analysis", "jobs", "video", "web", "cli"]
 MAY_IMPORT = {

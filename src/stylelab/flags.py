@@ -73,24 +73,56 @@ def _value_type(f: Field) -> Any:
 def add_config_flags(p: argparse.ArgumentParser, texture: bool = False) -> None:
     """One option per Config field (`stylelab texture` takes --size as WxH and has no --color or --mask), and
     --preset."""
-    p.add_argument("--preset", default=None, choices=tuple(PRESETS), help="a named recipe: its settings are the "
-                   "defaults, and any flag you give that differs from stylelab's default overrides them; "
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS), action=_Noted,
+                   help="a named recipe: its settings are the defaults, and any flag you give overrides them; "
                    + "; ".join(f"{name}: {line}" for name, (_, _, line) in PRESETS.items()))
     for f in flag_fields(texture):
         meta, kind = f.metadata, _value_type(f)
         help = meta["help"].format(**_HELP_VALUES)
         if texture and f.name == "size":
-            p.add_argument("--size", default="512x512", metavar="WxH", help="size of the texture, px")
+            p.add_argument("--size", default="512x512", metavar="WxH", help="size of the texture, px",
+                           action=_Noted)
         elif kind is bool:
-            p.add_argument(flag_name(f), action="store_true", help=help)
+            p.add_argument(flag_name(f), action=_NotedTrue, help=help)
         elif meta["text"] == "masks":
-            p.add_argument(flag_name(f), action="append", default=[], metavar=meta["metavar"], help=help)
+            p.add_argument(flag_name(f), action=_NotedAppend, default=[], metavar=meta["metavar"], help=help)
         else:
             default: Any = f.default
             if meta["text"] == "layers":
                 default = ",".join(default)
             p.add_argument(flag_name(f), type=_TYPES.get(kind, str), default=default, choices=meta["choices"],
-                           metavar=meta["metavar"], help=help)
+                           metavar=meta["metavar"], help=help, action=_Noted)
+
+
+EXPLICIT = "explicit_settings"  # the Namespace attribute that lists the dests given on the command line
+
+
+def _note(namespace: argparse.Namespace, dest: str) -> None:
+    given = getattr(namespace, EXPLICIT, None) or set()
+    setattr(namespace, EXPLICIT, given | {dest})
+
+
+class _Noted(argparse._StoreAction):
+    """--flag VALUE, noting that it was given (a preset yields to it even when VALUE is stylelab's default)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _note(namespace, self.dest)
+
+
+class _NotedTrue(argparse._StoreTrueAction):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _note(namespace, self.dest)
+
+
+class _NotedAppend(argparse._AppendAction):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _note(namespace, self.dest)
 
 
 def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | None = None) -> Config:
@@ -121,9 +153,26 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
         values["size"] = values["scales"][-1][0]
     preset = getattr(args, "preset", None)
     if preset:
-        defaults = {f.name: f.default for f in fields(Config)}
-        values = apply_preset(preset, {k: v for k, v in values.items() if v != defaults[k]})
+        values = apply_preset(preset, {k: v for k, v in values.items() if k in _explicit(args, values)})
     return Config(**values)
+
+
+def _explicit(args: argparse.Namespace, values: dict[str, Any]) -> set[str]:
+    """The Config fields set explicitly: those whose flags were given on the command line (noted by the parser);
+    for a Namespace built elsewhere (a web form, a batch row), those that differ from stylelab's defaults."""
+    given = getattr(args, EXPLICIT, None)
+    if given is None:
+        defaults = {f.name: f.default for f in fields(Config)}
+        return {k for k, v in values.items() if v != defaults[k]}
+    names = set()
+    for f in flag_fields():
+        if dest(f) in given:
+            names.add(f.name)
+            if f.metadata.get("weights_field"):
+                names.add(f.metadata["weights_field"])
+    if "scales" in names or "size" in given:
+        names.add("size")
+    return names
 
 
 def parse_layers(text: str, what: str) -> tuple[tuple[str, ...], tuple[float, ...] | None]:

@@ -4,8 +4,9 @@
     stylelab run content.jpg style.jpg --preset nnst --size 768 # the recipe at another size
     preset_config("nnst", size=768)                             # the same from Python
 
-On the command line (and in batch manifests and the web form, which share its flags) a setting counts as explicit
-when it differs from stylelab's own default. A preset's schedule follows the output size: `scales` is derived from
+On the command line every flag given overrides the preset, even one set to stylelab's default (`--style-weight 10`);
+where settings arrive as a whole form (the web app), a setting counts as given when it differs from stylelab's
+default. A preset's schedule follows the output size: `scales` is derived from
 `size` unless given. Plain data: no torch here.
 """
 
@@ -33,9 +34,9 @@ def preset_schedule(size: int, smallest: int, steps: tuple[int, ...]) -> tuple[t
 # name -> (settings, what derives the schedule from the size), and a line for the help text
 PRESETS: dict[str, tuple[dict[str, Any], Callable[[int], tuple[tuple[int, int], ...]] | None, str]] = {
     "nnst": (
-        {"style_loss": "nn", "color": "recolor"},
+        {"style_loss": "nn", "style_weight": 30.0},
         lambda size: preset_schedule(size, 64, (30, 80, 100)),
-        "neural neighbours (NNST): the style's own features, coherent strokes, the style's palette; "
+        "neural neighbours (NNST): the style's own features, strokes that follow the content's shapes; "
         "64 px up to --size",
     ),
 }

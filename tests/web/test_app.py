@@ -690,3 +690,15 @@ def test_explain_of_a_job_cancelled_at_a_coarse_scale_measures_at_its_images_siz
     assert r.status_code == 200, r.text
     measured = Image.open(io.BytesIO(client.get(f"/api/jobs/{job}/report/output.png").content))
     assert measured.size == kept.size  # not resized to the 64 px the job was heading for
+
+
+def test_the_form_offers_presets_and_its_explicit_fields_override_them():
+    from stylelab.web.schema import form_schema, settings_to_config
+
+    field = next(f for f in form_schema() if f["name"] == "preset")
+    assert field["choices"] == ["nnst"] and field["default"] is None
+    config, _ = settings_to_config({"preset": "nnst"})
+    assert (config.style_loss, config.style_weight, config.scales[0]) == ("nn", 30.0, (64, 100))
+    config, _ = settings_to_config({"preset": "nnst", "style_weight": "5", "size": "256"})
+    assert config.style_weight == 5.0 and config.scales == ((64, 100), (128, 80), (256, 30))
+    assert settings_to_config({"preset": ""})[0].style_loss == "gram:0.5,sliced-wasserstein:0.5"

@@ -65,6 +65,8 @@ LOSS_VALUES = {
     "sliced-wasserstein": 4.0,  # projections, sorted values, int64 indices (2 values)
     "histogram": 4.0,  # sorted values, int64 indices, the difference
     "mmd-gaussian": 0.0,  # rff: per random feature (below); sampled: fixed
+    "nn": 3.0,  # the per-position targets, and the two unit-normalised copies of the cosine
+    "remd": 1.0,  # centred copy (covariance); the sampled distances are fixed in size
 }
 
 
@@ -185,7 +187,7 @@ def _target_values(config: Config) -> float:
             v = _feature_values(layer)
             if term.name == "sliced-wasserstein":
                 per_px += v * (1 + (_number(dict(term.params), "directions", 0) or _channels(layer)) / _channels(layer))
-            elif term.name in ("histogram", "mmd-gaussian") or (term.name == "mmd-poly" and
+            elif term.name in ("histogram", "mmd-gaussian", "nn", "remd") or (term.name == "mmd-poly" and
                                                                dict(term.params).get("degree", 2) != 2):
                 per_px += v
     return per_px

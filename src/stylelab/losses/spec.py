@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 Param = int | float | str  # the value of a loss parameter, as parsed from `name(key=value,...)`
 
-__all__ = ["ALL_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses", "split_terms", "style_loss"]
+__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses",
+           "split_terms", "style_loss"]
 
 # name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
 # itself). Parameters are bound explicitly when the loss is built.
@@ -42,6 +43,9 @@ STYLE_LOSSES: dict[str, str | Callable[..., AnyStyleLoss]] = {
     "nn": "neighbours:nn_loss",
     "remd": "neighbours:remd_loss",
 }
+# The entries whose targets also depend on the content's layout (their StyleLoss has a guide): plain data, so a
+# command can refuse them before torch loads
+GUIDED_LOSSES = ("nn",)
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user

@@ -47,6 +47,7 @@ from ..engine.optimize import (
     transfer,
 )
 from ..image import ImageLike, resize, resize_long_edge, to_tensor
+from ..losses.spec import GUIDED_LOSSES
 from .defaults import DEFAULT_TEMPORAL_WEIGHT
 from .flow import FlowEstimator, as_uint8, consistency, warp
 
@@ -166,6 +167,10 @@ def check_video_config(config: Config, temporal_weight: float, frame_steps: int 
         raise ConfigError(f"color {config.color!r} is not supported for video; use none")
     if config.tileable:
         raise ConfigError("tileable is not supported for video")
+    guided = [t.label for t in config.style_loss_terms() if t.name in GUIDED_LOSSES]
+    if guided:
+        raise ConfigError(f"style loss {guided[0]!r} is not supported for video yet (its targets follow each "
+                          "frame's layout, and a video keeps one style side per clip); use another style loss")
     if isinstance(temporal_weight, bool) or not isinstance(temporal_weight, (int, float)) \
             or not np.isfinite(temporal_weight) or temporal_weight < 0:
         raise ConfigError(f"temporal weight must be a finite number >= 0, got {temporal_weight!r}")

@@ -91,12 +91,17 @@ function fieldInput(f) {
     input.checked = !!f.default;
   } else if (f.choices) {
     input = document.createElement("select");
+    if (f.default === null || f.default === undefined) {  // an optional choice (--preset): none by default
+      const o = document.createElement("option");
+      o.value = ""; o.textContent = "(none)";
+      input.appendChild(o);
+    }
     for (const c of f.choices) {
       const o = document.createElement("option");
       o.value = String(c); o.textContent = String(c);
       input.appendChild(o);
     }
-    input.value = String(f.default);
+    input.value = f.default === null || f.default === undefined ? "" : String(f.default);
   } else {
     input = document.createElement("input");
     input.type = "text";
