@@ -102,27 +102,22 @@ def _note(namespace: argparse.Namespace, dest: str) -> None:
     setattr(namespace, EXPLICIT, given | {dest})
 
 
-class _Noted(argparse._StoreAction):
-    """--flag VALUE, noting that it was given (a preset yields to it even when VALUE is stylelab's default)."""
+def _noting(base: type[argparse.Action]) -> type[argparse.Action]:
+    """An argparse action like `base` that also notes its flag was given (a preset yields to it even when its
+    value is stylelab's default)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        _note(namespace, self.dest)
+    class Noted(base):  # type: ignore[valid-type, misc]
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            super().__call__(parser, namespace, values, option_string)
+            _note(namespace, self.dest)
 
-
-class _NotedTrue(argparse._StoreTrueAction):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        _note(namespace, self.dest)
+    return Noted
 
 
-class _NotedAppend(argparse._AppendAction):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        _note(namespace, self.dest)
+_Noted = _noting(argparse._StoreAction)
+_NotedTrue = _noting(argparse._StoreTrueAction)
+_NotedAppend = _noting(argparse._AppendAction)
 
 
 def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | None = None) -> Config:
