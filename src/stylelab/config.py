@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import StylelabError
-from .layers import LAYER_NAMES, POOLINGS
-from .losses.spec import LossTerm, parse_style_losses
+from .layers import LAYER_NAMES, POOLINGS, TILE_GRID
+from .losses.spec import TILING_LOSSES, LossTerm, parse_style_losses
 
 __all__ = [
     "AUTO_MULTISCALE_ABOVE",
@@ -26,6 +26,7 @@ __all__ = [
     "INITS",
     "MAX_SEED",
     "MAX_SIZE",
+    "MIN_TILE",
     "OPTIMIZERS",
     "PARAMS",
     "PRECISIONS",
@@ -64,6 +65,9 @@ AUTO_MULTISCALE_ABOVE = 256
 FINE_STEPS_FRACTION = 4  # each finer scale of the automatic schedule runs steps // 4
 # Learning rates in [0,1] pixel units. Adam: 4/255 per step (docs/method.md §5.3); L-BFGS: 1 (it rescales itself).
 # On a pyramid every level takes a step of Adam's size, so the image moves several levels' worth: 2e-3 (NNST, STROTSS).
+# px: the smallest core of a tile (--tile); each tile also computes a margin around its core (up to 80 px a side
+# for relu5_1), so smaller cores would spend most of their work on margins
+MIN_TILE = 64
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 4.0 / 255.0}
 PYRAMID_ADAM_LR = 2e-3
 
@@ -179,6 +183,10 @@ class Config:
                                      "float32: everything", choices=PRECISIONS)
     low_memory: bool = setting(False, "recompute VGG activations in the backward pass (checkpointing): about 1/3 "
                                       "more time, far less memory")
+    tile: int | None = setting(
+        None, "compute each step in tiles of this many px a side (a multiple of {tile_grid}, at least {min_tile}), "
+              "with the same result as in one piece, in the memory of one tile: for print-size outputs; scales no "
+              "larger than one tile run whole. Losses that tile: {tiling}", metavar="PX")
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, minimum=16, maximum=MAX_SIZE)
@@ -222,6 +230,26 @@ class Config:
         _check_choice("precision", self.precision, PRECISIONS)
         if not all(isinstance(r, Region) for r in self.masks):
             raise ConfigError("masks must be Region objects")
+        if self.tile is not None:
+            _check_int("tile", self.tile, minimum=MIN_TILE, maximum=MAX_SIZE)
+            if self.tile % TILE_GRID:
+                raise ConfigError(f"tile must be a multiple of {TILE_GRID} px (the stride of VGG19's deepest layer), "
+                                  f"got {self.tile}")
+            self._check_tiling()
+
+    def _check_tiling(self) -> None:
+        """What cannot run in tiles (`tile`), refused in one line before any work."""
+        for term in self.style_loss_terms():
+            if not term.tiles:
+                raise ConfigError(f"style loss {term.label!r} cannot run in tiles (--tile); losses that can: "
+                                  f"{', '.join(TILING_LOSSES)} (mmd-poly at degree 2)")
+        if self.masks:
+            raise ConfigError("masks cannot run in tiles yet; leave out --tile or --mask")
+        if self.tileable:
+            raise ConfigError("--tileable cannot run in tiles: its wrap-around padding joins the image's far edges")
+        if self.content_loss != "features":
+            raise ConfigError(f"content loss {self.content_loss!r} compares every position with every other, so it "
+                              "cannot run in tiles; use --content-loss features")
 
     def schedule(self) -> list[tuple[int, int]]:
         """(long edge, steps) per scale, coarse to fine. Automatic above 256 px: halve `size` until <= 256, run

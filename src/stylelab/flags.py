@@ -22,13 +22,15 @@ from .config import (
     INITS,
     LAYER_NAMES,
     MAX_SIZE,
+    MIN_TILE,
     PYRAMID_ADAM_LR,
     Config,
     ConfigError,
     Region,
 )
 from .image import is_url
-from .losses.spec import STYLE_LOSSES
+from .layers import TILE_GRID
+from .losses.spec import STYLE_LOSSES, TILING_LOSSES
 from .presets import PRESETS, apply_preset
 
 __all__ = ["add_config_flags", "add_inputs", "add_outputs", "add_run_arguments", "config_from_args", "dest",
@@ -40,6 +42,9 @@ _HELP_VALUES = {  # the '{name}'s in Config's help texts
     + f" ({PYRAMID_ADAM_LR:g} for adam on a pyramid)",
     "losses": ", ".join(STYLE_LOSSES),
     "multiscale_above": AUTO_MULTISCALE_ABOVE,
+    "tile_grid": TILE_GRID,
+    "min_tile": MIN_TILE,
+    "tiling": ", ".join(TILING_LOSSES) + " (mmd-poly at degree 2)",
 }
 _TYPES = {int: int, float: float, str: str}
 

@@ -90,3 +90,18 @@ def test_the_summary_gives_the_estimate(capsys, inputs):
     assert main(["run", str(c), str(s), "-o", str(out), "--size", "32", "--steps", "1"]) == 0
     err = capsys.readouterr().err
     assert "peak memory about" in err and "MiB" in err
+
+
+def test_the_refusal_offers_tiles_when_the_losses_tile_and_a_tile_fits(capsys, inputs, nothing_heavy, monkeypatch):
+    c, s, out = inputs
+    free = 3 * 2**30
+    monkeypatch.setattr(memory, "available", lambda device="cpu": free)
+    argv = ["run", c, s, "-o", out, "--size", "4096", "--style-loss", "gram", "--optimizer", "adam"]
+    err = _one_line_exit(capsys, 2, argv, "try --tile ")
+    tile = int(err.split("--tile ")[1].split(",")[0])
+    config = Config(size=4096, style_loss="gram", optimizer="adam")
+    assert memory.estimate(config, (48, 64), [(64, 64)]).bytes > free
+    assert memory.estimate(dataclasses.replace(config, tile=tile), (48, 64), [(64, 64)]).bytes <= free  # it fits
+    # the default mix cannot tile (sliced W2 sorts): no --tile offered
+    err = _one_line_exit(capsys, 2, ["run", c, s, "-o", out, "--size", "4096"], "needs about")
+    assert "--tile" not in err

@@ -70,3 +70,13 @@ def test_available_memory_is_known_here():
 ])
 def test_out_of_memory_is_recognised(exc, oom):
     assert memory.is_out_of_memory(exc) is oom
+
+
+def test_tiles_hold_one_window_and_image_sized_vectors():
+    whole = est(size=4096, style_loss="gram", optimizer="adam")
+    tiled = est(size=4096, style_loss="gram", optimizer="adam", tile=512)
+    assert tiled < whole / 5
+    assert est(size=4096, style_loss="gram", optimizer="adam", tile=256) < tiled  # smaller windows
+    assert est(size=4096, style_loss="gram", tile=512) > tiled  # L-BFGS's history is image-sized
+    # a scale no larger than one tile runs whole
+    assert est(size=512, style_loss="gram", tile=512) == est(size=512, style_loss="gram")

@@ -217,12 +217,15 @@ def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Seq
     from ..engine.optimize import pick_device
 
     device = pick_device(config.device).type
-    est = memory.estimate(config, content_hw, [_image_hw(s) for s in styles], shape=shape, device=device)
+    style_hws = [_image_hw(s) for s in styles]
+    est = memory.estimate(config, content_hw, style_hws, shape=shape, device=device)
     free = memory.available(device)
     if free is not None and est.bytes > free:
         h, w = est.hw
         where = "free on the GPU" if device == "cuda" else "available"
-        tips = memory.advice(config, est, free)
+        tile = None if config.tile is not None else memory.fitting_tile(config, free, content_hw, style_hws, shape,
+                                                                         device)
+        tips = memory.advice(config, est, free, tile)
         raise ConfigError(f"this run needs about {est} at {w}x{h} px but only {memory.format_bytes(free)} is "
                           f"{where}; try {tips or 'a smaller --size'}")
     return est

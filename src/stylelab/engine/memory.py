@@ -16,6 +16,10 @@ per output pixel, from the network's structure:
 * the style targets (statistics of the style images, kept for the whole scale) and the target pass itself;
 * on the CPU, a fixed baseline: the interpreter, torch and the VGG19 weights.
 
+A scale computed in tiles (`--tile`, stylelab.engine.tiles) keeps the activations and the losses' values of one
+window (the tile and its margins) instead of the whole image's, and image-sized only: the optimiser's vectors,
+the image and its gradient, the content targets at their layer and the style images.
+
 The values counted are multiplied by one factor for what autograd and the allocator add (gradients of the
 largest layers, workspace, fragmentation), fitted with the baseline on the measured peak RSS at 256 and 512 px
 and checked at 1024 px (bench/memory.py, docs/benchmarks.md "Memory"); the CUDA figures are not measured.
@@ -23,13 +27,14 @@ and checked at 1024 px (bench/memory.py, docs/benchmarks.md "Memory"); the CUDA 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import Config
-from ..layers import LAYER_NAMES, channels, pools_before
+from ..config import MIN_TILE, Config
+from ..layers import LAYER_NAMES, TILE_GRID, channels, pools_before, tile_margin
 
 __all__ = [
     "CPU_BASELINE",
@@ -42,6 +47,7 @@ __all__ = [
     "advice",
     "available",
     "estimate",
+    "fitting_tile",
     "format_bytes",
     "is_out_of_memory",
     "largest_fitting_size",
@@ -116,6 +122,14 @@ def _scale_bytes(config: Config, hw: tuple[int, int], styles: Sequence[tuple[int
     deepest = max(layers, key=LAYER_NAMES.index)
     per_px = activation_values(deepest, config.pooling, config.low_memory, set(layers))
     per_px += loss_values(config, config.style_layers)
+    if config.tile is not None and max(hw) > config.tile:
+        # One window at a time; image-sized: the optimiser's vectors, the image and its gradient, the content
+        # targets; the style images (3 values a pixel), whose moments are summed in tiles too.
+        side = config.tile + 2 * tile_margin(tuple(layers))
+        window = min(side, hw[0]) * min(side, hw[1])
+        whole = 3 * optimizer_vectors(config, steps) + 3 * 2 + (_feature_values("relu4_2") if content else 0)
+        style_px = sum(h * w for h, w in styles)
+        return OVERHEAD * FLOAT * (per_px * window + whole * n + 3 * style_px)
     per_px += 3 * optimizer_vectors(config, steps)
     # Targets, kept for the whole scale: per style layer, the blended style statistics (sample-based losses keep
     # the pooled style features, at most the largest style image's size) and the content features.
@@ -250,9 +264,27 @@ def available(device: str = "cpu") -> int | None:
     return None
 
 
-def advice(config: Config, est: Estimate, free: int) -> str:
-    """What to change so the run fits: the largest size that fits, --low-memory, fewer scales."""
-    tips = []
+def fitting_tile(config: Config, free: int, content_hw: tuple[int, int] | None,
+                 style_hws: Sequence[tuple[int, int] | None], shape: tuple[int, int] | None = None,
+                 device: str = "cpu") -> int | None:
+    """The largest --tile (a multiple of 16 px up to 1024) whose run fits in `free` bytes; None when the run's
+    losses or settings cannot tile, or no tile fits."""
+    from ..config import ConfigError
+
+    for tile in range(1024, MIN_TILE - 1, -4 * TILE_GRID):
+        try:
+            tiled = dataclasses.replace(config, tile=tile)
+        except ConfigError:
+            return None
+        if estimate(tiled, content_hw, style_hws, shape, device).bytes <= free:
+            return tile
+    return None
+
+
+def advice(config: Config, est: Estimate, free: int, tile: int | None = None) -> str:
+    """What to change so the run fits: --tile (`tile`: fitting_tile's answer), the largest size that fits,
+    --low-memory, fewer scales."""
+    tips = [] if tile is None else [f"--tile {tile}"]
     fit = largest_fitting_size(config, est, free)
     if fit is not None:
         tips.append(f"--size {fit}")

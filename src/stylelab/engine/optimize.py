@@ -45,10 +45,12 @@ from .events import Callback, ScaleEnd, Step
 from .features import VGG19, Weights, load_weights
 from .masks import LoadedRegion, load_regions, position_weights
 from .param import image_param
+from .tiles import TiledStyle, tiled_activations, tiled_objective, tiled_style
 
 __all__ = ["Callback", "DeviceError", "OptimizationError", "RegionTargets", "Step", "StopRule", "StyleCache",
     "StyleLosses", "Targets", "build_model", "build_style_losses", "check_masks_supported", "check_size",
-    "color_inputs", "color_output", "compute_targets", "conv_precision", "initial_image", "load_inputs",
+    "color_inputs", "color_output", "compute_targets", "compute_tiled_targets", "conv_precision",
+    "initial_image", "load_inputs",
     "normalised_style", "objective", "optimize", "pick_device", "prepare", "set_content", "style_edge", "stylize",
     "synthesize", "transfer", "weights_checksum"]
 
@@ -97,6 +99,10 @@ class Targets:
     content_self: dict[str, SelfSimilarityTarget] = dataclasses.field(default_factory=dict)
     content_kind: str = "features"
     seed: int = 0  # draws the self-similarity loss's positions
+    # A scale computed in tiles (Config.tile): the style targets and normalisers from moments summed over tiles
+    # (`regions` is then empty), and the tile's size in px
+    tiled: TiledStyle | None = None
+    tile: int | None = None
 
 
 StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
@@ -232,10 +238,13 @@ def transfer(
         else:
             opt_state = _carry_state(config, opt_state, hw)
             x = begin = resize(x, hw).clamp(0, 1)
-        # A guided loss matches the content, mixed with the image this scale starts from after the first scale
-        targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
-                                  style_cache=style_cache, defer=starts_at_reference,
-                                  start=begin if k > 0 else None)
+        if config.tile is not None and max(hw) > config.tile:
+            targets = compute_tiled_targets(model, c_k, s_k, config, losses, reference, config.tile, style_cache)
+        else:
+            # A guided loss matches the content, mixed with the image this scale starts from after the first scale
+            targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
+                                      style_cache=style_cache, defer=starts_at_reference,
+                                      start=begin if k > 0 else None)
         stop = StopRule(_scale_deadline(deadline, plan[k:], full_shape), config.tol)
         save = None if checkpoint is None else _saver(checkpoint, fp, k, steps, begin)
         x, opt_state = optimize(model, x, targets, config, losses, steps, callback, scale=k,
@@ -414,6 +423,27 @@ def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) 
 
 
 @torch.no_grad()
+def compute_tiled_targets(model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config,
+                          losses: StyleLosses, reference: Tensor, tile: int,
+                          style_cache: StyleCache | None = None) -> Targets:
+    """compute_targets for a scale computed in tiles of `tile` px: the content targets put together from tiles,
+    the style statistics and normalisers from moments summed over tiles (stylelab.engine.tiles)."""
+    precision = functools.partial(conv_precision, config, reference.device)
+    key = None if style_cache is None else _style_key(styles, config, reference.device)
+    cached = None if key is None or style_cache is None else style_cache.get(key)
+    style = tiled_style(model, reference, styles, config.blend_weights(len(styles)), config, losses, tile,
+                        precision, stats=cached)
+    if key is not None and cached is None and style_cache is not None:
+        style_cache[key] = style.stats
+    content_layers = config.content_layers if content is not None else ()
+    targets = Targets(tuple(content_layers), {}, {}, [], content_kind=config.content_loss, seed=config.seed,
+                      tiled=style, tile=tile)
+    if content is not None:
+        set_content(targets, tiled_activations(model, content, content_layers, tile, precision))
+    return targets
+
+
+@torch.no_grad()
 def compute_targets(
     model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config, losses: StyleLosses,
     regions: Sequence[LoadedRegion] = (), reference: Tensor | None = None, style_cache: StyleCache | None = None,
@@ -557,6 +587,11 @@ def objective(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its unweighted terms; the total is exactly what gets differentiated. `extra_loss(x)`, when
     given, is added to the total as it is (already weighted) and reported as the term 'extra'."""
+    if targets.tiled is not None and targets.tile is not None:
+        if extra_loss is not None:
+            raise ConfigError("an extra loss (video's temporal loss) cannot run in tiles; leave out --tile")
+        return tiled_objective(model, x, targets.tile, targets.content, targets.content_power, targets.tiled, config,
+                               losses, functools.partial(conv_precision, config, x.device))
     content_layers = targets.content_layers
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})

@@ -44,6 +44,7 @@ __all__ = [
     "Stats",
     "StyleLoss",
     "T",
+    "Tiling",
     "as_sample",
     "at_least_float32",
     "check_param",
@@ -136,6 +137,22 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
     return total
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How a loss whose statistics are averages over positions is computed tile by tile (stylelab.engine.tiles):
+
+        moments(X) -> tuple of tensors   averages over X's positions, differentiable; the whole image's are the
+                                         tiles' averaged by their shares of the positions (summed in float64)
+        distance(m, T) -> scalar         the loss's value from the whole image's moments: loss(X, T) = distance(
+                                         moments(X), T), and its gradient in m gives each tile's (chain rule)
+        stats(m) -> S                    an image's statistics from its moments (the style images' targets)
+    """
+
+    moments: Callable[[Tensor], tuple[Tensor, ...]]
+    distance: Callable[[tuple[Tensor, ...], Any], Tensor]
+    stats: Callable[[tuple[Tensor, ...]], Any]
+
+
 @dataclass(frozen=True, init=False)
 class StyleLoss(Generic[S, T]):
     """One entry of the registry: how to summarise a style and how far an output is from it.
@@ -150,28 +167,31 @@ class StyleLoss(Generic[S, T]):
     # from, of the style images) and gives each layer's loss `blend(...)`'s target with its second member replaced by
     # the returned per-position targets (C, M) of that layer (neural neighbours). None for every other loss.
     guide: Callable[[Any], dict[str, Tensor]] | None
+    # Losses whose statistics are averages over positions can be computed in tiles (Tiling); None for the others.
+    tiling: Tiling | None
 
     # The default blend fits only statistics that are moments and their own target; a dataclass default cannot say
     # so, these overloads do.
     @overload
     def __init__(self: StyleLoss[M, M], stats: Callable[Concatenate[Tensor, ...], M],
                  loss: Callable[Concatenate[Tensor, M, ...], Tensor], *, weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None: ...
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None: ...
 
     @overload
     def __init__(self, stats: Callable[Concatenate[Tensor, ...], S],
                  loss: Callable[Concatenate[Tensor, T, ...], Tensor],
                  blend: Callable[[Sequence[S], Sequence[float]], T], weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None: ...
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None: ...
 
     def __init__(self, stats: Callable[..., Stats], loss: Callable[..., Tensor],
                  blend: Callable[..., Stats] | None = None, weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None) -> None:
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None:
         object.__setattr__(self, "stats", stats)  # frozen
         object.__setattr__(self, "loss", loss)
         object.__setattr__(self, "blend", linear_blend if blend is None else blend)
         object.__setattr__(self, "weighted", weighted)
         object.__setattr__(self, "guide", guide)
+        object.__setattr__(self, "tiling", tiling)
 
 
 MAX_DIRECTIONS = 4096  # sliced-wasserstein: K x M projected values per layer

@@ -16,6 +16,7 @@ from .base import (
     MAX_SAMPLES,
     Sample,
     StyleLoss,
+    Tiling,
     as_sample,
     check_param,
     split_sample,
@@ -53,7 +54,11 @@ def mmd_poly(
             g_s, mu_s = target
             return gram_distance(x, g_s, weights) + 2 * c * mean_distance(x, mu_s, weights)
 
-        return StyleLoss(stats=poly_stats, loss=loss2, weighted=True)
+        tiling = Tiling(moments=lambda x: poly_stats(x),
+                        distance=lambda m, t: (((m[0] - t[0].to(m[0].dtype)) ** 2).sum()
+                                               + 2 * c * ((m[1] - t[1].to(m[1].dtype)) ** 2).sum()),
+                        stats=lambda m: (m[0].float(), m[1].float()))
+        return StyleLoss(stats=poly_stats, loss=loss2, weighted=True, tiling=tiling)
     draws = Draws(seed, resample)
 
     def blend(stats: Sequence[Sample], weights: Sequence[float]) -> PolyTarget:

@@ -8,10 +8,31 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import StyleLoss, normalise_weights, weighted_sum
+from .base import StyleLoss, Tiling, normalise_weights, weighted_sum
 
-__all__ = ["BN_EPS", "W2Stats", "bn_distance", "bn_loss", "bn_stats", "channel_mean", "gram", "gram_distance",
-    "gram_loss", "mean_distance", "mean_loss", "self_product", "w2_blend", "w2_distance", "w2_loss", "w2_stats"]
+__all__ = [
+    "BN_EPS",
+    "BN_TILING",
+    "GRAM_TILING",
+    "MEAN_TILING",
+    "W2_TILING",
+    "W2Stats",
+    "bn_distance",
+    "bn_loss",
+    "bn_stats",
+    "channel_mean",
+    "gram",
+    "gram_distance",
+    "gram_loss",
+    "mean_distance",
+    "mean_loss",
+    "raw_moments",
+    "self_product",
+    "w2_blend",
+    "w2_distance",
+    "w2_loss",
+    "w2_stats",
+]
 
 
 def gram(x: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -115,8 +136,12 @@ def w2_distance(x: Tensor, target: W2Stats, weights: Tensor | None = None) -> Te
     (eigenvector gradients, which blow up there, are never needed). Eigenvalues are floored at 1e-8·λ_max so the
     √ has a bounded slope; ReLU features often have near-zero variance directions.
     """
-    mu_s, cov_s, sqrt_s = target
-    mu_x, cov_x = _covariance(x, weights)
+    return _w2(*_covariance(x, weights), target)
+
+
+def _w2(mu_x: Tensor, cov_x: Tensor, target: W2Stats) -> Tensor:
+    """w2_distance from the output's mean and covariance."""
+    mu_s, cov_s, sqrt_s = (t.to(cov_x.dtype) for t in target)
     inner = sqrt_s @ cov_x @ sqrt_s
     vals = torch.linalg.eigvalsh((inner + inner.T) / 2)
     floor = 1e-8 * vals.detach().abs().max().clamp_min(1e-30)
@@ -124,17 +149,62 @@ def w2_distance(x: Tensor, target: W2Stats, weights: Tensor | None = None) -> Te
     return ((mu_x - mu_s) ** 2).sum() + (cov_x.trace() + cov_s.trace() - 2 * cross).clamp_min(0)
 
 
+# ------------------------------------------------------------------------------------------------ in tiles
+# Every statistic above is an average over positions, so it is the tiles' averages weighted by their shares of the
+# positions. The raw moments (μ, E[ffᵀ]) add up; centring needs the whole image's mean, so the losses that centre
+# (bn, w2) take their variances from the raw moments, in float64 (the engine sums the tiles' moments in float64),
+# where E[f²] − μ² loses nothing that float32 features carry.
+
+
+def raw_moments(x: Tensor, second: str = "full") -> tuple[Tensor, Tensor]:
+    """(μ (C,), E[ffᵀ] (C, C)) of X (C, M); second='diagonal': (μ, E[f²] (C,))."""
+    if second == "diagonal":
+        return channel_mean(x), channel_mean(x**2)
+    return channel_mean(x), gram(x)
+
+
+def _bn_from_moments(m: tuple[Tensor, ...], target: tuple[Tensor, Tensor]) -> Tensor:
+    mu_x, second_x = m
+    mu_s, second_s = (t.to(mu_x.dtype) for t in target)
+    sigma_s = ((second_s - mu_s**2).clamp_min(0) + BN_EPS).sqrt()
+    sigma_x = ((second_x - mu_x**2).clamp_min(0) + BN_EPS).sqrt()
+    return ((mu_x - mu_s) ** 2 + (sigma_x - sigma_s) ** 2).mean()
+
+
+def _covariance_from_moments(m: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    mu, second = m
+    cov = second - torch.outer(mu, mu)
+    return mu, (cov + cov.T) / 2
+
+
+def _w2_stats_from_moments(m: tuple[Tensor, ...]) -> W2Stats:
+    mu, cov = (t.float() for t in _covariance_from_moments(m))
+    return mu, cov, _psd_sqrt(cov)
+
+
+GRAM_TILING = Tiling(moments=lambda x: (gram(x),),
+                     distance=lambda m, target: ((m[0] - target.to(m[0].dtype)) ** 2).sum(),
+                     stats=lambda m: m[0].float())
+MEAN_TILING = Tiling(moments=lambda x: (channel_mean(x),),
+                     distance=lambda m, target: ((m[0] - target.to(m[0].dtype)) ** 2).sum(),
+                     stats=lambda m: m[0].float())
+BN_TILING = Tiling(moments=lambda x: raw_moments(x, "diagonal"), distance=_bn_from_moments,
+                   stats=lambda m: (m[0].float(), m[1].float()))
+W2_TILING = Tiling(moments=raw_moments, distance=lambda m, target: _w2(*_covariance_from_moments(m), target),
+                   stats=_w2_stats_from_moments)
+
+
 def gram_loss() -> StyleLoss[Tensor, Tensor]:
-    return StyleLoss(stats=gram, loss=gram_distance, weighted=True)
+    return StyleLoss(stats=gram, loss=gram_distance, weighted=True, tiling=GRAM_TILING)
 
 
 def mean_loss() -> StyleLoss[Tensor, Tensor]:
-    return StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True)
+    return StyleLoss(stats=channel_mean, loss=mean_distance, weighted=True, tiling=MEAN_TILING)
 
 
 def bn_loss() -> StyleLoss[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    return StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True)
+    return StyleLoss(stats=bn_stats, loss=bn_distance, weighted=True, tiling=BN_TILING)
 
 
 def w2_loss() -> StyleLoss[W2Stats, W2Stats]:
-    return StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True)
+    return StyleLoss(stats=w2_stats, loss=w2_distance, blend=w2_blend, weighted=True, tiling=W2_TILING)

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 Param = int | float | str  # the value of a loss parameter, as parsed from `name(key=value,...)`
 
-__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "LossTerm", "loss_factory", "parse_style_losses",
-           "split_terms", "style_loss"]
+__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "TILING_LOSSES", "LossTerm", "loss_factory",
+           "parse_style_losses", "split_terms", "style_loss"]
 
 # name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
 # itself). Parameters are bound explicitly when the loss is built.
@@ -46,6 +46,9 @@ STYLE_LOSSES: dict[str, str | Callable[..., AnyStyleLoss]] = {
 # The entries whose targets also depend on the content's layout (their StyleLoss has a guide): plain data, so a
 # command can refuse them before torch loads
 GUIDED_LOSSES = ("nn",)
+# The entries that can run in tiles (their StyleLoss has a tiling: statistics that are averages over positions);
+# mmd-poly only at degree 2. Plain data too, so a run can be refused before torch loads.
+TILING_LOSSES = ("gram", "mmd-poly", "mmd-linear", "bn", "w2")
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
@@ -100,6 +103,11 @@ class LossTerm:
     def label(self) -> str:
         args = ",".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({args})" if args else self.name
+
+    @property
+    def tiles(self) -> bool:
+        """Whether this term can run in tiles (its StyleLoss has a tiling), known without building it."""
+        return self.name in TILING_LOSSES and (self.name != "mmd-poly" or dict(self.params).get("degree", 2) == 2)
 
     def build(self, seed: int = 0, resample: bool = False) -> AnyStyleLoss:
         return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))

@@ -1,0 +1,186 @@
+"""Tiled steps (stylelab.engine.tiles): the same features, objective, gradient and pixels as the step in one piece,
+no seams, and one-line refusals for what cannot tile."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import stylelab
+from stylelab import Config, samples
+from stylelab.config import ConfigError, Region
+from stylelab.engine import tiles
+from stylelab.engine.optimize import (
+    build_model,
+    build_style_losses,
+    compute_targets,
+    compute_tiled_targets,
+    objective,
+)
+from stylelab.image import to_tensor
+from stylelab.layers import LAYER_NAMES, TILE_GRID, pools_before, receptive_field, tile_margin
+from stylelab.losses.spec import STYLE_LOSSES, TILING_LOSSES, style_loss
+
+SHALLOW = ("relu1_1", "relu2_1")
+DEEP = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@pytest.fixture(scope="module")
+def model64():
+    return build_model(None, "max", torch.device("cpu")).double()
+
+
+@pytest.fixture(scope="module")
+def pair64():
+    """A content image of 172 x 140 px and a style, float64: 3 x 3 tiles of 64 px, the last ones 44 and 12 px,
+    and the 12-px row of cores has no position at relu5_1 (the pools' rounding drops the image's last 12 rows)."""
+    return (to_tensor(samples.landscape(172, 140)).double(), to_tensor(samples.swirls(120, 96, seed=1)).double())
+
+
+def test_the_losses_that_tile_are_the_registry_entries_with_a_tiling():
+    assert tuple(name for name in STYLE_LOSSES if style_loss(name).tiling is not None) == TILING_LOSSES
+    assert style_loss("mmd-poly", degree=3).tiling is None  # sampled: no moments
+
+
+def test_margins_cover_the_receptive_field_beyond_a_cell():
+    assert receptive_field("relu1_1") == 3 and receptive_field("relu5_1") == 156
+    assert tile_margin(DEEP) == 80 and tile_margin(("relu4_2",)) == 48 and tile_margin(SHALLOW) == 16
+    for name in LAYER_NAMES:
+        if name.startswith("relu"):
+            margin = tile_margin((name,))
+            reach = (receptive_field(name) - 2 ** pools_before(name)) / 2  # beyond the position's own cell
+            assert margin % TILE_GRID == 0 and reach <= margin < reach + TILE_GRID
+
+
+def test_plan_covers_the_image_once_on_the_grid():
+    shape = (150, 230)
+    cover = torch.zeros(shape, dtype=torch.int64)
+    for t in tiles.plan(shape, 64, 32):
+        y0, y1, x0, x1 = t.core
+        cover[y0:y1, x0:x1] += 1
+        assert y0 % 16 == 0 and x0 % 16 == 0
+        wy0, wy1, wx0, wx1 = t.window
+        assert (wy0, wx0) == (max(0, y0 - 32), max(0, x0 - 32)) and (wy1, wx1) == (min(150, y1 + 32), min(230, x1 + 32))
+    assert bool((cover == 1).all())
+    with pytest.raises(ValueError, match="multiples of 16"):
+        tiles.plan(shape, 60, 32)
+
+
+def test_tiled_activations_are_the_whole_images(model64, pair64):
+    content, _ = pair64
+    relus = tuple(n for n in LAYER_NAMES if n.startswith("relu"))
+    whole = model64(content, set(relus))
+    tiled = tiles.tiled_activations(model64, content, relus, 64)
+    for name in relus:
+        assert tiled[name].shape == whole[name].shape
+        assert torch.allclose(tiled[name], whole[name], rtol=1e-9, atol=1e-9), name
+
+
+def _both(model, content, style, config, x):
+    """(value, terms, gradient) of the objective in one piece and in tiles of config.tile px, at image x."""
+    losses = build_style_losses(config)
+    out = []
+    for targets in (compute_targets(model, content, [style], config, losses),
+                    compute_tiled_targets(model, content, [style], config, losses, content, config.tile)):
+        leaf = x.clone().requires_grad_()
+        total, terms = objective(model, leaf, targets, config, losses)
+        (grad,) = torch.autograd.grad(total, leaf)
+        out.append((float(total.detach()), {k: float(v.detach()) for k, v in terms.items()}, grad))
+    return out
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def _start(content, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (content + 0.1 * torch.randn(content.shape, generator=g, dtype=content.dtype)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("spec", [*(n if n != "mmd-poly" else "mmd-poly(c=1)" for n in TILING_LOSSES),
+                                  "gram:0.5,bn:0.3,w2:0.2"])
+def test_tiled_objective_and_gradient_equal_the_whole_steps(model64, pair64, spec):
+    content, style = pair64
+    config = Config(style_loss=spec, style_layers=SHALLOW, content_layers=("relu2_2",), tile=64, tv_weight=1.0)
+    (v1, t1, g1), (v2, t2, g2) = _both(model64, content, style, config, _start(content))
+    assert v2 == pytest.approx(v1, rel=1e-4)
+    assert t2.keys() == t1.keys()
+    for key in t1:
+        assert t2[key] == pytest.approx(t1[key], rel=1e-4, abs=1e-9), key
+    assert _rel(g2, g1) <= 1e-4
+
+
+def test_tiled_gram_down_to_relu5_1(model64, pair64):
+    content, style = pair64
+    config = Config(style_loss="gram", style_layers=DEEP, tile=64)
+    (v1, _, g1), (v2, _, g2) = _both(model64, content, style, config, _start(content))
+    assert v2 == pytest.approx(v1, rel=1e-4) and _rel(g2, g1) <= 1e-4
+
+
+def test_tiled_gram_in_float32(pair64):
+    model = build_model(None, "max", torch.device("cpu"))
+    content, style = (t.float() for t in pair64)
+    config = Config(style_loss="gram", style_layers=DEEP, tile=64)
+    (v1, _, g1), (v2, _, g2) = _both(model, content, style, config, _start(content))
+    assert v2 == pytest.approx(v1, rel=1e-4) and _rel(g2, g1) <= 1e-4
+
+
+def test_a_margin_narrower_than_documented_changes_the_gradient(model64, pair64, monkeypatch):
+    """The tests above can fail: one grid step less margin than relu5_1 needs (64 px for 70), and the gradient is
+    off by more than their tolerance (5.5e-4 here; 3.4e-2 with two steps less)."""
+    content, style = pair64
+    config = Config(style_loss="gram", style_layers=DEEP, tile=64)
+    monkeypatch.setattr(tiles, "tile_margin", lambda names: tile_margin(names) - TILE_GRID)
+    (_, _, g1), (_, _, g2) = _both(model64, content, style, config, _start(content))
+    assert _rel(g2, g1) > 1e-4
+
+
+def test_tiled_run_has_the_pixels_of_the_whole_run_and_no_seams(content_image, style_image):
+    """Five Adam steps at 192 x 128 px in 64-px tiles: the pixels of the untiled run, and the painted change steps
+    across the tiles' borders no more than inside them."""
+    config = Config(size=192, steps=5, optimizer="adam", style_loss="gram", multiscale=False)
+    whole = to_tensor(stylelab.stylize(content_image, style_image, config))
+    tiled = to_tensor(stylelab.stylize(content_image, style_image, dataclasses.replace(config, tile=64)))
+    assert tiled.shape == whole.shape == (1, 3, 128, 192)
+    diff = (tiled - whole).abs()
+    assert float(diff.mean()) <= 1e-3
+    assert float((diff > 2.5 / 255).float().mean()) < 1e-4
+    start = to_tensor(content_image.resize((192, 128), 3))  # bicubic, as the engine resizes
+    change = tiled - start
+    # the step in the painted change between neighbouring columns (rows), averaged along the border
+    cols = (change[..., :, 1:] - change[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # (W-1,): between x and x+1
+    rows = (change[..., 1:, :] - change[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+    for steps, borders in ((cols, (63, 127)), (rows, (63,))):
+        inside = torch.tensor([float(v) for i, v in enumerate(steps) if i not in borders])
+        limit = float(inside.quantile(0.95))
+        for b in borders:
+            assert float(steps[b]) <= limit
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"style_loss": "sliced-wasserstein"}, "cannot run in tiles.*losses that can: gram"),
+    ({"style_loss": "gram,nn"}, "'nn' cannot run in tiles"),
+    ({"style_loss": "mmd-poly(degree=3)"}, "'mmd-poly.degree=3.' cannot run in tiles"),
+    ({"tileable": True}, "--tileable cannot run in tiles"),
+    ({"content_loss": "self-similarity"}, "cannot run in tiles; use --content-loss features"),
+    ({"masks": (Region("mask.png", 0),)}, "masks cannot run in tiles"),
+])
+def test_what_cannot_tile_is_refused_in_one_line(change, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        Config(**{"style_loss": "gram", "tile": 64, **change})
+    assert "\n" not in str(info.value)
+    Config(**{"style_loss": "gram", **change})  # fine without tiles
+
+
+def test_the_terms_that_tile_are_known_without_building_them():
+    for spec in ("gram", "mmd-poly", "mmd-poly(c=2)", "mmd-poly(degree=3)", "bn", "w2", "mmd-linear",
+                 "sliced-wasserstein", "histogram", "nn", "remd", "mmd-gaussian(estimator=rff)"):
+        (term,) = Config(style_loss=spec).style_loss_terms()
+        assert term.tiles == (term.build().tiling is not None), spec
+
+
+@pytest.mark.parametrize("tile, message", [(48, r"in \[64, 8192\]"), (72, "multiple of 16"), (True, "integer")])
+def test_bad_tile_sizes(tile, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(tile=tile)
