@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import StylelabError
 from .layers import LAYER_NAMES, POOLINGS, TILE_GRID
-from .losses.spec import TILING_LOSSES, LossTerm, parse_style_losses
+from .losses.spec import TILING_LOSSES, TILING_NOTE, LossTerm, parse_style_losses
 
 __all__ = [
     "AUTO_MULTISCALE_ABOVE",
@@ -186,7 +186,8 @@ class Config:
     tile: int | None = setting(
         None, "compute each step in tiles of this many px a side (a multiple of {tile_grid}, at least {min_tile}), "
               "with the same result as in one piece, in the memory of one tile: for print-size outputs; scales no "
-              "larger than one tile run whole. Losses that tile: {tiling}", metavar="PX")
+              "larger than one tile run whole. Default: the command line tiles a run that would not fit in memory "
+              "otherwise; 0: never. Losses that tile: {tiling}", metavar="PX")
 
     def __post_init__(self) -> None:
         _check_int("size", self.size, minimum=16, maximum=MAX_SIZE)
@@ -230,8 +231,9 @@ class Config:
         _check_choice("precision", self.precision, PRECISIONS)
         if not all(isinstance(r, Region) for r in self.masks):
             raise ConfigError("masks must be Region objects")
-        if self.tile is not None:
-            _check_int("tile", self.tile, minimum=MIN_TILE, maximum=MAX_SIZE)
+        # None: automatic (the command line's memory check), 0: never
+        if self.tile is not None and not (type(self.tile) is int and self.tile == 0):
+            _check_int("tile", self.tile, minimum=MIN_TILE, maximum=MAX_SIZE, note="or 0 for never")
             if self.tile % TILE_GRID:
                 raise ConfigError(f"tile must be a multiple of {TILE_GRID} px (the stride of VGG19's deepest layer), "
                                   f"got {self.tile}")
@@ -242,7 +244,7 @@ class Config:
         for term in self.style_loss_terms():
             if not term.tiles:
                 raise ConfigError(f"style loss {term.label!r} cannot run in tiles (--tile); losses that can: "
-                                  f"{', '.join(TILING_LOSSES)} (mmd-poly at degree 2)")
+                                  f"{', '.join(TILING_LOSSES)} ({TILING_NOTE})")
         if self.masks:
             raise ConfigError("masks cannot run in tiles yet; leave out --tile or --mask")
         if self.tileable:
@@ -335,12 +337,13 @@ def _normalised(names: tuple[str, ...], weights: tuple[float, ...] | None) -> di
     return {n: w / total for n, w in zip(names, weights) if w > 0}
 
 
-def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None, note: str = "") -> None:
     if maximum is None:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     elif not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-        raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}] px, got {value!r}")
+        extra = f" {note}" if note else ""
+        raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}] px{extra}, got {value!r}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

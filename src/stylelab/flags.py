@@ -30,7 +30,7 @@ from .config import (
 )
 from .image import is_url
 from .layers import TILE_GRID
-from .losses.spec import STYLE_LOSSES, TILING_LOSSES
+from .losses.spec import STYLE_LOSSES, TILING_LOSSES, TILING_NOTE
 from .presets import PRESETS, apply_preset
 
 __all__ = ["add_config_flags", "add_inputs", "add_outputs", "add_run_arguments", "config_from_args", "dest",
@@ -44,7 +44,7 @@ _HELP_VALUES = {  # the '{name}'s in Config's help texts
     "multiscale_above": AUTO_MULTISCALE_ABOVE,
     "tile_grid": TILE_GRID,
     "min_tile": MIN_TILE,
-    "tiling": ", ".join(TILING_LOSSES) + " (mmd-poly at degree 2)",
+    "tiling": ", ".join(TILING_LOSSES) + f" ({TILING_NOTE})",
 }
 _TYPES = {int: int, float: float, str: str}
 

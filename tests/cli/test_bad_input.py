@@ -139,10 +139,11 @@ BAD_SETTINGS = {
     "content-loss-unknown": (["--content-loss", "gram"], "invalid choice: 'gram'"),
     "preset-unknown": (["--preset", "nope"], "invalid choice: 'nope'"),
     "preset-with-bad-flag": (["--preset", "nnst", "--style-loss", "nn(samples=1)"], "samples must be in [2, 8192]"),
-    # tiles: a size off the 16-px grid or too small, and what cannot tile (the default mix's sliced-W2, masks)
+    # tiles: a size off the 16-px grid or too small, and what cannot tile (a sampled loss, exact sorts, masks)
     "tile-off-grid": (["--tile", "100", "--style-loss", "gram"], "multiple of 16"),
     "tile-tiny": (["--tile", "32", "--style-loss", "gram"], "tile must be an integer in [64, 8192]"),
-    "tile-default-mix": (["--tile", "512"], "'sliced-wasserstein' cannot run in tiles"),
+    "tile-sampled-loss": (["--tile", "512", "--style-loss", "gram,mmd-gaussian"], "'mmd-gaussian' cannot run in tiles"),
+    "tile-exact-sorts": (["--tile", "512", "--style-loss", "histogram(bins=0)"], "cannot run in tiles"),
     "tile-with-mask": (["--tile", "512", "--style-loss", "gram", "--mask", "{s}=1"], "masks cannot run in tiles"),
     "seed-65-bits": (["--seed", str(2**64)], "64 bits"),
     "seed-negative": (["--seed", "-1"], "seed must be an integer in [0,"),

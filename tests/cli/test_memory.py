@@ -93,15 +93,45 @@ def test_the_summary_gives_the_estimate(capsys, inputs):
 
 
 def test_the_refusal_offers_tiles_when_the_losses_tile_and_a_tile_fits(capsys, inputs, nothing_heavy, monkeypatch):
+    """With automatic tiling turned off (--tile 0)."""
     c, s, out = inputs
     free = 3 * 2**30
     monkeypatch.setattr(memory, "available", lambda device="cpu": free)
-    argv = ["run", c, s, "-o", out, "--size", "4096", "--style-loss", "gram", "--optimizer", "adam"]
+    argv = ["run", c, s, "-o", out, "--size", "4096", "--style-loss", "gram", "--optimizer", "adam", "--tile", "0"]
     err = _one_line_exit(capsys, 2, argv, "try --tile ")
     tile = int(err.split("--tile ")[1].split(",")[0])
     config = Config(size=4096, style_loss="gram", optimizer="adam")
     assert memory.estimate(config, (48, 64), [(64, 64)]).bytes > free
     assert memory.estimate(dataclasses.replace(config, tile=tile), (48, 64), [(64, 64)]).bytes <= free  # it fits
-    # the default mix cannot tile (sliced W2 sorts): no --tile offered
-    err = _one_line_exit(capsys, 2, ["run", c, s, "-o", out, "--size", "4096"], "needs about")
+    # the default mix tiles too; a sampled loss cannot: no --tile offered
+    err = _one_line_exit(capsys, 2, ["run", c, s, "-o", out, "--size", "4096", "--optimizer", "adam", "--tile", "0"],
+                         "try --tile ")
+    # a tile too large for the memory: a smaller one is offered
+    err = _one_line_exit(capsys, 2, [*argv[:-1], "1024"], "try --tile ")
+    assert int(err.split("--tile ")[1].split(",")[0]) == tile
+    err = _one_line_exit(capsys, 2, ["run", c, s, "-o", out, "--size", "4096", "--style-loss", "mmd-gaussian"],
+                         "needs about")
     assert "--tile" not in err
+
+
+def test_a_run_that_does_not_fit_runs_in_tiles_that_fit(capsys, inputs, monkeypatch):
+    """Tiles are automatic: the command runs in the largest tile that fits, says so, and records it."""
+    import stylelab.engine.optimize as opt
+    from stylelab.engine.provenance import read_provenance
+
+    c, s, out = inputs
+    free = 3 * 2**30
+    monkeypatch.setattr(memory, "available", lambda device="cpu": free)
+    seen = []
+
+    def fake_stylize(content, styles, config, *args, **kwargs):
+        seen.append(config)
+        return Image.new("RGB", (64, 48))
+
+    monkeypatch.setattr(opt, "stylize", fake_stylize)
+    assert main([str(a) for a in ["run", c, s, "-o", out, "--size", "4096", "--optimizer", "adam"]]) == 0
+    err = capsys.readouterr().err
+    (config,) = seen
+    assert config.tile is not None and f"in tiles of {config.tile} px" in err
+    assert memory.estimate(config, (48, 64), [(64, 64)]).bytes <= free
+    assert read_provenance(str(out))[1].tile == config.tile  # a replay runs the same tiles

@@ -40,6 +40,7 @@ def pair64():
 def test_the_losses_that_tile_are_the_registry_entries_with_a_tiling():
     assert tuple(name for name in STYLE_LOSSES if style_loss(name).tiling is not None) == TILING_LOSSES
     assert style_loss("mmd-poly", degree=3).tiling is None  # sampled: no moments
+    assert style_loss("sliced-wasserstein", bins=0).tiling is None  # exact sorts: no histogram to add up
 
 
 def test_margins_cover_the_receptive_field_beyond_a_cell():
@@ -99,8 +100,10 @@ def _start(content, seed=0):
 
 
 @pytest.mark.parametrize("spec", [*(n if n != "mmd-poly" else "mmd-poly(c=1)" for n in TILING_LOSSES),
-                                  "gram:0.5,bn:0.3,w2:0.2"])
+                                  "gram:0.5,bn:0.3,w2:0.2", "gram:0.5,sliced-wasserstein:0.5"])
 def test_tiled_objective_and_gradient_equal_the_whole_steps(model64, pair64, spec):
+    """Every loss that tiles. The transport losses rank on one histogram of the whole image's rows, counted tile by
+    tile: the ranks of the untiled loss, which bins rows of >= 2048 positions (every row here)."""
     content, style = pair64
     config = Config(style_loss=spec, style_layers=SHALLOW, content_layers=("relu2_2",), tile=64, tv_weight=1.0)
     (v1, t1, g1), (v2, t2, g2) = _both(model64, content, style, config, _start(content))
@@ -109,6 +112,45 @@ def test_tiled_objective_and_gradient_equal_the_whole_steps(model64, pair64, spe
     for key in t1:
         assert t2[key] == pytest.approx(t1[key], rel=1e-4, abs=1e-9), key
     assert _rel(g2, g1) <= 1e-4
+
+
+def test_resampled_directions_are_the_same_in_tiles(model64, pair64):
+    """With Adam, sliced W2 takes one of its seeded sets of directions per evaluation: the tiled objective asks
+    for them in the untiled order, so three evaluations in a row match."""
+    content, style = pair64
+    config = Config(style_loss="gram:0.5,sliced-wasserstein:0.5", style_layers=SHALLOW, content_layers=("relu2_2",),
+                    tile=64, optimizer="adam")
+    runs = []
+    for tiled in (False, True):
+        losses = build_style_losses(config)  # fresh draws for each
+        targets = (compute_tiled_targets(model64, content, [style], config, losses, content, 64) if tiled
+                   else compute_targets(model64, content, [style], config, losses))
+        evaluations = []
+        for _ in range(3):
+            leaf = _start(content).requires_grad_()
+            total, _ = objective(model64, leaf, targets, config, losses)
+            evaluations.append((float(total.detach()), torch.autograd.grad(total, leaf)[0]))
+        runs.append(evaluations)
+    assert len({round(v, 6) for v, _ in runs[0]}) == 3  # three different sets of directions
+    for (v1, g1), (v2, g2) in zip(*runs):
+        assert v2 == pytest.approx(v1, rel=1e-4) and _rel(g2, g1) <= 1e-4
+
+
+def test_a_large_style_keeps_seeded_positions_gathered_from_tiles(model64, pair64, monkeypatch):
+    """Past STYLE_SAMPLE positions a rank loss keeps the style's features at seeded positions: the tiles gather
+    exactly the whole image's features there, in its order."""
+    _, style = pair64
+    monkeypatch.setattr(tiles, "STYLE_SAMPLE", 1000)
+    config = Config(style_loss="sliced-wasserstein", style_layers=SHALLOW, tile=64)
+    losses = build_style_losses(config)
+    stats = tiles._style_stats(model64, style, SHALLOW, losses, tiles.tilings_of(losses), 64, 0,
+                               tiles.contextlib.nullcontext)
+    whole = model64(style, set(SHALLOW))
+    for layer in SHALLOW:
+        kept = stats["sliced-wasserstein"][layer]
+        positions = tiles._sample_positions(style, layer, 0)
+        assert positions is not None and kept.shape == (whole[layer].shape[1], 1000)
+        assert torch.allclose(kept, whole[layer].flatten(2)[0][:, positions], rtol=1e-9, atol=1e-9)
 
 
 def test_tiled_gram_down_to_relu5_1(model64, pair64):
@@ -159,7 +201,8 @@ def test_tiled_run_has_the_pixels_of_the_whole_run_and_no_seams(content_image, s
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"style_loss": "sliced-wasserstein"}, "cannot run in tiles.*losses that can: gram"),
+    ({"style_loss": "sliced-wasserstein(bins=0)"}, "cannot run in tiles.*losses that can: gram"),
+    ({"style_loss": "gram,mmd-gaussian"}, "'mmd-gaussian' cannot run in tiles"),
     ({"style_loss": "gram,nn"}, "'nn' cannot run in tiles"),
     ({"style_loss": "mmd-poly(degree=3)"}, "'mmd-poly.degree=3.' cannot run in tiles"),
     ({"tileable": True}, "--tileable cannot run in tiles"),
@@ -175,7 +218,8 @@ def test_what_cannot_tile_is_refused_in_one_line(change, message):
 
 def test_the_terms_that_tile_are_known_without_building_them():
     for spec in ("gram", "mmd-poly", "mmd-poly(c=2)", "mmd-poly(degree=3)", "bn", "w2", "mmd-linear",
-                 "sliced-wasserstein", "histogram", "nn", "remd", "mmd-gaussian(estimator=rff)"):
+                 "sliced-wasserstein", "sliced-wasserstein(bins=0)", "histogram", "histogram(bins=0)", "nn", "remd",
+                 "mmd-gaussian(estimator=rff)"):
         (term,) = Config(style_loss=spec).style_loss_terms()
         assert term.tiles == (term.build().tiling is not None), spec
 

@@ -133,12 +133,12 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
     try:
         if job["command"] == "texture":
             w, h = job["size"]
-            need = check_memory(config, None, job["styles"], shape=(h, w))
+            need, config = check_memory(config, None, job["styles"], shape=(h, w), quiet=args.quiet)
             image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint)
             alpha = None
         else:
             content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
-            need = check_memory(config, content.size[::-1], job["styles"])
+            need, config = check_memory(config, content.size[::-1], job["styles"], quiet=args.quiet)
             styles = load_inputs(None, job["styles"])[1]  # read (or downloaded) once, for --preview and the run
             if getattr(args, "preview", None) is not None:
                 write_preview(Path(args.preview), content, styles, config, args.quiet)
@@ -212,23 +212,31 @@ def write_preview(path: Path, content: Picture, styles: list[Tensor], config: Co
 
 
 def check_memory(config: Config, content_hw: tuple[int, int] | None, styles: Sequence[str],
-                 shape: tuple[int, int] | None = None) -> memory.Estimate:
-    """The run's peak-memory estimate; a ConfigError with advice when it exceeds what the device has free."""
+                 shape: tuple[int, int] | None = None, quiet: bool = False) -> tuple[memory.Estimate, Config]:
+    """The run's peak-memory estimate and the config to run. A run that does not fit in what the device has free
+    runs in the largest tiles that fit, when its settings can tile and leave the tile automatic (`tile` None);
+    otherwise a ConfigError with advice."""
     from ..engine.optimize import pick_device
 
     device = pick_device(config.device).type
     style_hws = [_image_hw(s) for s in styles]
     est = memory.estimate(config, content_hw, style_hws, shape=shape, device=device)
     free = memory.available(device)
-    if free is not None and est.bytes > free:
-        h, w = est.hw
-        where = "free on the GPU" if device == "cuda" else "available"
-        tile = None if config.tile is not None else memory.fitting_tile(config, free, content_hw, style_hws, shape,
-                                                                         device)
-        tips = memory.advice(config, est, free, tile)
-        raise ConfigError(f"this run needs about {est} at {w}x{h} px but only {memory.format_bytes(free)} is "
-                          f"{where}; try {tips or 'a smaller --size'}")
-    return est
+    if free is None or est.bytes <= free:
+        return est, config
+    h, w = est.hw
+    tile = memory.fitting_tile(config, free, content_hw, style_hws, shape, device)
+    if tile is not None and config.tile is None:
+        tiled = dataclasses.replace(config, tile=tile)
+        if not quiet:
+            print(f"stylelab: note: this run needs about {est} at {w}x{h} px in one piece, "
+                  f"{memory.format_bytes(free)} is available: computing its steps in tiles of {tile} px (the same "
+                  "result, slower; --tile 0 refuses instead)", file=sys.stderr)
+        return memory.estimate(tiled, content_hw, style_hws, shape=shape, device=device), tiled
+    where = "free on the GPU" if device == "cuda" else "available"
+    tips = memory.advice(config, est, free, tile)
+    raise ConfigError(f"this run needs about {est} at {w}x{h} px but only {memory.format_bytes(free)} is "
+                      f"{where}; try {tips or 'a smaller --size'}")
 
 
 def _image_hw(source: str) -> tuple[int, int] | None:

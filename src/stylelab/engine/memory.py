@@ -122,7 +122,7 @@ def _scale_bytes(config: Config, hw: tuple[int, int], styles: Sequence[tuple[int
     deepest = max(layers, key=LAYER_NAMES.index)
     per_px = activation_values(deepest, config.pooling, config.low_memory, set(layers))
     per_px += loss_values(config, config.style_layers)
-    if config.tile is not None and max(hw) > config.tile:
+    if config.tile and max(hw) > config.tile:
         # One window at a time; image-sized: the optimiser's vectors, the image and its gradient, the content
         # targets; the style images (3 values a pixel), whose moments are summed in tiles too.
         side = config.tile + 2 * tile_margin(tuple(layers))

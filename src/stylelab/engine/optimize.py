@@ -238,7 +238,7 @@ def transfer(
         else:
             opt_state = _carry_state(config, opt_state, hw)
             x = begin = resize(x, hw).clamp(0, 1)
-        if config.tile is not None and max(hw) > config.tile:
+        if config.tile and max(hw) > config.tile:
             targets = compute_tiled_targets(model, c_k, s_k, config, losses, reference, config.tile, style_cache)
         else:
             # A guided loss matches the content, mixed with the image this scale starts from after the first scale

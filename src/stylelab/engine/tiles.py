@@ -33,12 +33,13 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from ..layers import TILE_GRID, pools_before, tile_margin
-from ..losses.base import StyleLoss, Tiling, at_least_float32, flatten, weighted_sum
+from ..layers import TILE_GRID, channels, pools_before, tile_margin
+from ..losses.base import STYLE_SAMPLE, RankTiling, StyleLoss, Tiling, at_least_float32, flatten, weighted_sum
+from ..losses.binned import PiecewiseTransport
 from ..losses.content import tv_loss
 from .features import VGG19
 
-__all__ = ["Tile", "TiledStyle", "plan", "tiled_activations", "tiled_moments", "tiled_objective", "tiled_style"]
+__all__ = ["Tile", "TiledStyle", "plan", "tiled_activations", "tiled_objective", "tiled_style", "tilings_of"]
 
 Precision = Callable[[], contextlib.AbstractContextManager]  # the context the network runs in (conv_precision)
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in px, ends excluded
@@ -118,6 +119,99 @@ def _feature_hw(image: Tensor, layer: str) -> tuple[int, int]:
 
 
 Moments = dict[str, dict[str, tuple[Tensor, ...]]]  # loss label -> layer -> the whole image's moments (float64)
+AnyTiling = Tiling | RankTiling
+Losses = Mapping[str, tuple[StyleLoss, float]]
+
+
+def tilings_of(losses: Losses) -> dict[str, AnyTiling]:
+    out = {}
+    for label, (loss, _) in losses.items():
+        if loss.tiling is None:
+            raise ValueError(f"style loss {label!r} cannot run in tiles")
+        out[label] = loss.tiling
+    return out
+
+
+@dataclass(frozen=True)
+class TiledStyle:
+    """The style side of a tiled objective: the blended targets and the normalisers, per loss and layer."""
+
+    stats: dict[str, dict[str, Any]]
+    ref: dict[str, dict[str, Tensor]]
+
+
+@torch.no_grad()
+def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend: Sequence[float], config: Config,
+                losses: Losses, tile: int, precision: Precision,
+                stats: dict[str, dict[str, Any]] | None = None) -> TiledStyle:
+    """The blended style statistics (computed in tiles unless given: a style cache) and each loss's value at the
+    reference image (the normaliser: there every layer's L̂ is 1), both computed tile by tile."""
+    tilings = tilings_of(losses)
+    layers = config.style_layers
+    if stats is None:
+        with model.zero_padding():  # a style image is not a torus (the engine's rule, kept here)
+            per_style = [_style_stats(model, s, layers, losses, tilings, tile, config.seed, precision) for s in styles]
+        stats = {label: {layer: losses[label][0].blend([p[label][layer] for p in per_style], blend)
+                         for layer in layers} for label in tilings}
+    raw, _, _ = _sweeps(model, reference, tile, config, losses, stats, precision)
+    ref = {label: {layer: v.float().clamp_min(1e-12) for layer, v in per.items()} for label, per in raw.items()}
+    return TiledStyle(stats, ref)
+
+
+def _style_stats(model: VGG19, image: Tensor, layers: Sequence[str], losses: Losses,
+                 tilings: Mapping[str, AnyTiling], tile: int, seed: int,
+                 precision: Precision) -> dict[str, dict[str, Any]]:
+    """One style image's statistics per loss and layer: from its moments (Tiling), or (RankTiling) the loss's
+    statistics of its features at up to STYLE_SAMPLE seeded positions, in the order of the whole image's."""
+    tiles = _tiles(image, tile, layers)
+    moment_tilings = {label: tl for label, tl in tilings.items() if isinstance(tl, Tiling)}
+    total: Moments = {}
+    counts: dict[str, int] = {}
+    wanted = {layer: _sample_positions(image, layer, seed) for layer in layers}
+    kept: dict[str, list[tuple[Tensor, Tensor]]] = {layer: [] for layer in layers}
+    ranked = len(moment_tilings) < len(tilings)
+    for t, cores in _cores(model, image, tiles, layers, precision):
+        _accumulate(total, counts, moment_tilings, cores)
+        if ranked:
+            for layer, a in cores.items():
+                kept[layer].append(_sampled(t, a, layer, wanted[layer], _feature_hw(image, layer)[1]))
+    moments = _averaged(total, counts)
+    out: dict[str, dict[str, Any]] = {}
+    for label, tiling in tilings.items():
+        if isinstance(tiling, Tiling):
+            out[label] = {layer: tiling.stats(moments[label][layer]) for layer in layers}
+        else:
+            out[label] = {layer: losses[label][0].stats(_in_order(kept[layer])) for layer in layers}
+    return out
+
+
+def _sample_positions(image: Tensor, layer: str, seed: int) -> Tensor | None:
+    """The positions (row-major indices) of the whole feature map at `layer` a rank loss keeps, sorted; None: all."""
+    h, w = _feature_hw(image, layer)
+    if h * w <= STYLE_SAMPLE:
+        return None
+    g = torch.Generator().manual_seed((seed * 1_000_003 + h * w) % 2**64)
+    return torch.randperm(h * w, generator=g)[:STYLE_SAMPLE].sort().values
+
+
+def _sampled(t: Tile, core: Tensor, layer: str, wanted: Tensor | None, width: int) -> tuple[Tensor, Tensor]:
+    """(the positions, the features there (C, n)) of the core's part of `wanted` (all of the core if None)."""
+    y, x = t.offset(layer)
+    h, w = core.shape[-2:]
+    rows = torch.arange(y, y + h).repeat_interleave(w)
+    cols = torch.arange(x, x + w).repeat(h)
+    index = rows * width + cols  # the core's positions in the whole map, row by row
+    f = at_least_float32(core.reshape(core.shape[1], -1))
+    if wanted is not None:
+        keep = torch.isin(index, wanted)
+        index, f = index[keep], f[:, keep.to(f.device)]
+    return index, f
+
+
+def _in_order(parts: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    index = torch.cat([i for i, _ in parts])
+    features = torch.cat([f for _, f in parts], dim=1)
+    return features[:, index.argsort().to(features.device)]
 
 
 def _accumulate(total: Moments, counts: dict[str, int], tilings: Mapping[str, Tiling],
@@ -140,52 +234,122 @@ def _averaged(total: Moments, counts: Mapping[str, int]) -> Moments:
             for label, per in total.items()}
 
 
-@torch.no_grad()
-def tiled_moments(model: VGG19, image: Tensor, layers: Sequence[str], tilings: Mapping[str, Tiling], tile: int,
-                  precision: Precision = contextlib.nullcontext) -> Moments:
-    """Each loss's moments of the whole image at each of `layers`, computed tile by tile."""
+Raw = dict[str, dict[str, Tensor]]  # loss label -> layer -> the loss's raw value (float64)
+
+
+def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Losses, stats: Mapping[str, Any],
+            precision: Precision, content: Mapping[str, Tensor] | None = None,
+            weights: Callable[[Raw], Tensor] | None = None,
+            rank_weights: Mapping[str, Mapping[str, float]] | None = None,
+            content_scale: Mapping[str, float] | None = None) -> tuple[Raw, dict[str, Tensor], Tensor | None]:
+    """Each style loss's raw value at each style layer of `image`, computed in tiles, the content loss's sums of
+    squares per layer (with `content` targets), and with `weights` the gradient with respect to the image of
+
+        weights(raw values as functions of the moment losses' moments) + Σ rank_weights · rank losses' values
+        + Σ content_scale · sums of squares
+
+    (all three given together). Sweeps: 1. moments, the rank losses' ranges, content sums; 2. the rank losses'
+    histograms (when there are any); 3. the gradient and the rank losses' values (when either is needed)."""
+    tilings = tilings_of(losses)
+    layers_c = [] if content is None else list(content)
+    layers = [*config.style_layers, *(layer for layer in layers_c if layer not in config.style_layers)]
+    tiles = _tiles(image, tile, layers)
+    image = image.detach()
+    moment_t = {label: tl for label, tl in tilings.items() if isinstance(tl, Tiling)}
+    rank_t = {label: tl for label, tl in tilings.items() if isinstance(tl, RankTiling)}
+    # Each rank loss's rows and target per layer, asked for once per evaluation in the order of the untiled loss
+    rows: dict[str, dict[str, tuple[Tensor | None, Callable[[Tensor], Tensor]]]] = {}
+    for label, rt in rank_t.items():
+        rows[label] = {layer: rt.rows(channels(layer), stats[label][layer], image) for layer in config.style_layers}
+    splits = {label: {layer: PiecewiseTransport(rt.bins, rt.ties) for layer in config.style_layers}
+              for label, rt in rank_t.items()}
+
+    def projected(label: str, layer: str, x: Tensor) -> Tensor:
+        v = rows[label][layer][0]
+        return x if v is None else v.to(x.dtype) @ x
+
     total: Moments = {}
     counts: dict[str, int] = {}
-    for _, cores in _cores(model, image, _tiles(image, tile, layers), layers, precision):
-        _accumulate(total, counts, tilings, cores)
-    return _averaged(total, counts)
+    squares = {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in layers_c}
+    with torch.no_grad():
+        for t, cores in _cores(model, image, tiles, layers, precision):
+            _accumulate(total, counts, moment_t, {layer: cores[layer] for layer in config.style_layers})
+            for label in rank_t:
+                for layer in config.style_layers:
+                    x = flatten(cores[layer])
+                    if x.shape[1]:
+                        splits[label][layer].observe(projected(label, layer, x))
+            for layer in layers_c:
+                assert content is not None
+                squares[layer] += _squared_error(t, cores[layer], content[layer], layer).double()
+        if rank_t:
+            for _, cores in _cores(model, image, tiles, config.style_layers, precision):
+                for label in rank_t:
+                    for layer in config.style_layers:
+                        x = flatten(cores[layer])
+                        if x.shape[1]:
+                            splits[label][layer].count(projected(label, layer, x))
+            for label in rank_t:
+                for layer in config.style_layers:
+                    splits[label][layer].close(rows[label][layer][1])
+    moments = _averaged(total, counts)
+    leaves = {label: {layer: tuple(m.detach().requires_grad_(weights is not None) for m in ms)
+                      for layer, ms in per.items()} for label, per in moments.items()}
+    with torch.enable_grad():
+        raw: Raw = {label: {layer: moment_t[label].distance(leaves[label][layer], stats[label][layer])
+                            for layer in config.style_layers} for label in moment_t}
+        slopes: dict[str, dict[str, tuple[Tensor, ...]]] = {}
+        if weights is not None and moment_t:
+            flat = [m for per in leaves.values() for ms in per.values() for m in ms]
+            grads = iter(torch.autograd.grad(weights(raw), flat, allow_unused=True))
+            slopes = {label: {layer: tuple(_zero_if_none(next(grads), m) for m in ms) for layer, ms in per.items()}
+                      for label, per in leaves.items()}
+    raw = {label: {layer: v.detach() for layer, v in per.items()} for label, per in raw.items()}
+    if not rank_t and weights is None:
+        return raw, squares, None
 
-
-def tilings_of(losses: Mapping[str, tuple[StyleLoss, float]]) -> dict[str, Tiling]:
-    out = {}
-    for label, (loss, _) in losses.items():
-        if loss.tiling is None:
-            raise ValueError(f"style loss {label!r} cannot run in tiles")
-        out[label] = loss.tiling
-    return out
-
-
-@dataclass(frozen=True)
-class TiledStyle:
-    """The style side of a tiled objective: the blended targets and the normalisers, per loss and layer."""
-
-    stats: dict[str, dict[str, Any]]
-    ref: dict[str, dict[str, Tensor]]
-
-
-@torch.no_grad()
-def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend: Sequence[float], config: Config,
-                losses: Mapping[str, tuple[StyleLoss, float]], tile: int, precision: Precision,
-                stats: dict[str, dict[str, Any]] | None = None) -> TiledStyle:
-    """The blended style statistics (computed in tiles unless given: a style cache) and each loss's value at the
-    reference image (the normaliser: there every layer's L̂ is 1), both from moments summed over tiles."""
-    tilings = tilings_of(losses)
-    layers = config.style_layers
-    if stats is None:
-        with model.zero_padding():  # a style image is not a torus (the engine's rule, kept here)
-            per_style = [tiled_moments(model, s, layers, tilings, tile, precision) for s in styles]
-        stats = {label: {layer: losses[label][0].blend([tilings[label].stats(m[label][layer]) for m in per_style],
-                                                       blend)
-                         for layer in layers} for label in tilings}
-    at_ref = tiled_moments(model, reference, layers, tilings, tile, precision)
-    ref = {label: {layer: tilings[label].distance(at_ref[label][layer], stats[label][layer]).float().clamp_min(1e-12)
-                   for layer in layers} for label in tilings}
-    return TiledStyle(stats, ref)
+    sums = {label: {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in config.style_layers}
+            for label in rank_t}
+    grad = None if weights is None else torch.zeros_like(image)
+    for t in tiles:
+        window = t.pixels(image).detach().requires_grad_(grad is not None)
+        with torch.set_grad_enabled(grad is not None):
+            with precision():
+                acts = model(window, set(layers))
+            surrogate = window.new_zeros(())
+            for layer in config.style_layers:
+                xc = flatten(t.core_of(acts[layer], layer))
+                if xc.shape[1] == 0:
+                    continue
+                share = xc.shape[1] / counts[layer]
+                for label, ms in slopes.items():
+                    for g, m in zip(ms[layer], moment_t[label].moments(xc)):
+                        surrogate = surrogate + share * (g.to(m.dtype) * m).sum()
+                for label in rank_t:
+                    p = projected(label, layer, xc)
+                    split = splits[label][layer]
+                    diff = split.difference(p.detach())
+                    sums[label][layer] += (diff.double() ** 2).sum()
+                    if rank_weights is not None:
+                        scale = rank_weights[label][layer] * 2 / (p.shape[0] * split.m)
+                        surrogate = surrogate + scale * (diff * p).sum()
+            if grad is not None:
+                assert content_scale is not None and content is not None
+                for layer in layers_c:
+                    surrogate = surrogate + content_scale[layer] * _squared_error(
+                        t, t.core_of(acts[layer], layer), content[layer], layer)
+        if grad is not None and surrogate.requires_grad:
+            (g_window,) = torch.autograd.grad(surrogate, window)
+            y0, y1, x0, x1 = t.window
+            grad[..., y0:y1, x0:x1] += g_window
+    for label in rank_t:
+        for layer in config.style_layers:
+            split = splits[label][layer]
+            v = rows[label][layer][0]
+            k = channels(layer) if v is None else int(v.shape[0])
+            raw[label] = raw.get(label, {})
+            raw[label][layer] = (sums[label][layer] + split.tie_total.double()) / (k * split.m)
+    return raw, squares, grad
 
 
 class _Tiled(torch.autograd.Function):
@@ -203,84 +367,48 @@ class _Tiled(torch.autograd.Function):
 
 
 def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Tensor],
-                    content_power: Mapping[str, Tensor], style: TiledStyle, config: Config,
-                    losses: Mapping[str, tuple[StyleLoss, float]],
+                    content_power: Mapping[str, Tensor], style: TiledStyle, config: Config, losses: Losses,
                     precision: Precision = contextlib.nullcontext) -> tuple[Tensor, dict[str, Tensor]]:
     """The objective of optimize.objective (the same value, terms and gradient), computed in tiles of `tile` px.
     `content`: the whole image's content targets per layer (empty for a texture), `content_power` their
     normalisers."""
-    tilings = tilings_of(losses)
     content_w = {layer: w for layer, w in config.content_layer_weight_map().items() if layer in content}
     style_w = config.style_layer_weight_map()
-    layers = [*config.style_layers, *(layer for layer in content_w if layer not in config.style_layers)]
-    tiles = _tiles(x, tile, layers)
-    image = x.detach()
+    mix = {label: pi for label, (_, pi) in losses.items()}
+    # d total / d raw value of each loss and layer: the style weight, the layer's, the mix's, the normaliser
+    coef = {label: {layer: config.style_weight * style_w.get(layer, 0.0) * pi / float(style.ref[label][layer])
+                    for layer in config.style_layers} for label, pi in mix.items()}
+    want_grad = torch.is_grad_enabled() and x.requires_grad
 
-    # Sweep 1: the whole image's moments and the content loss's value.
-    total: Moments = {}
-    counts: dict[str, int] = {}
-    squares = {layer: torch.zeros((), dtype=torch.float64, device=x.device) for layer in content_w}
-    with torch.no_grad():
-        for t, cores in _cores(model, image, tiles, layers, precision):
-            _accumulate(total, counts, tilings, {layer: cores[layer] for layer in config.style_layers})
-            for layer in content_w:
-                squares[layer] += _squared_error(t, cores[layer], content[layer], layer).double()
-    moments = _averaged(total, counts)
+    def weighted(raw: Raw) -> Tensor:
+        return sum((coef[label][layer] * v for label, per in raw.items() for layer, v in per.items()),
+                   start=torch.zeros((), dtype=torch.float64))
 
-    # L(m) and ∂L/∂m, in float64 on the (small) moments.
-    leaves = {label: {layer: tuple(m.detach().requires_grad_() for m in ms) for layer, ms in per.items()}
-              for label, per in moments.items()}
-    with torch.enable_grad():
-        normalised = {label: {layer: tilings[label].distance(leaves[label][layer], style.stats[label][layer])
-                              / style.ref[label][layer].double() for layer in config.style_layers}
-                      for label in tilings}
-        mix = [pi for _, pi in losses.values()]
-        per_layer = {layer: weighted_sum([normalised[label][layer] for label in tilings], mix)
-                     for layer in config.style_layers}
-        style_value = weighted_sum([per_layer[layer] for layer in style_w], list(style_w.values()))
-        want_grad = torch.is_grad_enabled() and x.requires_grad
-        if want_grad:
-            flat_leaves = [m for per in leaves.values() for ms in per.values() for m in ms]
-            grads = torch.autograd.grad(config.style_weight * style_value, flat_leaves, allow_unused=True)
-    content_value = sum((w * squares[layer] / (_numel(content[layer]) * content_power[layer].double())
+    content_scale = {layer: config.content_weight * w / (content[layer].numel() * float(content_power[layer]))
+                     for layer, w in content_w.items()}
+    ranked = {label for label, tl in tilings_of(losses).items() if isinstance(tl, RankTiling)}
+    raw, squares, grad = _sweeps(
+        model, x, tile, config, losses, style.stats, precision, content={k: content[k] for k in content_w},
+        weights=weighted if want_grad else None,
+        rank_weights={label: coef[label] for label in ranked} if want_grad else None,
+        content_scale=content_scale if want_grad else None)
+
+    normalised = {label: {layer: raw[label][layer] / style.ref[label][layer].double()
+                          for layer in config.style_layers} for label in losses}
+    per_layer = {layer: weighted_sum([normalised[label][layer] for label in losses], list(mix.values()))
+                 for layer in config.style_layers}
+    style_value = weighted_sum([per_layer[layer] for layer in style_w], list(style_w.values()))
+    content_value = sum((w * squares[layer] / (content[layer].numel() * content_power[layer].double())
                          for layer, w in content_w.items()), start=torch.zeros((), dtype=torch.float64))
-    value = (config.content_weight * content_value + config.style_weight * style_value.detach()).to(x.dtype)
-
-    terms: dict[str, Tensor] = {"content": content_value.float(), "style": style_value.detach().float()}
+    value = (config.content_weight * content_value + config.style_weight * style_value).to(x.dtype)
     tv = tv_loss(x)
-    terms["tv"] = tv
-    terms.update({f"style/{layer}": v.detach().float() for layer, v in per_layer.items()})
+    terms: dict[str, Tensor] = {"content": content_value.float(), "style": style_value.float(), "tv": tv}
+    terms.update({f"style/{layer}": v.float() for layer, v in per_layer.items()})
     if len(losses) > 1:
-        terms.update({f"style:{label}": weighted_sum([normalised[label][layer].detach() for layer in style_w],
-                                                      list(style_w.values())).float() for label in tilings})
-    if not want_grad:
+        terms.update({f"style:{label}": weighted_sum([normalised[label][layer] for layer in style_w],
+                                                      list(style_w.values())).float() for label in losses})
+    if grad is None:
         return value + config.tv_weight * tv, terms
-
-    # Sweep 2: each tile's share of the gradient, added into one image.
-    d_moments = iter(grads)
-    slopes = {label: {layer: tuple(_zero_if_none(next(d_moments), m) for m in ms) for layer, ms in per.items()}
-              for label, per in leaves.items()}
-    grad = torch.zeros_like(image)
-    for t in tiles:
-        window = t.pixels(image).detach().requires_grad_()
-        with torch.enable_grad():
-            with precision():
-                acts = model(window, set(layers))
-            surrogate = window.new_zeros(())
-            for layer in config.style_layers:
-                xc = flatten(t.core_of(acts[layer], layer))
-                if xc.shape[1] == 0:
-                    continue
-                share = xc.shape[1] / counts[layer]
-                for label, tiling in tilings.items():
-                    for g, m in zip(slopes[label][layer], tiling.moments(xc)):
-                        surrogate = surrogate + share * (g.to(m.dtype) * m).sum()
-            for layer, w in content_w.items():
-                scale = config.content_weight * w / (_numel(content[layer]) * float(content_power[layer]))
-                surrogate = surrogate + scale * _squared_error(t, t.core_of(acts[layer], layer), content[layer], layer)
-            (g_window,) = torch.autograd.grad(surrogate, window)
-        y0, y1, x0, x1 = t.window
-        grad[..., y0:y1, x0:x1] += g_window
     return _Tiled.apply(x, value, grad) + config.tv_weight * tv, terms
 
 
@@ -289,10 +417,6 @@ def _squared_error(t: Tile, core: Tensor, target: Tensor, layer: str) -> Tensor:
     y, x = t.offset(layer)
     part = target[..., y:y + core.shape[-2], x:x + core.shape[-1]]
     return ((at_least_float32(core) - part) ** 2).sum()
-
-
-def _numel(t: Tensor) -> int:
-    return t.numel()
 
 
 def _zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:

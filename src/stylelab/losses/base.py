@@ -36,9 +36,11 @@ __all__ = [
     "MAX_POLY_C",
     "MAX_POLY_DEGREE",
     "MAX_SAMPLES",
+    "STYLE_SAMPLE",
     "M",
     "Memo",
     "Moments",
+    "RankTiling",
     "S",
     "Sample",
     "Stats",
@@ -153,6 +155,28 @@ class Tiling:
     stats: Callable[[tuple[Tensor, ...]], Any]
 
 
+@dataclass(frozen=True)
+class RankTiling:
+    """How a 1-D transport loss (sliced-wasserstein, histogram) runs in tiles (stylelab.engine.tiles): its rows,
+    the features projected on directions (or the channels themselves), are ranked on one histogram of the whole
+    image's rows, counted tile by tile (binned.PiecewiseTransport), so the value and gradient are those of the
+    loss's binned ranks in one piece.
+
+        rows(C, target, like) -> (directions (K, C) or None, Q)   once per evaluation and layer, in the order the
+                                 untiled loss is called (a resampling loss picks its set of directions there); Q maps
+                                 levels (K, L) in [0, 1] to the target's values there
+
+    The style side keeps its features at up to STYLE_SAMPLE seeded positions of each style image (all of them
+    when it has fewer), gathered tile by tile, as its statistics."""
+
+    rows: Callable[[int, Any, Tensor], tuple[Tensor | None, Callable[[Tensor], Tensor]]]
+    bins: int
+    ties: bool  # rows are channels: many values at a row's minimum (a ReLU's zeros) are a tie
+
+
+STYLE_SAMPLE = 65536  # positions of a style image a tiled rank loss keeps per layer (64 MiB at 256 channels)
+
+
 @dataclass(frozen=True, init=False)
 class StyleLoss(Generic[S, T]):
     """One entry of the registry: how to summarise a style and how far an output is from it.
@@ -167,25 +191,29 @@ class StyleLoss(Generic[S, T]):
     # from, of the style images) and gives each layer's loss `blend(...)`'s target with its second member replaced by
     # the returned per-position targets (C, M) of that layer (neural neighbours). None for every other loss.
     guide: Callable[[Any], dict[str, Tensor]] | None
-    # Losses whose statistics are averages over positions can be computed in tiles (Tiling); None for the others.
-    tiling: Tiling | None
+    # How the loss runs in tiles: statistics that are averages over positions (Tiling), or 1-D transport on
+    # binned ranks (RankTiling); None for the losses that cannot tile.
+    tiling: Tiling | RankTiling | None
 
     # The default blend fits only statistics that are moments and their own target; a dataclass default cannot say
     # so, these overloads do.
     @overload
     def __init__(self: StyleLoss[M, M], stats: Callable[Concatenate[Tensor, ...], M],
                  loss: Callable[Concatenate[Tensor, M, ...], Tensor], *, weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None: ...
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None,
+                 tiling: Tiling | RankTiling | None = None) -> None: ...
 
     @overload
     def __init__(self, stats: Callable[Concatenate[Tensor, ...], S],
                  loss: Callable[Concatenate[Tensor, T, ...], Tensor],
                  blend: Callable[[Sequence[S], Sequence[float]], T], weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None: ...
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None,
+                 tiling: Tiling | RankTiling | None = None) -> None: ...
 
     def __init__(self, stats: Callable[..., Stats], loss: Callable[..., Tensor],
                  blend: Callable[..., Stats] | None = None, weighted: bool = False,
-                 guide: Callable[[Any], dict[str, Tensor]] | None = None, tiling: Tiling | None = None) -> None:
+                 guide: Callable[[Any], dict[str, Tensor]] | None = None,
+                 tiling: Tiling | RankTiling | None = None) -> None:
         object.__setattr__(self, "stats", stats)  # frozen
         object.__setattr__(self, "loss", loss)
         object.__setattr__(self, "blend", linear_blend if blend is None else blend)

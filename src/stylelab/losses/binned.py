@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["BINS", "CHUNK_ELEMENTS", "EXACT_BELOW", "QuantileFn", "binned_quantiles", "transport"]
+__all__ = ["BINS", "CHUNK_ELEMENTS", "EXACT_BELOW", "PiecewiseTransport", "QuantileFn", "binned_quantiles", "transport"]
 
 BINS = 1024  # bins per row: the default of the losses' `bins` parameter
 EXACT_BELOW = 2048  # rows with fewer positions are sorted (cheap, and a few values per bin would blur their ranks)
@@ -57,53 +57,73 @@ class _Grid:
 
     Many values equal to the row's minimum are a tie of their own: they hold the levels [0, a) (a = their mass),
     and the rest of the first bin starts at a. `ties` looks for them in every row (a ReLU's channels: its zeros);
-    otherwise only a constant row is one tie (projections on random directions tie only by chance)."""
+    otherwise only a constant row is one tie (projections on random directions tie only by chance).
+
+    The rows may also arrive in pieces (the tiles of an image, PiecewiseTransport): a grid made from the rows' min
+    and max (`_Grid.span`), each piece counted with add(), then close()."""
 
     def __init__(self, p: Tensor, weights: Tensor | None, bins: int, ties: bool,
                  positions: Tensor | None = None) -> None:
-        self.bins = bins + 1
-        self.low = p.amin(dim=1, keepdim=True)
-        high = p.amax(dim=1, keepdim=True)
-        self.finite = bool(torch.isfinite(self.low).all() and torch.isfinite(high).all())
+        self.span(p.amin(dim=1, keepdim=True), p.amax(dim=1, keepdim=True), bins, ties,
+                  weighted=weights is not None)
+        if self.finite:
+            self.add(p, weights, positions)
+        self.close()
+
+    def span(self, low: Tensor, high: Tensor, bins: int, ties: bool, weighted: bool = False) -> None:
+        """An empty grid over the rows' range [low, high] (K, 1)."""
+        self.bins, self.ties = bins + 1, ties
+        self.low, self.high = low, high
+        self.finite = bool(torch.isfinite(low).all() and torch.isfinite(high).all())
         # at least a few units of the last place of the row's values: a constant row gets finite slopes
         # (and so its position in bins, p / width − min / width, is good to a quarter bin or better)
-        floor = 4 * torch.finfo(p.dtype).eps * (self.low.abs() + high.abs() + 1)
-        self.width = torch.maximum((high - self.low) / bins, floor)  # (K, 1)
+        floor = 4 * torch.finfo(low.dtype).eps * (low.abs() + high.abs() + 1)
+        self.width = torch.maximum((high - low) / bins, floor)  # (K, 1)
         self.inverse = 1 / self.width
-        self.shift = -self.low * self.inverse
-        k, m = p.shape
-        count = p.new_zeros(k, self.bins)
-        mass = count if weights is None else p.new_zeros(k, self.bins)
-        # values equal to the minimum: counted below, or all of a constant row
-        tied = p.new_zeros(k, 1) if ties else (high == self.low).to(p.dtype) * m
-        tied_weight = p.new_zeros(k, 1)
-        if self.finite:
-            one = p.new_ones(1, 1)
-            step = _columns(k)
-            for s in range(0, m, step):
-                chunk = p[:, s:s + step]
-                at_min = chunk == self.low if ties else None  # before `positions` may overwrite the chunk
-                t = self.position(chunk, None if positions is None else positions[:, s:s + step])
-                idx = t.to(torch.int64)
-                count.scatter_add_(1, idx, one.expand(idx.shape))
-                w = None if weights is None else weights[:, s:s + step].expand(idx.shape)
+        self.shift = -low * self.inverse
+        k = low.shape[0]
+        self.counts = low.new_zeros(k, self.bins)
+        self.mass = self.counts if not weighted else low.new_zeros(k, self.bins)
+        self.m = 0  # values counted per row
+        self.tied = low.new_zeros(k, 1)  # values equal to the minimum (with `ties`)
+        self.tied_weight = low.new_zeros(k, 1)
+
+    def add(self, p: Tensor, weights: Tensor | None = None, positions: Tensor | None = None) -> None:
+        """Count the values of rows p (K, n), a piece of the rows or all of them."""
+        one = p.new_ones(1, 1)
+        step = _columns(p.shape[0])
+        self.m += p.shape[1]
+        for s in range(0, p.shape[1], step):
+            chunk = p[:, s:s + step]
+            at_min = chunk == self.low if self.ties else None  # before `positions` may overwrite the chunk
+            t = self.position(chunk, None if positions is None else positions[:, s:s + step])
+            idx = t.to(torch.int64)
+            self.counts.scatter_add_(1, idx, one.expand(idx.shape))
+            w = None if weights is None else weights[:, s:s + step].expand(idx.shape)
+            if w is not None:
+                self.mass.scatter_add_(1, idx, w)
+            if at_min is not None:
+                self.tied += at_min.sum(dim=1, keepdim=True)
                 if w is not None:
-                    mass.scatter_add_(1, idx, w)
-                if at_min is not None:
-                    tied += at_min.sum(dim=1, keepdim=True)
-                    if w is not None:
-                        tied_weight += (w * at_min).sum(dim=1, keepdim=True)
+                    self.tied_weight += (w * at_min).sum(dim=1, keepdim=True)
+
+    def close(self) -> None:
+        """The levels: the mass below each bin edge, once every value is counted."""
+        weighted = self.mass is not self.counts
+        # without `ties`, values equal to the minimum count only as all of a constant row
+        tied = self.tied if self.ties else (self.high == self.low).to(self.low.dtype) * self.m
         tie = tied > 1  # (K, 1): a row whose minimum is a tie
         self.tie = tie
-        self.tied = bool(tie.any())
-        first = torch.arange(self.bins, device=p.device) == 0
-        self.count = count - torch.where(tie, tied, 0) * first  # (K, B + 1), the tie not counted in bin 0
+        self.has_tie = bool(tie.any())
+        first = torch.arange(self.bins, device=self.low.device) == 0
+        self.count = self.counts - torch.where(tie, tied, 0) * first  # (K, B + 1), the tie not counted in bin 0
         # mass below each edge, in float64 (counts reach millions); the tie's below the first bin's other values
-        below = torch.cat([mass.new_zeros(k, 1, dtype=torch.float64), mass.double().cumsum(dim=1)], dim=1)
+        k = self.low.shape[0]
+        below = torch.cat([self.mass.new_zeros(k, 1, dtype=torch.float64), self.mass.double().cumsum(dim=1)], dim=1)
         total = below[:, -1:].clone()
-        tie_mass = tied if weights is None else tied_weight if ties else total
+        tie_mass = tied if not weighted else self.tied_weight if self.ties else total
         below[:, :1] = torch.where(tie, tie_mass.double(), 0)
-        self.levels = (below / total).to(p.dtype)  # (K, B + 2), as fractions of the row's mass
+        self.levels = (below / total).to(self.low.dtype)  # (K, B + 2), as fractions of the row's mass
 
     def position(self, chunk: Tensor, out: Tensor | None = None) -> Tensor:
         """Where each value of a chunk (K, n) of p lies, in bins from the row's minimum: t in [0, B]; its bin is
@@ -126,6 +146,101 @@ def _tie_match(target: QuantileFn, share: Tensor, points: int = 1024) -> tuple[T
     return mean, ((q - mean) ** 2).mean(dim=1, keepdim=True)
 
 
+class _Match:
+    """p − Q(c(p)) = a_j + b_j t for a value at position t in bins (bin j = int(t)) of a closed grid, against the
+    target quantile function Q of each row; and the tie's value and its share of the loss."""
+
+    def __init__(self, grid: _Grid, target: QuantileFn, projected: bool) -> None:
+        matched = target(grid.levels)  # (K, B + 1): the target at each edge's level
+        # A value at fraction f of bin j (n values) has, on average, (n − 1) f of the others below it: its level is
+        # L_j + (L_{j+1} − L_j) g with g = (1 − 1/n) f + 1/(2n) (its own mass counts half). Q is linear in a bin, so
+        # with t = the value's position in bins (f = t − j):  Q(c(p)) = offset_j + slope_j t, and as
+        # p = low + width t:  p − Q(c(p)) = (low − offset_j) + (width − slope_j) t = a_j + b_j t.
+        rise = matched[:, 1:] - matched[:, :-1]  # (K, B + 1)
+        share = 1 / grid.count.clamp_min(1)
+        slope = rise * (1 - share)
+        offset = matched[:, :-1] + rise * share / 2 - grid.steps()[:-1] * slope
+        self.a, self.b = grid.low - offset, grid.width - slope
+        self.tie_value: Tensor | None = None
+        self.tie_total = grid.low.new_zeros(())  # Σ over rows of the tie's share x the target's variance there
+        if grid.has_tie:
+            tie_share = grid.levels[:, :1]
+            self.tie_value, tie_variance = _tie_match(target, tie_share)
+            self.tie_total = (tie_share * tie_variance).sum()
+            if projected:  # only a constant row ties here: all of it moves to the tie's value
+                self.a = torch.where(grid.tie, grid.low - self.tie_value, self.a)
+                self.b = torch.where(grid.tie, 0, self.b)
+
+
+class PiecewiseTransport:
+    """transport()'s value and gradient for rows that arrive in pieces: the tiles of an image
+    (stylelab.engine.tiles), K rows (projections, or channels with `ties`) of M values in all, equally weighted.
+
+        observe(piece) for every piece   the rows' min and max, which fix the grid
+        count(piece) for every piece     the histogram of all rows on that grid
+        close(Q)                         the levels and the match against the target quantile functions Q
+        difference(piece)                p − Q(c(p)) for each value of a piece (no gradient)
+
+    The value is Σ over pieces of Σ difference² / (K M), plus the ties' share (tie_total); its gradient with respect
+    to a piece's values is 2 difference / (K M). With the same values in one piece this is transport() exactly."""
+
+    def __init__(self, bins: int, ties: bool) -> None:
+        self.bins, self.ties = bins, ties
+        self.low: Tensor | None = None
+        self.high: Tensor | None = None
+        self.grid: _Grid | None = None
+        self.match: _Match | None = None
+
+    def observe(self, piece: Tensor) -> None:
+        low, high = piece.amin(dim=1, keepdim=True), piece.amax(dim=1, keepdim=True)
+        self.low = low if self.low is None else torch.minimum(self.low, low)
+        self.high = high if self.high is None else torch.maximum(self.high, high)
+
+    def count(self, piece: Tensor) -> None:
+        if self.grid is None:
+            if self.low is None or self.high is None:
+                raise RuntimeError("observe every piece before counting")
+            self.grid = _Grid.__new__(_Grid)
+            self.grid.span(self.low, self.high, self.bins, self.ties)
+        if self.grid.finite:
+            self.grid.add(piece)
+
+    def close(self, target: QuantileFn) -> None:
+        if self.grid is None:
+            raise RuntimeError("count every piece before closing")
+        self.grid.close()
+        if self.grid.finite:
+            self.match = _Match(self.grid, target, projected=not self.ties)
+
+    @property
+    def m(self) -> int:
+        return 0 if self.grid is None else self.grid.m
+
+    @property
+    def tie_total(self) -> Tensor:
+        """The ties' part of Σ_rows Σ_i (p_i − Q)²: their mass x the target's variance over their levels."""
+        assert self.match is not None and self.grid is not None
+        return self.match.tie_total * self.grid.m
+
+    def difference(self, piece: Tensor) -> Tensor:
+        """p − Q(c(p)) for the values of a piece (K, n); NaN everywhere if a value of any piece was not finite."""
+        if self.match is None or self.grid is None:
+            return torch.full_like(piece, torch.nan)
+        grid, match = self.grid, self.match
+        out = torch.empty_like(piece)
+        step = _columns(piece.shape[0])
+        for s in range(0, piece.shape[1], step):
+            chunk = piece[:, s:s + step]
+            t = grid.position(chunk)
+            idx = t.to(torch.int64)
+            diff = torch.addcmul(match.a.gather(1, idx), match.b.gather(1, idx), t)
+            if grid.has_tie and self.ties:
+                assert match.tie_value is not None
+                diff = torch.where(chunk == grid.low, chunk - match.tie_value, diff)
+            out[:, s:s + step] = diff
+        return out
+
+
 class _Transport(torch.autograd.Function):
     """transport()'s value; its gradient with respect to x is computed in the forward pass, chunk by chunk, and
     kept for backward (the loss is a scalar, so backward only scales it)."""
@@ -141,24 +256,12 @@ class _Transport(torch.autograd.Function):
         if not grid.finite:  # as a sort would: a NaN or infinite feature makes the value and gradient NaN
             ctx.grad = torch.full_like(x, torch.nan)
             return p.new_tensor(torch.nan)
-        matched = target(grid.levels)  # (K, B + 1): the target at each edge's level
-        # A value at fraction f of bin j (n values) has, on average, (n − 1) f of the others below it: its level is
-        # L_j + (L_{j+1} − L_j) g with g = (1 − 1/n) f + 1/(2n) (its own mass counts half). Q is linear in a bin, so
-        # with t = the value's position in bins (f = t − j):  Q(c(p)) = offset_j + slope_j t, and as
-        # p = low + width t:  p − Q(c(p)) = (low − offset_j) + (width − slope_j) t = a_j + b_j t.
-        rise = matched[:, 1:] - matched[:, :-1]  # (K, B + 1)
-        share = 1 / grid.count.clamp_min(1)
-        slope = rise * (1 - share)
-        offset = matched[:, :-1] + rise * share / 2 - grid.steps()[:-1] * slope
-        a, b = grid.low - offset, grid.width - slope
+        match = _Match(grid, target, projected=directions is not None)
+        a, b = match.a, match.b
         total = p.new_zeros(())
-        if grid.tied:
-            tie_share = grid.levels[:, :1]
-            tie_value, tie_variance = _tie_match(target, tie_share)
-            total += (tie_share * tie_variance).sum() * (1 if weights is not None else m)
-            if directions is not None:  # only a constant row ties here: all of it moves to the tie's value
-                a = torch.where(grid.tie, grid.low - tie_value, a)
-                b = torch.where(grid.tie, 0, b)
+        if grid.has_tie:
+            total += match.tie_total * (1 if weights is not None else m)
+        tie_value = match.tie_value
         grad = torch.empty_like(x)
         scale = 2 / k if weights is not None else 2 / (k * m)  # d/dp of Σ_rows Σ_i w_i (p_i − Q)² / K
         back = None if directions is None else directions.t() * scale  # (C, K)
@@ -167,7 +270,7 @@ class _Transport(torch.autograd.Function):
             t = t_all[:, s:s + step]
             idx = t.to(torch.int64)
             diff = torch.addcmul(a.gather(1, idx), b.gather(1, idx), t)  # p − Q(c(p)), (K, n)
-            if grid.tied and directions is None:  # the values at a row's minimum move to the tie's value
+            if tie_value is not None and directions is None:  # the values at a row's minimum move to the tie's
                 chunk = x[:, s:s + step]
                 diff = torch.where(chunk == grid.low, chunk - tie_value, diff)
             weighted = diff if weights is None else diff * weights[:, s:s + step]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 Param = int | float | str  # the value of a loss parameter, as parsed from `name(key=value,...)`
 
-__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "TILING_LOSSES", "LossTerm", "loss_factory",
+__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "TILING_LOSSES", "TILING_NOTE", "LossTerm", "loss_factory",
            "parse_style_losses", "split_terms", "style_loss"]
 
 # name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
@@ -46,9 +46,11 @@ STYLE_LOSSES: dict[str, str | Callable[..., AnyStyleLoss]] = {
 # The entries whose targets also depend on the content's layout (their StyleLoss has a guide): plain data, so a
 # command can refuse them before torch loads
 GUIDED_LOSSES = ("nn",)
-# The entries that can run in tiles (their StyleLoss has a tiling: statistics that are averages over positions);
-# mmd-poly only at degree 2. Plain data too, so a run can be refused before torch loads.
-TILING_LOSSES = ("gram", "mmd-poly", "mmd-linear", "bn", "w2")
+# The entries that can run in tiles (their StyleLoss has a tiling: statistics that are averages over positions, or
+# 1-D transport on binned ranks); mmd-poly only at degree 2, the transport losses only with bins > 0. Plain data
+# too, so a run can be refused before torch loads.
+TILING_LOSSES = ("gram", "mmd-poly", "mmd-linear", "bn", "w2", "sliced-wasserstein", "histogram")
+TILING_NOTE = "mmd-poly at degree 2, sliced-wasserstein and histogram with bins > 0"
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
@@ -107,7 +109,8 @@ class LossTerm:
     @property
     def tiles(self) -> bool:
         """Whether this term can run in tiles (its StyleLoss has a tiling), known without building it."""
-        return self.name in TILING_LOSSES and (self.name != "mmd-poly" or dict(self.params).get("degree", 2) == 2)
+        params = dict(self.params)
+        return self.name in TILING_LOSSES and params.get("degree", 2) == 2 and params.get("bins", 1) != 0
 
     def build(self, seed: int = 0, resample: bool = False) -> AnyStyleLoss:
         return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))

@@ -16,6 +16,7 @@ from torch import Tensor
 from .base import (
     MAX_DIRECTIONS,
     Memo,
+    RankTiling,
     Sample,
     StyleLoss,
     as_sample,
@@ -299,20 +300,27 @@ def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
         y, w_y = split_sample(pooled)
         return pooled, sorted_projections(y, w_y, project(y.shape[0], y, count(*y.shape)))
 
-    def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
+    def along(c: int, target: SlicedTarget, like: Tensor, binned: bool) -> tuple[Tensor, Presorted | QuantileFn]:
+        """The directions (K, C) of this call, and the style along them: sorted, or binned."""
         pooled, style = target
-        w_x = None if weights is None else normalise_weights(weights, x)
-        binned = not sorts(x, bins)
         if isinstance(style, Memo):  # one of the seeded sets, and the style along it (computed once)
             which = draws.pick(DIRECTION_SETS)
-            v = project(x.shape[0], x, count(x.shape[0], split_sample(pooled)[0].shape[1]), which)
+            v = project(c, like, count(c, split_sample(pooled)[0].shape[1]), which)
             if (which, binned) not in style.entries:
                 y, w_y = split_sample(draws.positions(pooled, "style", SET_STYLE_SAMPLES))
                 style.entries[which, binned] = (binned_quantiles(v @ y, w_y, bins, ties=False) if binned
                                                 else sorted_projections(y, w_y, v))
-            found = style.entries[which, binned]
-        else:
-            v, found = project(x.shape[0], x, style[0].shape[0]), style  # as many as the style was sorted along
+            return v, style.entries[which, binned]
+        return project(c, like, style[0].shape[0]), style  # as many as the style was sorted along
+
+    def rows(c: int, target: SlicedTarget, like: Tensor) -> tuple[Tensor, QuantileFn]:
+        v, found = along(c, target, like, binned=True)
+        return v, found if callable(found) else _sorted_quantiles(*found)
+
+    def loss(x: Tensor, target: SlicedTarget, weights: Tensor | None = None) -> Tensor:
+        w_x = None if weights is None else normalise_weights(weights, x)
+        binned = not sorts(x, bins)
+        v, found = along(x.shape[0], target, x, binned)
         if binned:
             return transport(x, found if callable(found) else _sorted_quantiles(*found), v, w_x, bins)
         assert not callable(found)
@@ -321,7 +329,8 @@ def sliced_wasserstein(directions: int = 0, bins: int = BINS, seed: int = 0,
             return sorted_match(v @ x, resampled(q, x.shape[1]))
         return _sorted_transport(v @ x, w_x, lambda c: quantiles(q, c, w_q))
 
-    return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True)
+    tiling = None if bins == 0 else RankTiling(rows=rows, bins=bins, ties=False)  # bins=0: exact sorts only
+    return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True, tiling=tiling)
 
 
 def histogram_loss(bins: int = BINS) -> StyleLoss[Quantiles, Quantiles]:
@@ -331,4 +340,8 @@ def histogram_loss(bins: int = BINS) -> StyleLoss[Quantiles, Quantiles]:
     def loss(x: Tensor, target: Quantiles, weights: Tensor | None = None) -> Tensor:
         return histogram_distance(x, target, weights, bins)
 
-    return StyleLoss(stats=sorted_rows, loss=loss, blend=histogram_blend, weighted=True)
+    def rows(c: int, target: Quantiles, like: Tensor) -> tuple[None, QuantileFn]:
+        return None, _sorted_quantiles(*split_sample(target))
+
+    tiling = None if bins == 0 else RankTiling(rows=rows, bins=bins, ties=True)
+    return StyleLoss(stats=sorted_rows, loss=loss, blend=histogram_blend, weighted=True, tiling=tiling)
