@@ -5,7 +5,8 @@
 Each size runs `stylelab run` in a fresh Python process (default settings, `--steps N`: the default
 coarse-to-fine schedule with N steps at the first scale and N // 4, at least 1, at each finer one) on a 4:3
 content image and a square style image drawn by stylelab.samples; the child reports its own peak resident set
-size (getrusage ru_maxrss). Prints a markdown table: size, estimate, measured, error. `--raw` also prints the
+size (getrusage ru_maxrss). Prints a markdown table: size, estimate, measured, error, and the child's wall
+seconds. `--raw` also prints the
 estimate's two parts (baseline, values per pixel) used to calibrate memory.CPU_BASELINE and memory.OVERHEAD.
 """
 
@@ -17,6 +18,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from stylelab import samples
@@ -32,17 +34,19 @@ def child(argv: list[str]) -> None:
     print(json.dumps({"code": code, "peak": peak}))
 
 
-def measure(folder: Path, size: int, steps: int, extra: list[str]) -> tuple[int, list[str]]:
+def measure(folder: Path, size: int, steps: int, extra: list[str]) -> tuple[int, list[str], float]:
     argv = ["run", str(folder / "content.png"), str(folder / "style.png"), "-o", str(folder / f"out{size}.png"),
             "--size", str(size), "--steps", str(steps), "-q", *extra]
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)], capture_output=True, text=True,
                        check=False)
+    seconds = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"run at {size} px failed: {r.stderr[-2000:]}")
     result = json.loads(r.stdout.strip().splitlines()[-1])
     if result["code"] != 0:
         raise SystemExit(f"run at {size} px exited {result['code']}: {r.stderr[-2000:]}")
-    return result["peak"], argv
+    return result["peak"], argv, seconds
 
 
 def main() -> None:
@@ -54,21 +58,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--raw", action="store_true")
     args, extra = ap.parse_known_args()
-    print("| size | output px | estimate | measured peak RSS | error |")
-    print("|---|---|---|---|---|")
+    print("| size | output px | estimate | measured peak RSS | error | wall s |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         content_wh, style_wh = (1024, 768), (512, 512)
         samples.landscape(*content_wh).save(folder / "content.png")
         samples.swirls(*style_wh, seed=1).save(folder / "style.png")
         for size in (int(s) for s in args.sizes.split(",")):
-            peak, argv = measure(folder, size, args.steps, extra)
+            peak, argv, seconds = measure(folder, size, args.steps, extra)
             config = config_from_args(build_parser().parse_args(argv))
             est = memory.estimate(config, content_wh[::-1], [style_wh[::-1]])
             h, w = est.hw
             err = est.bytes / peak - 1
             print(f"| {size} | {w}x{h} | {memory.format_bytes(est.bytes)} | {memory.format_bytes(peak)} | "
-                  f"{err:+.0%} |", flush=True)
+                  f"{err:+.0%} | {seconds:.0f} |", flush=True)
             if args.raw:
                 print(f"raw {size}: baseline {memory.CPU_BASELINE} variable {est.bytes - memory.CPU_BASELINE} "
                       f"peak {peak}", flush=True)

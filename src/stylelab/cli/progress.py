@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import Config
-from ..engine.events import Report, ScaleEnd, Step
+from ..engine.events import Report, ScaleEnd, Step, TileProgress
 from ..image import save_image
 
 __all__ = ["Progress", "StepBar", "budget_note"]
@@ -43,8 +43,21 @@ class StepBar:
         if isinstance(step, Step):
             self.bar.update(1)
 
+    def show_tiles(self, event: TileProgress) -> None:
+        """Inside a step (or a scale's targets) computed in tiles: which sweep, tiles done, the time left in it."""
+        what = "targets" if event.phase == "targets" else "step"
+        self.bar.set_postfix_str(f"{what} in tiles: sweep {event.sweep}/{event.sweeps}, tile {event.tile}/"
+                                 f"{event.tiles}, {_duration(event.eta())} left in this {what}")
+
     def close(self) -> None:
         self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # nan: nothing measured yet
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 class Progress:
@@ -74,6 +87,11 @@ class Progress:
             tag = f"_s{step.scale}" if self.multi else ""
             out = self.output
             save_image(step.pixels(), out.with_name(f"{out.stem}{tag}_step{step.i:04d}{out.suffix}"))
+
+    def on_tile(self, event: TileProgress) -> None:
+        if self.bar is None:
+            self.bar = StepBar(self.total, quiet=self.args.quiet, tv=self.tv)
+        self.bar.show_tiles(event)
 
     def close(self) -> None:
         if self.bar is not None:

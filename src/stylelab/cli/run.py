@@ -134,7 +134,7 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
         if job["command"] == "texture":
             w, h = job["size"]
             need, config = check_memory(config, None, job["styles"], shape=(h, w), quiet=args.quiet)
-            image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint)
+            image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint, on_tile=progress.on_tile)
             alpha = None
         else:
             content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
@@ -142,7 +142,7 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
             styles = load_inputs(None, job["styles"])[1]  # read (or downloaded) once, for --preview and the run
             if getattr(args, "preview", None) is not None:
                 write_preview(Path(args.preview), content, styles, config, args.quiet)
-            image = stylize(content, styles, config, progress.on_step, checkpoint)
+            image = stylize(content, styles, config, progress.on_step, checkpoint, on_tile=progress.on_tile)
             alpha = load_alpha(content)
     finally:
         progress.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["Callback", "Report", "ScaleEnd", "Step"]
+__all__ = ["Callback", "Report", "ScaleEnd", "Step", "TileCallback", "TileProgress"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,31 @@ class ScaleEnd(Report):
 
 
 Callback = Callable[[Report], None]
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """Inside a scale computed in tiles (--tile), after each tile of a sweep: how far the work in hand is. Sent to
+    its own callback (`stylize(on_tile=...)`), not to the step callback: steps in tiles can take minutes, and a
+    display wants to show them moving. Plain data, no pixels."""
+
+    scale: int  # index of the scale
+    phase: str  # "targets" (the style statistics and normalisers, once per scale) or "step"
+    sweep: int  # 1-based: which sweep over the tiles
+    sweeps: int  # sweeps in this phase
+    tile: int  # tiles done in this sweep
+    tiles: int  # tiles per sweep
+    seconds: float  # since this phase began
+
+    @property
+    def fraction(self) -> float:
+        """The share of this phase's tile visits done."""
+        return ((self.sweep - 1) * self.tiles + self.tile) / (self.sweeps * self.tiles)
+
+    def eta(self) -> float:
+        """Seconds left in this phase, from the measured time per tile visit so far."""
+        f = self.fraction
+        return self.seconds * (1 - f) / f if f > 0 else float("nan")
+
+
+TileCallback = Callable[[TileProgress], None]

@@ -41,7 +41,7 @@ from ..losses.content import (
 from ..losses.spec import STYLE_LOSSES, style_loss
 from .checkpoint import Checkpoint, fingerprint
 from .color import luminance_only, match_colors, palette_only, recolor, restore_color
-from .events import Callback, ScaleEnd, Step
+from .events import Callback, ScaleEnd, Step, TileCallback, TileProgress
 from .features import VGG19, Weights, load_weights
 from .masks import LoadedRegion, load_regions, position_weights
 from .param import image_param
@@ -103,6 +103,8 @@ class Targets:
     # (`regions` is then empty), and the tile's size in px
     tiled: TiledStyle | None = None
     tile: int | None = None
+    # After each tile of each sweep of a tiled step: (sweep, sweeps, tiles done, tiles) (a display's hook)
+    ticks: Callable[[int, int, int, int], None] | None = None
 
 
 StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
@@ -115,15 +117,17 @@ def stylize(
     callback: Callback | None = None,
     checkpoint: Checkpoint | None = None,
     style_cache: StyleCache | None = None,
+    on_tile: TileCallback | None = None,
 ) -> Image.Image:
     """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1]).
     `style_cache`: a mapping kept between calls (stylelab.jobs.StyleCache) so the style side of the targets is
-    computed once per (style pixels at each scale, settings); same pixels as without it."""
+    computed once per (style pixels at each scale, settings); same pixels as without it. `on_tile`: a
+    TileProgress after each tile of a scale computed in tiles (Config.tile)."""
     content_t, style_ts = load_inputs(content, styles)
     config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
     init = None if config.init in INITS else to_tensor(config.init, "init image")
     return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint,
-                                  style_cache=style_cache))
+                                  style_cache=style_cache, on_tile=on_tile))
 
 
 def synthesize(
@@ -132,6 +136,7 @@ def synthesize(
     config: Config = Config(init="noise"),
     callback: Callback | None = None,
     checkpoint: Checkpoint | None = None,
+    on_tile: TileCallback | None = None,
 ) -> Image.Image:
     """A texture of `size` (W, H) px with the style of `styles` and no content (content weight 0, noise init).
     With `config.tileable` the sides are rounded to multiples of 16 px and the texture tiles without seams."""
@@ -145,7 +150,8 @@ def synthesize(
     texture_config = dataclasses.replace(config, content_weight=0.0,
                                          init="noise" if config.init == "content" else config.init)
     init = None if texture_config.init in INITS else to_tensor(texture_config.init, "init image")
-    out = transfer(None, style_ts, texture_config, callback, init_image=init, checkpoint=checkpoint, shape=(h, w))
+    out = transfer(None, style_ts, texture_config, callback, init_image=init, checkpoint=checkpoint, shape=(h, w),
+                   on_tile=on_tile)
     return tensor_to_pil(out)
 
 
@@ -190,6 +196,7 @@ def transfer(
     checkpoint: Checkpoint | None = None,
     shape: tuple[int, int] | None = None,
     style_cache: StyleCache | None = None,
+    on_tile: TileCallback | None = None,
 ) -> Tensor:
     """Tensor-level core of `stylize` (and of `synthesize`, with content None and an output `shape` (H, W)):
     colour handling, then each scale of the schedule: resize, targets, optimise. Output (1, 3, H, W) on the CPU."""
@@ -239,7 +246,10 @@ def transfer(
             opt_state = _carry_state(config, opt_state, hw)
             x = begin = resize(x, hw).clamp(0, 1)
         if config.tile and max(hw) > config.tile:
-            targets = compute_tiled_targets(model, c_k, s_k, config, losses, reference, config.tile, style_cache)
+            targets = compute_tiled_targets(model, c_k, s_k, config, losses, reference, config.tile, style_cache,
+                                            ticks=None if on_tile is None else _tile_ticks(on_tile, k, "targets"),
+                                            defer=starts_at_reference)
+            targets.ticks = None if on_tile is None else _tile_ticks(on_tile, k, "step")
         else:
             # A guided loss matches the content, mixed with the image this scale starts from after the first scale
             targets = compute_targets(model, c_k, s_k, config, losses, regions, reference=reference,
@@ -253,6 +263,18 @@ def transfer(
         raise ValueError("the schedule has no scale")
     out = x.detach().clamp(0, 1).cpu()
     return color_output(config.color, out, original, styles, config.blend_weights(len(styles)))
+
+
+def _tile_ticks(on_tile: TileCallback, scale: int, phase: str) -> Callable[[int, int, int, int], None]:
+    """TileProgress events for `on_tile`, timed from the first tile of each pass through the sweeps."""
+    began = [0.0]
+
+    def tick(sweep: int, sweeps: int, done: int, tiles: int) -> None:
+        now = time.perf_counter()
+        if (sweep == 1 and done == 1) or not began[0]:
+            began[0] = now  # the first tile's own time is not counted: its start is not seen
+        on_tile(TileProgress(scale, phase, sweep, sweeps, done, tiles, now - began[0]))
+    return tick
 
 
 def color_inputs(mode: str, content: Tensor | None, styles: Sequence[Tensor]) -> tuple[Tensor | None, list[Tensor]]:
@@ -424,15 +446,15 @@ def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) 
 
 @torch.no_grad()
 def compute_tiled_targets(model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config,
-                          losses: StyleLosses, reference: Tensor, tile: int,
-                          style_cache: StyleCache | None = None) -> Targets:
+                          losses: StyleLosses, reference: Tensor, tile: int, style_cache: StyleCache | None = None,
+                          ticks: Callable[[int, int, int, int], None] | None = None, defer: bool = False) -> Targets:
     """compute_targets for a scale computed in tiles of `tile` px: the content targets put together from tiles,
     the style statistics and normalisers from moments summed over tiles (stylelab.engine.tiles)."""
     precision = functools.partial(conv_precision, config, reference.device)
     key = None if style_cache is None else _style_key(styles, config, reference.device)
     cached = None if key is None or style_cache is None else style_cache.get(key)
     style = tiled_style(model, reference, styles, config.blend_weights(len(styles)), config, losses, tile,
-                        precision, stats=cached)
+                        precision, stats=cached, ticks=ticks, defer=defer)
     if key is not None and cached is None and style_cache is not None:
         style_cache[key] = style.stats
     content_layers = config.content_layers if content is not None else ()
@@ -591,7 +613,7 @@ def objective(
         if extra_loss is not None:
             raise ConfigError("an extra loss (video's temporal loss) cannot run in tiles; leave out --tile")
         return tiled_objective(model, x, targets.tile, targets.content, targets.content_power, targets.tiled, config,
-                               losses, functools.partial(conv_precision, config, x.device))
+                               losses, functools.partial(conv_precision, config, x.device), targets.ticks)
     content_layers = targets.content_layers
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})

@@ -25,6 +25,8 @@ Adam and the pyramid parameterisation work unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +37,19 @@ from torch import Tensor
 from ..config import Config
 from ..layers import TILE_GRID, channels, pools_before, tile_margin
 from ..losses.base import STYLE_SAMPLE, RankTiling, StyleLoss, Tiling, at_least_float32, flatten, weighted_sum
-from ..losses.binned import PiecewiseTransport
+from ..losses.binned import EXACT_BELOW, PiecewiseTransport
 from ..losses.content import tv_loss
 from .features import VGG19
 
 __all__ = ["Tile", "TiledStyle", "plan", "tiled_activations", "tiled_objective", "tiled_style", "tilings_of"]
 
 Precision = Callable[[], contextlib.AbstractContextManager]  # the context the network runs in (conv_precision)
+# After each tile of a sweep: (sweep, sweeps, tiles done in this sweep, tiles per sweep), 1-based sweeps
+Ticks = Callable[[int, int, int, int], None]
+
+
+def _silent(sweep: int, sweeps: int, done: int, tiles: int) -> None:
+    pass
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in px, ends excluded
 
 
@@ -82,13 +90,15 @@ def plan(shape: tuple[int, int], tile: int, margin: int) -> list[Tile]:
             for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
 
 
-def _cores(model: VGG19, image: Tensor, tiles: Sequence[Tile], layers: Sequence[str],
-           precision: Precision) -> Iterator[tuple[Tile, dict[str, Tensor]]]:
-    """Each tile and its core's activations at `layers`."""
-    for t in tiles:
+def _cores(model: VGG19, image: Tensor, tiles: Sequence[Tile], layers: Sequence[str], precision: Precision,
+           tick: Callable[[int], None] | None = None) -> Iterator[tuple[Tile, dict[str, Tensor]]]:
+    """Each tile and its core's activations at `layers`; tick(tiles done) after each."""
+    for k, t in enumerate(tiles):
         with precision():
             acts = model(t.pixels(image), set(layers))
         yield t, {layer: t.core_of(acts[layer], layer) for layer in layers}
+        if tick is not None:
+            tick(k + 1)
 
 
 def _tiles(image: Tensor, tile: int, layers: Sequence[str]) -> list[Tile]:
@@ -132,35 +142,64 @@ def tilings_of(losses: Losses) -> dict[str, AnyTiling]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass
 class TiledStyle:
-    """The style side of a tiled objective: the blended targets and the normalisers, per loss and layer."""
+    """The style side of a tiled objective: the blended targets and the normalisers, per loss and layer.
+    `pending`: the reference image whose normalisers the first objective computes (deferred: see tiled_style)."""
 
     stats: dict[str, dict[str, Any]]
     ref: dict[str, dict[str, Tensor]]
+    pending: Tensor | None = None
 
 
 @torch.no_grad()
 def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend: Sequence[float], config: Config,
                 losses: Losses, tile: int, precision: Precision,
-                stats: dict[str, dict[str, Any]] | None = None) -> TiledStyle:
+                stats: dict[str, dict[str, Any]] | None = None, ticks: Ticks | None = None,
+                defer: bool = False) -> TiledStyle:
     """The blended style statistics (computed in tiles unless given: a style cache) and each loss's value at the
-    reference image (the normaliser: there every layer's L̂ is 1), both computed tile by tile."""
+    reference image (the normaliser: there every layer's L̂ is 1), both computed tile by tile. `ticks`: after
+    each tile, the sweeps counted over the style images and the reference. `defer`: the normalisers are left to
+    the first objective (TiledStyle.pending), as the untiled engine does when a run starts at the reference: a loss
+    that draws its directions per evaluation then draws them as often as in one piece."""
     tilings = tilings_of(losses)
     layers = config.style_layers
+    tick = ticks or _silent
+    own = 0 if stats is not None else len(styles)
+    ref_sweeps = 0 if defer else _sweep_count(tilings, gradient=False)
+    sweeps = own + ref_sweeps
     if stats is None:
         with model.zero_padding():  # a style image is not a torus (the engine's rule, kept here)
-            per_style = [_style_stats(model, s, layers, losses, tilings, tile, config.seed, precision) for s in styles]
+            per_style = [_style_stats(model, s, layers, losses, tilings, tile, config.seed, precision,
+                                      functools.partial(_style_tick, tick, k + 1, sweeps))
+                         for k, s in enumerate(styles)]
         stats = {label: {layer: losses[label][0].blend([p[label][layer] for p in per_style], blend)
                          for layer in layers} for label in tilings}
-    raw, _, _ = _sweeps(model, reference, tile, config, losses, stats, precision)
-    ref = {label: {layer: v.float().clamp_min(1e-12) for layer, v in per.items()} for label, per in raw.items()}
-    return TiledStyle(stats, ref)
+    if defer:
+        return TiledStyle(stats, {}, pending=reference)
+    raw, _, _ = _sweeps(model, reference, tile, config, losses, stats, precision,
+                        ticks=lambda sweep, _, done, n: tick(own + sweep, sweeps, done, n))
+    return TiledStyle(stats, _normalisers(raw))
+
+
+def _sweep_count(tilings: Mapping[str, AnyTiling], gradient: bool) -> int:
+    """Sweeps over the tiles of one evaluation: moments (always), the transport losses' histograms, and the
+    gradient or the transport losses' values."""
+    ranked = any(isinstance(t, RankTiling) for t in tilings.values())
+    return 1 + ranked + (ranked or gradient)
+
+
+def _normalisers(raw: Raw) -> dict[str, dict[str, Tensor]]:
+    return {label: {layer: v.float().clamp_min(1e-12) for layer, v in per.items()} for label, per in raw.items()}
+
+
+def _style_tick(ticks: Ticks, sweep: int, sweeps: int, done: int, tiles: int) -> None:
+    ticks(sweep, sweeps, done, tiles)
 
 
 def _style_stats(model: VGG19, image: Tensor, layers: Sequence[str], losses: Losses,
-                 tilings: Mapping[str, AnyTiling], tile: int, seed: int,
-                 precision: Precision) -> dict[str, dict[str, Any]]:
+                 tilings: Mapping[str, AnyTiling], tile: int, seed: int, precision: Precision,
+                 tick: Callable[[int, int], None] | None = None) -> dict[str, dict[str, Any]]:
     """One style image's statistics per loss and layer: from its moments (Tiling), or (RankTiling) the loss's
     statistics of its features at up to STYLE_SAMPLE seeded positions, in the order of the whole image's."""
     tiles = _tiles(image, tile, layers)
@@ -170,7 +209,8 @@ def _style_stats(model: VGG19, image: Tensor, layers: Sequence[str], losses: Los
     wanted = {layer: _sample_positions(image, layer, seed) for layer in layers}
     kept: dict[str, list[tuple[Tensor, Tensor]]] = {layer: [] for layer in layers}
     ranked = len(moment_tilings) < len(tilings)
-    for t, cores in _cores(model, image, tiles, layers, precision):
+    for t, cores in _cores(model, image, tiles, layers, precision,
+                           None if tick is None else lambda done: tick(done, len(tiles))):
         _accumulate(total, counts, moment_tilings, cores)
         if ranked:
             for layer, a in cores.items():
@@ -235,34 +275,41 @@ def _averaged(total: Moments, counts: Mapping[str, int]) -> Moments:
 
 
 Raw = dict[str, dict[str, Tensor]]  # loss label -> layer -> the loss's raw value (float64)
+Coefs = dict[str, dict[str, float]]  # loss label -> layer -> d objective / d raw value
 
 
 def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Losses, stats: Mapping[str, Any],
             precision: Precision, content: Mapping[str, Tensor] | None = None,
-            weights: Callable[[Raw], Tensor] | None = None,
-            rank_weights: Mapping[str, Mapping[str, float]] | None = None,
-            content_scale: Mapping[str, float] | None = None) -> tuple[Raw, dict[str, Tensor], Tensor | None]:
+            coefs: Callable[[Raw], Coefs] | None = None, content_scale: Mapping[str, float] | None = None,
+            settle: bool = False, ticks: Ticks = _silent) -> tuple[Raw, dict[str, Tensor], Tensor | None]:
     """Each style loss's raw value at each style layer of `image`, computed in tiles, the content loss's sums of
-    squares per layer (with `content` targets), and with `weights` the gradient with respect to the image of
+    squares per layer (with `content` targets), and with `coefs` the gradient with respect to the image of
 
-        weights(raw values as functions of the moment losses' moments) + Σ rank_weights · rank losses' values
-        + Σ content_scale · sums of squares
+        Σ coefs · raw values + Σ content_scale · sums of squares.
 
-    (all three given together). Sweeps: 1. moments, the rank losses' ranges, content sums; 2. the rank losses'
-    histograms (when there are any); 3. the gradient and the rank losses' values (when either is needed)."""
+    `coefs(raw)` is asked for once the values it needs are known: every raw value with `settle` (the first
+    objective of a deferred scale, whose normalisers are its own values: one more sweep), else those of the moment
+    losses and the small layers (the others' coefficients must not depend on them).
+
+    Sweeps: 1. the moments, the transport losses' ranges, the content sums, and the whole features of the small
+    layers (fewer than EXACT_BELOW positions: there the untiled transport losses sort, so each loss's own function
+    runs on them, exactly as in one piece); 2. the transport losses' histograms (when there are any); 3. the
+    gradient and the transport losses' values (when either is needed)."""
     tilings = tilings_of(losses)
+    style_layers = config.style_layers
     layers_c = [] if content is None else list(content)
-    layers = [*config.style_layers, *(layer for layer in layers_c if layer not in config.style_layers)]
+    layers = [*style_layers, *(layer for layer in layers_c if layer not in style_layers)]
     tiles = _tiles(image, tile, layers)
     image = image.detach()
+    small = {layer for layer in style_layers if math.prod(_feature_hw(image, layer)) < EXACT_BELOW}
+    large = [layer for layer in style_layers if layer not in small]
     moment_t = {label: tl for label, tl in tilings.items() if isinstance(tl, Tiling)}
     rank_t = {label: tl for label, tl in tilings.items() if isinstance(tl, RankTiling)}
-    # Each rank loss's rows and target per layer, asked for once per evaluation in the order of the untiled loss
-    rows: dict[str, dict[str, tuple[Tensor | None, Callable[[Tensor], Tensor]]]] = {}
-    for label, rt in rank_t.items():
-        rows[label] = {layer: rt.rows(channels(layer), stats[label][layer], image) for layer in config.style_layers}
-    splits = {label: {layer: PiecewiseTransport(rt.bins, rt.ties) for layer in config.style_layers}
-              for label, rt in rank_t.items()}
+    # Each transport loss's rows and target at the large layers, asked for once per evaluation in the untiled order
+    rows = {label: {layer: rt.rows(channels(layer), stats[label][layer], image) for layer in large}
+            for label, rt in rank_t.items()}
+    splits = {label: {layer: PiecewiseTransport(rt.bins, rt.ties) for layer in large} for label, rt in rank_t.items()}
+    ranked = bool(rank_t) and bool(large)
 
     def projected(label: str, layer: str, x: Tensor) -> Tensor:
         v = rows[label][layer][0]
@@ -270,55 +317,118 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
 
     total: Moments = {}
     counts: dict[str, int] = {}
+    whole = {layer: image.new_zeros(1, channels(layer), *_feature_hw(image, layer)) for layer in small}
     squares = {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in layers_c}
+    sweeps = 1 + ranked + (ranked or coefs is not None) + (settle and ranked)
     with torch.no_grad():
-        for t, cores in _cores(model, image, tiles, layers, precision):
-            _accumulate(total, counts, moment_t, {layer: cores[layer] for layer in config.style_layers})
+        for t, cores in _cores(model, image, tiles, layers, precision,
+                               lambda done: ticks(1, sweeps, done, len(tiles))):
+            _accumulate(total, counts, moment_t, {layer: cores[layer] for layer in large})
+            for layer in small:
+                oy, ox = t.offset(layer)
+                a = cores[layer]
+                whole[layer][..., oy:oy + a.shape[-2], ox:ox + a.shape[-1]] = a
             for label in rank_t:
-                for layer in config.style_layers:
+                for layer in large:
                     x = flatten(cores[layer])
                     if x.shape[1]:
                         splits[label][layer].observe(projected(label, layer, x))
             for layer in layers_c:
                 assert content is not None
                 squares[layer] += _squared_error(t, cores[layer], content[layer], layer).double()
-        if rank_t:
-            for _, cores in _cores(model, image, tiles, config.style_layers, precision):
+        if ranked:
+            for _, cores in _cores(model, image, tiles, large, precision,
+                                   lambda done: ticks(2, sweeps, done, len(tiles))):
                 for label in rank_t:
-                    for layer in config.style_layers:
+                    for layer in large:
                         x = flatten(cores[layer])
                         if x.shape[1]:
                             splits[label][layer].count(projected(label, layer, x))
             for label in rank_t:
-                for layer in config.style_layers:
+                for layer in large:
                     splits[label][layer].close(rows[label][layer][1])
+
+    # The moment losses at the large layers: L(m) on leaves, so that their slopes in m can be taken
     moments = _averaged(total, counts)
-    leaves = {label: {layer: tuple(m.detach().requires_grad_(weights is not None) for m in ms)
-                      for layer, ms in per.items()} for label, per in moments.items()}
+    leaves = {label: {layer: tuple(m.detach().requires_grad_() for m in ms) for layer, ms in per.items()}
+              for label, per in moments.items()}
     with torch.enable_grad():
-        raw: Raw = {label: {layer: moment_t[label].distance(leaves[label][layer], stats[label][layer])
-                            for layer in config.style_layers} for label in moment_t}
-        slopes: dict[str, dict[str, tuple[Tensor, ...]]] = {}
-        if weights is not None and moment_t:
-            flat = [m for per in leaves.values() for ms in per.values() for m in ms]
-            grads = iter(torch.autograd.grad(weights(raw), flat, allow_unused=True))
-            slopes = {label: {layer: tuple(_zero_if_none(next(grads), m) for m in ms) for layer, ms in per.items()}
-                      for label, per in leaves.items()}
-    raw = {label: {layer: v.detach() for layer, v in per.items()} for label, per in raw.items()}
-    if not rank_t and weights is None:
+        moment_raw = {label: {layer: moment_t[label].distance(leaves[label][layer], stats[label][layer])
+                              for layer in large} for label in moment_t}
+        # Every loss at the small layers, on the whole features: its value and its gradient in them
+        small_raw: Raw = {}
+        small_slope: dict[str, dict[str, Tensor]] = {}
+        for label, (loss, _) in losses.items():
+            for layer in style_layers:
+                if layer in small:
+                    f = flatten(whole[layer]).detach().requires_grad_()
+                    value = loss.loss(f, stats[label][layer])
+                    small_raw.setdefault(label, {})[layer] = value.detach().double()
+                    small_slope.setdefault(label, {})[layer] = torch.autograd.grad(value, f)[0]
+    raw: Raw = {label: {} for label in losses}
+    for label, per in moment_raw.items():
+        raw[label].update({layer: v.detach() for layer, v in per.items()})
+    for label, per in small_raw.items():
+        raw[label].update(per)
+
+    sums = {label: {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in large}
+            for label in rank_t}
+
+    def rank_values() -> None:
+        for label in rank_t:
+            for layer in large:
+                split = splits[label][layer]
+                v = rows[label][layer][0]
+                k = channels(layer) if v is None else int(v.shape[0])
+                raw[label][layer] = (sums[label][layer] + split.tie_total.double()) / (k * split.m)
+
+    if settle and ranked:  # the transport losses' values first: the coefficients depend on them
+        with torch.no_grad():
+            for _, cores in _cores(model, image, tiles, large, precision,
+                                   lambda done: ticks(3, sweeps, done, len(tiles))):
+                for label in rank_t:
+                    for layer in large:
+                        x = flatten(cores[layer])
+                        if x.shape[1]:
+                            sums[label][layer] += (splits[label][layer].difference(projected(label, layer, x))
+                                                   .double() ** 2).sum()
+        rank_values()
+    if coefs is None and not ranked:
         return raw, squares, None
 
-    sums = {label: {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in config.style_layers}
-            for label in rank_t}
-    grad = None if weights is None else torch.zeros_like(image)
-    for t in tiles:
+    grad = None
+    slopes: dict[str, dict[str, tuple[Tensor, ...]]] = {}
+    small_grads: dict[str, Tensor] = {}
+    c: Coefs = {}
+    if coefs is not None:
+        c = coefs(raw)
+        grad = torch.zeros_like(image)
+        flat = [m for per in leaves.values() for ms in per.values() for m in ms]
+        if flat:
+            objective = sum((c[label][layer] * v for label, per in moment_raw.items() for layer, v in per.items()),
+                            start=torch.zeros((), dtype=torch.float64))
+            grads = iter(torch.autograd.grad(objective, flat, allow_unused=True))
+            slopes = {label: {layer: tuple(_zero_if_none(next(grads), m) for m in ms) for layer, ms in per.items()}
+                      for label, per in leaves.items()}
+        for layer in small:
+            parts = [c[label][layer] * small_slope[label][layer] for label in losses]
+            small_grads[layer] = sum(parts[1:], start=parts[0]).reshape(whole[layer].shape)
+    values_now = ranked and not settle
+    for k, t in enumerate(tiles):
         window = t.pixels(image).detach().requires_grad_(grad is not None)
         with torch.set_grad_enabled(grad is not None):
             with precision():
                 acts = model(window, set(layers))
             surrogate = window.new_zeros(())
-            for layer in config.style_layers:
-                xc = flatten(t.core_of(acts[layer], layer))
+            for layer in style_layers:
+                core = t.core_of(acts[layer], layer)
+                if layer in small:
+                    if grad is not None:
+                        oy, ox = t.offset(layer)
+                        part = small_grads[layer][..., oy:oy + core.shape[-2], ox:ox + core.shape[-1]]
+                        surrogate = surrogate + (part.to(core.dtype) * core).sum()
+                    continue
+                xc = flatten(core)
                 if xc.shape[1] == 0:
                     continue
                 share = xc.shape[1] / counts[layer]
@@ -329,9 +439,10 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
                     p = projected(label, layer, xc)
                     split = splits[label][layer]
                     diff = split.difference(p.detach())
-                    sums[label][layer] += (diff.double() ** 2).sum()
-                    if rank_weights is not None:
-                        scale = rank_weights[label][layer] * 2 / (p.shape[0] * split.m)
+                    if values_now:
+                        sums[label][layer] += (diff.double() ** 2).sum()
+                    if grad is not None:
+                        scale = c[label][layer] * 2 / (p.shape[0] * split.m)
                         surrogate = surrogate + scale * (diff * p).sum()
             if grad is not None:
                 assert content_scale is not None and content is not None
@@ -342,13 +453,9 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
             (g_window,) = torch.autograd.grad(surrogate, window)
             y0, y1, x0, x1 = t.window
             grad[..., y0:y1, x0:x1] += g_window
-    for label in rank_t:
-        for layer in config.style_layers:
-            split = splits[label][layer]
-            v = rows[label][layer][0]
-            k = channels(layer) if v is None else int(v.shape[0])
-            raw[label] = raw.get(label, {})
-            raw[label][layer] = (sums[label][layer] + split.tie_total.double()) / (k * split.m)
+        ticks(sweeps, sweeps, k + 1, len(tiles))
+    if values_now:
+        rank_values()
     return raw, squares, grad
 
 
@@ -368,30 +475,46 @@ class _Tiled(torch.autograd.Function):
 
 def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Tensor],
                     content_power: Mapping[str, Tensor], style: TiledStyle, config: Config, losses: Losses,
-                    precision: Precision = contextlib.nullcontext) -> tuple[Tensor, dict[str, Tensor]]:
+                    precision: Precision = contextlib.nullcontext,
+                    ticks: Ticks | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """The objective of optimize.objective (the same value, terms and gradient), computed in tiles of `tile` px.
     `content`: the whole image's content targets per layer (empty for a texture), `content_power` their
-    normalisers."""
+    normalisers; `ticks` after each tile of each sweep. Deferred normalisers (TiledStyle.pending) are computed
+    here: from this very evaluation when `x` is the reference, else from the reference first."""
+    ticks = ticks or _silent
     content_w = {layer: w for layer, w in config.content_layer_weight_map().items() if layer in content}
     style_w = config.style_layer_weight_map()
     mix = {label: pi for label, (_, pi) in losses.items()}
-    # d total / d raw value of each loss and layer: the style weight, the layer's, the mix's, the normaliser
-    coef = {label: {layer: config.style_weight * style_w.get(layer, 0.0) * pi / float(style.ref[label][layer])
-                    for layer in config.style_layers} for label, pi in mix.items()}
     want_grad = torch.is_grad_enabled() and x.requires_grad
+    settle = False
+    if style.pending is not None:
+        reference, style.pending = style.pending, None
+        if torch.equal(x.detach(), reference):
+            settle = True
+        else:
+            raw_ref, _, _ = _sweeps(model, reference, tile, config, losses, style.stats, precision, ticks=ticks)
+            style.ref = _normalisers(raw_ref)
 
-    def weighted(raw: Raw) -> Tensor:
-        return sum((coef[label][layer] * v for label, per in raw.items() for layer, v in per.items()),
-                   start=torch.zeros((), dtype=torch.float64))
+    def coefs(raw: Raw) -> Coefs:
+        """d total / d raw value of each loss and layer: the style weight, the layer's, the mix's, 1/normaliser."""
+        if settle:
+            style.ref = _normalisers(raw)
+        return {label: {layer: config.style_weight * style_w.get(layer, 0.0) * pi / float(style.ref[label][layer])
+                        for layer in config.style_layers} for label, pi in mix.items()}
 
     content_scale = {layer: config.content_weight * w / (content[layer].numel() * float(content_power[layer]))
                      for layer, w in content_w.items()}
-    ranked = {label for label, tl in tilings_of(losses).items() if isinstance(tl, RankTiling)}
-    raw, squares, grad = _sweeps(
-        model, x, tile, config, losses, style.stats, precision, content={k: content[k] for k in content_w},
-        weights=weighted if want_grad else None,
-        rank_weights={label: coef[label] for label in ranked} if want_grad else None,
-        content_scale=content_scale if want_grad else None)
+    if settle and not want_grad:  # the normalisers need the values: take them as coefficients' side effect
+        raw, squares, _ = _sweeps(model, x, tile, config, losses, style.stats, precision,
+                                  content={k: content[k] for k in content_w}, ticks=ticks)
+        coefs(raw)
+    else:
+        raw, squares, grad = _sweeps(
+            model, x, tile, config, losses, style.stats, precision, content={k: content[k] for k in content_w},
+            coefs=coefs if want_grad else None, content_scale=content_scale if want_grad else None,
+            settle=settle and want_grad, ticks=ticks)
+    if not want_grad:
+        grad = None
 
     normalised = {label: {layer: raw[label][layer] / style.ref[label][layer].double()
                           for layer in config.style_layers} for label in losses}
