@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from ..config import MIN_TILE, Config
 from ..layers import LAYER_NAMES, TILE_GRID, channels, pools_before, tile_margin
+from ..losses.spec import STYLE_SAMPLE
 
 __all__ = [
     "CPU_BASELINE",
@@ -124,12 +125,19 @@ def _scale_bytes(config: Config, hw: tuple[int, int], styles: Sequence[tuple[int
     per_px += loss_values(config, config.style_layers)
     if config.tile and max(hw) > config.tile:
         # One window at a time; image-sized: the optimiser's vectors, the image and its gradient, the content
-        # targets; the style images (3 values a pixel), whose moments are summed in tiles too.
+        # targets; the style images (3 values a pixel), whose moments are summed in tiles too, and the transport
+        # losses' style samples (features, and sliced W2's sorted projections) at up to STYLE_SAMPLE positions.
         side = config.tile + 2 * tile_margin(tuple(layers))
         window = min(side, hw[0]) * min(side, hw[1])
         whole = 3 * optimizer_vectors(config, steps) + 3 * 2 + (_feature_values("relu4_2") if content else 0)
         style_px = sum(h * w for h, w in styles)
-        return OVERHEAD * FLOAT * (per_px * window + whole * n + 3 * style_px)
+        samples = 0.0
+        for term in config.style_loss_terms():
+            if term.name in ("sliced-wasserstein", "histogram"):
+                copies = 2 if term.name == "sliced-wasserstein" else 1
+                samples += sum(copies * _channels(layer) * min(STYLE_SAMPLE, style_px * _feature_values(layer)
+                                                                / _channels(layer)) for layer in config.style_layers)
+        return OVERHEAD * FLOAT * (per_px * window + whole * n + 3 * style_px + samples)
     per_px += 3 * optimizer_vectors(config, steps)
     # Targets, kept for the whole scale: per style layer, the blended style statistics (sample-based losses keep
     # the pooled style features, at most the largest style image's size) and the content features.

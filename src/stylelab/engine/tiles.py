@@ -7,19 +7,24 @@ relu5_1, which sees 156 px), so the network run on the window gives, inside the 
 whole image: the zeros that pad the window's edge never reach the core, and every pool of the window pools the
 same 2x2 cells as the pool of the whole image.
 
-The style losses that tile (StyleLoss.tiling) compare statistics that are averages over positions. A step is then
-two sweeps over the tiles:
+The style losses that tile (StyleLoss.tiling) compare statistics that are averages over positions (Tiling), or
+match 1-D projections by rank (RankTiling). A step is up to three sweeps over the tiles:
 
 1. statistics (no gradient): each core's moments, averaged over the tiles by their shares of the positions (in
-   float64) into the whole image's moments m; the style loss L(m), its gradient ∂L/∂m, and the content loss;
-2. gradients: per tile, the surrogate  Σ ⟨∂L/∂m, share_t · moments(core_t)⟩ + the content loss of the core,
-   differentiated back to the window's pixels. The chain rule says its gradient is the tile's part of the whole
-   gradient; the windows overlap, and their pixel gradients add up into one image.
+   float64) into the whole image's moments m, and L(m), ∂L/∂m; each transport row's minimum and maximum; the
+   content loss; and the whole features of the small layers (fewer than binned.EXACT_BELOW positions), on which
+   every loss runs its own function, as in one piece;
+2. histograms (with a transport loss): every tile's projections counted into one histogram per row, on the grid
+   the minima and maxima fix (binned.PiecewiseTransport), which gives every value its rank;
+3. gradients: per tile, the surrogate  Σ ⟨∂L/∂m, share_t · moments(core_t)⟩ + Σ ⟨2 (p − Q(c(p))) / (K M), p⟩
+   + the small layers' gradients · their features + the content loss of the core, differentiated back to the
+   window's pixels. The chain rule says its gradient is the tile's part of the whole gradient; the windows
+   overlap, and their pixel gradients add up into one image.
 
-The step costs two forward passes and one backward pass per window (one forward more than a step in one piece,
-plus the margins), and holds one window's activations at a time, the image-sized vectors of the optimiser and the
-content targets at their layer. The optimiser sees one differentiable objective (an autograd Function), so L-BFGS,
-Adam and the pyramid parameterisation work unchanged.
+A window costs two forward passes and one backward pass (three forward passes with a transport loss), against one
+of each for a step in one piece, plus the margins; a step holds one window's activations at a time, the image-
+sized vectors of the optimiser and the content targets at their layer. The optimiser sees one differentiable
+objective (an autograd Function), so L-BFGS, Adam and the pyramid parameterisation work unchanged.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from torch import Tensor
 
 from ..config import Config
 from ..layers import TILE_GRID, channels, pools_before, tile_margin
-from ..losses.base import STYLE_SAMPLE, RankTiling, StyleLoss, Tiling, at_least_float32, flatten, weighted_sum
+from ..losses.base import RankTiling, StyleLoss, Tiling, at_least_float32, flatten, weighted_sum
 from ..losses.binned import EXACT_BELOW, PiecewiseTransport
 from ..losses.content import tv_loss
+from ..losses.spec import STYLE_SAMPLE
 from .features import VGG19
 
 __all__ = ["Tile", "TiledStyle", "plan", "tiled_activations", "tiled_objective", "tiled_style", "tilings_of"]

@@ -36,7 +36,6 @@ __all__ = [
     "MAX_POLY_C",
     "MAX_POLY_DEGREE",
     "MAX_SAMPLES",
-    "STYLE_SAMPLE",
     "M",
     "Memo",
     "Moments",
@@ -166,15 +165,12 @@ class RankTiling:
                                  untiled loss is called (a resampling loss picks its set of directions there); Q maps
                                  levels (K, L) in [0, 1] to the target's values there
 
-    The style side keeps its features at up to STYLE_SAMPLE seeded positions of each style image (all of them
+    The style side keeps its features at up to spec.STYLE_SAMPLE seeded positions of each style image (all of them
     when it has fewer), gathered tile by tile, as its statistics."""
 
     rows: Callable[[int, Any, Tensor], tuple[Tensor | None, Callable[[Tensor], Tensor]]]
     bins: int
     ties: bool  # rows are channels: many values at a row's minimum (a ReLU's zeros) are a tie
-
-
-STYLE_SAMPLE = 65536  # positions of a style image a tiled rank loss keeps per layer (64 MiB at 256 channels)
 
 
 @dataclass(frozen=True, init=False)

@@ -270,7 +270,7 @@ class _Transport(torch.autograd.Function):
             t = t_all[:, s:s + step]
             idx = t.to(torch.int64)
             diff = torch.addcmul(a.gather(1, idx), b.gather(1, idx), t)  # p − Q(c(p)), (K, n)
-            if tie_value is not None and directions is None:  # the values at a row's minimum move to the tie's
+            if tie_value is not None and directions is None:  # a row's minimum values move to the tie's value
                 chunk = x[:, s:s + step]
                 diff = torch.where(chunk == grid.low, chunk - tie_value, diff)
             weighted = diff if weights is None else diff * weights[:, s:s + step]

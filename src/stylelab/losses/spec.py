@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 Param = int | float | str  # the value of a loss parameter, as parsed from `name(key=value,...)`
 
-__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "TILING_LOSSES", "TILING_NOTE", "LossTerm", "loss_factory",
+__all__ = ["ALL_LOSSES", "GUIDED_LOSSES", "STYLE_LOSSES", "STYLE_SAMPLE", "TILING_LOSSES", "TILING_NOTE", "LossTerm",
+           "loss_factory",
            "parse_style_losses", "split_terms", "style_loss"]
 
 # name -> factory(**params) -> StyleLoss: "module:function" in this package (or, for an extension, the function
@@ -51,6 +52,9 @@ GUIDED_LOSSES = ("nn",)
 # too, so a run can be refused before torch loads.
 TILING_LOSSES = ("gram", "mmd-poly", "mmd-linear", "bn", "w2", "sliced-wasserstein", "histogram")
 TILING_NOTE = "mmd-poly at degree 2, sliced-wasserstein and histogram with bins > 0"
+# Positions of a style image a transport loss keeps per layer in tiles (64 MiB at 256 channels); plain data for the
+# memory estimate
+STYLE_SAMPLE = 65536
 # One representative spec per registry entry (defaults, and the linear-time estimator for the Gaussian).
 ALL_LOSSES = tuple(name if name != "mmd-gaussian" else "mmd-gaussian(estimator=rff)" for name in STYLE_LOSSES)
 RUN_CONTEXT = ("seed", "resample")  # supplied by the optimiser, never by the user
