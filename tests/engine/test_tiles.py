@@ -255,5 +255,4 @@ def test_progress_inside_tiled_steps(content_image, style_image):
     expected = [(4, s, t) for s in (1, 2, 3, 4) for t in range(1, tiles + 1)]
     expected += [(3, s, t) for s in (1, 2, 3) for t in range(1, tiles + 1)]
     assert [(e.sweeps, e.sweep, e.tile) for e in steps] == expected
-    assert all(e.seconds >= 0 for e in steps)
     assert steps[-1].fraction == 1 and steps[-1].eta() == 0

@@ -321,6 +321,15 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
         v = rows[label][layer][0]
         return x if v is None else v.to(x.dtype) @ x
 
+    def each_row(cores: Mapping[str, Tensor]) -> Iterator[tuple[str, str, Tensor]]:
+        """(label, layer, rows) of each transport loss at each large layer of a tile's core (none where the core
+        has no position there)."""
+        for label in rank_t:
+            for layer in large:
+                x = flatten(cores[layer])
+                if x.shape[1]:
+                    yield label, layer, projected(label, layer, x)
+
     total: Moments = {}
     counts: dict[str, int] = {}
     whole = {layer: image.new_zeros(1, channels(layer), *_feature_hw(image, layer)) for layer in small}
@@ -334,22 +343,16 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
                 oy, ox = t.offset(layer)
                 a = cores[layer]
                 whole[layer][..., oy:oy + a.shape[-2], ox:ox + a.shape[-1]] = a
-            for label in rank_t:
-                for layer in large:
-                    x = flatten(cores[layer])
-                    if x.shape[1]:
-                        splits[label][layer].observe(projected(label, layer, x))
+            for label, layer, p in each_row(cores):
+                splits[label][layer].observe(p)
             for layer in layers_c:
                 assert content is not None
                 squares[layer] += _squared_error(t, cores[layer], content[layer], layer).double()
         if ranked:
             for _, cores in _cores(model, image, tiles, large, precision,
                                    lambda done: ticks(2, sweeps, done, len(tiles))):
-                for label in rank_t:
-                    for layer in large:
-                        x = flatten(cores[layer])
-                        if x.shape[1]:
-                            splits[label][layer].count(projected(label, layer, x))
+                for label, layer, p in each_row(cores):
+                    splits[label][layer].count(p)
             for label in rank_t:
                 for layer in large:
                     splits[label][layer].close(rows[label][layer][1])
@@ -392,12 +395,8 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
         with torch.no_grad():
             for _, cores in _cores(model, image, tiles, large, precision,
                                    lambda done: ticks(3, sweeps, done, len(tiles))):
-                for label in rank_t:
-                    for layer in large:
-                        x = flatten(cores[layer])
-                        if x.shape[1]:
-                            sums[label][layer] += (splits[label][layer].difference(projected(label, layer, x))
-                                                   .double() ** 2).sum()
+                for label, layer, p in each_row(cores):
+                    sums[label][layer] += (splits[label][layer].difference(p).double() ** 2).sum()
         rank_values()
     if coefs is None and not ranked:
         return raw, squares, None
