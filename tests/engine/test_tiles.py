@@ -143,8 +143,7 @@ def test_a_large_style_keeps_seeded_positions_gathered_from_tiles(model64, pair6
     monkeypatch.setattr(tiles, "STYLE_SAMPLE", 1000)
     config = Config(style_loss="sliced-wasserstein", style_layers=SHALLOW, tile=64)
     losses = build_style_losses(config)
-    stats = tiles._style_stats(model64, style, SHALLOW, losses, tiles.tilings_of(losses), 64, 0,
-                               tiles.contextlib.nullcontext)
+    stats = tiles._style_stats(tiles.LocalTiles(model64), style, SHALLOW, losses, tiles.tilings_of(losses), 64, 0)
     whole = model64(style, set(SHALLOW))
     for layer in SHALLOW:
         kept = stats["sliced-wasserstein"][layer]

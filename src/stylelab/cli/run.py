@@ -4,12 +4,13 @@ provenance."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ..engine.checkpoint import Checkpoint
+    from ..engine.ray_tiles import RayTiles
 
 __all__ = ["register", "run", "run_replay", "run_texture"]
 
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of STYLE (several styles are blended). Weights are normalised: style loss 1 = the content image.",
     )
     add_run_arguments(run)
+    add_ray_flags(run)
 
     tex = sub.add_parser(
         "texture", help="synthesise a texture from style image(s), no content image",
@@ -65,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tex.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .tif, .bmp)")
     add_settings(tex, texture=True)
     add_outputs(tex)
+    add_ray_flags(tex)
 
     rep = sub.add_parser(
         "replay", help="rerun the run that made a stylelab PNG, from the settings embedded in it",
@@ -76,6 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--device", default=None, help="override the device (auto, cpu, cuda, cuda:N, mps)")
     rep.add_argument("--overwrite", action="store_true", help="allow the output to replace an input (IMAGE too)")
     rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_ray_flags(p: argparse.ArgumentParser) -> None:
+    """--ray and its actors: where a tiled run's tiles are computed (not a setting: the pixels are the same)."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="compute the tiles of the tiled scales (--tile) on Ray actors (pip install 'stylelab[ray]'): "
+                   "no ADDRESS starts a local Ray, 'auto' joins RAY_ADDRESS or the cluster of `ray start`. The "
+                   "pixels are those of the same run here with --ray-threads torch threads")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="with --ray: how many actors, each with VGG19 (default: the cluster's CPUs // --ray-threads)")
+    p.add_argument("--ray-threads", type=int, default=1, metavar="T",
+                   help="with --ray: torch threads per actor, and in this process for the rest of the run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,25 +144,32 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
 
     output = output_path(args.output)
     checkpoint = check_run_flags(job, config, args, output)
-    progress = Progress(config, args, output)
+    ray = getattr(args, "ray", None)
+    if ray is not None:
+        check_ray_flags(args)
     start = time.perf_counter()
-    try:
+    with contextlib.ExitStack() as stack:
+        progress = Progress(config, args, output)
+        stack.callback(progress.close)
         if job["command"] == "texture":
             w, h = job["size"]
             need, config = check_memory(config, None, job["styles"], shape=(h, w), quiet=args.quiet)
-            image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint, on_tile=progress.on_tile)
+            runner = None if ray is None else stack.enter_context(ray_runner(config, need, args))
+            image = synthesize(job["styles"], (w, h), config, progress.on_step, checkpoint, on_tile=progress.on_tile,
+                               tile_runner=runner)
             alpha = None
         else:
             content = read_image(job["content"], "content image")  # read (or downloaded) once, all 16 bits
             need, config = check_memory(config, content.size[::-1], job["styles"], quiet=args.quiet)
+            runner = None if ray is None else stack.enter_context(ray_runner(config, need, args))
             styles = load_inputs(None, job["styles"])[1]  # read (or downloaded) once, for --preview and the run
             if getattr(args, "preview", None) is not None:
                 write_preview(Path(args.preview), content, styles, config, args.quiet)
-            image = stylize(content, styles, config, progress.on_step, checkpoint, on_tile=progress.on_tile)
+            image = stylize(content, styles, config, progress.on_step, checkpoint, on_tile=progress.on_tile,
+                            tile_runner=runner)
             alpha = load_alpha(content)
-    finally:
-        progress.close()
-    meta = record({**job, "bit_depth": args.bit_depth}, config)
+        # recorded with the thread count the run used (replay runs with it): --ray-threads with --ray
+        meta = record({**job, "bit_depth": args.bit_depth}, config)
     save_image(image, output, bit_depth=args.bit_depth, alpha=alpha, metadata=meta)
     if not args.quiet:
         seconds = progress.seconds
@@ -154,6 +177,37 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
         print(f"wrote {output} ({image.width}x{image.height}) in {time.perf_counter() - start:.1f} s, "
               f"{len(seconds)} steps, median {per_step:.3f} s/step, peak memory about {need}", file=sys.stderr)
     return 0
+
+
+def check_ray_flags(args: argparse.Namespace) -> None:
+    """--ray's flags, before any work: numbers that make sense, and the extra installed."""
+    from ..engine.ray_tiles import _ray
+
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ConfigError(f"--ray-actors must be >= 1, got {args.ray_actors}")
+    if args.ray_threads < 1:
+        raise ConfigError(f"--ray-threads must be >= 1, got {args.ray_threads}")
+    _ray()
+
+
+@contextlib.contextmanager
+def ray_runner(config: Config, est: memory.Estimate, args: argparse.Namespace) -> Iterator[RayTiles]:
+    """--ray: the actors for a run computed in tiles, and this process on --ray-threads threads meanwhile (the same
+    sums as the actors', so the pixels of the same run here with that many threads)."""
+    import torch
+
+    from ..engine.ray_tiles import RayTiles
+
+    if not config.tile or max(est.hw) <= config.tile:
+        raise ConfigError("--ray computes the tiles of a tiled run, and this one is not tiled: add --tile N (px, a "
+                          "multiple of 16 below the output's long edge)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.ray_threads)
+    try:
+        with RayTiles(config, None if args.ray == "local" else args.ray, args.ray_actors, args.ray_threads) as runner:
+            yield runner
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_run_flags(job: dict, config: Config, args: argparse.Namespace, output: Path) -> Checkpoint | None:

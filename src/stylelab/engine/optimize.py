@@ -45,7 +45,15 @@ from .events import Callback, ScaleEnd, Step, TileCallback, TileProgress
 from .features import VGG19, Weights, load_weights
 from .masks import LoadedRegion, load_regions, position_weights
 from .param import image_param
-from .tiles import TiledStyle, tiled_activations, tiled_objective, tiled_style
+from .tiles import (
+    LocalTiles,
+    TiledStyle,
+    TileRunner,
+    runner_of,
+    tiled_activations,
+    tiled_objective,
+    tiled_style,
+)
 
 __all__ = ["Callback", "DeviceError", "OptimizationError", "RegionTargets", "Step", "StopRule", "StyleCache",
     "StyleLosses", "Targets", "build_model", "build_style_losses", "check_masks_supported", "check_size",
@@ -105,6 +113,7 @@ class Targets:
     tile: int | None = None
     # After each tile of each sweep of a tiled step: (sweep, sweeps, tiles done, tiles) (a display's hook)
     ticks: Callable[[int, int, int, int], None] | None = None
+    runner: TileRunner | None = None  # where the tiles' work runs (None: in this process, on the model)
 
 
 StyleLosses = dict[str, tuple[StyleLoss, float]]  # label -> (loss, weight in the mix; weights sum to 1)
@@ -118,16 +127,18 @@ def stylize(
     checkpoint: Checkpoint | None = None,
     style_cache: StyleCache | None = None,
     on_tile: TileCallback | None = None,
+    tile_runner: TileRunner | None = None,
 ) -> Image.Image:
     """Stylise `content` with one or more `styles` (paths, URLs, PIL images or (1,3,H,W) tensors in [0,1]).
     `style_cache`: a mapping kept between calls (stylelab.jobs.StyleCache) so the style side of the targets is
     computed once per (style pixels at each scale, settings); same pixels as without it. `on_tile`: a
-    TileProgress after each tile of a scale computed in tiles (Config.tile)."""
+    TileProgress after each tile of a scale computed in tiles (Config.tile). `tile_runner`: where those tiles'
+    work runs (stylelab.engine.ray_tiles.RayTiles: on Ray actors); default: in this process."""
     content_t, style_ts = load_inputs(content, styles)
     config.blend_weights(len(style_ts))  # validate the blend against the number of styles before any work
     init = None if config.init in INITS else to_tensor(config.init, "init image")
     return tensor_to_pil(transfer(content_t, style_ts, config, callback, init_image=init, checkpoint=checkpoint,
-                                  style_cache=style_cache, on_tile=on_tile))
+                                  style_cache=style_cache, on_tile=on_tile, tile_runner=tile_runner))
 
 
 def synthesize(
@@ -137,6 +148,7 @@ def synthesize(
     callback: Callback | None = None,
     checkpoint: Checkpoint | None = None,
     on_tile: TileCallback | None = None,
+    tile_runner: TileRunner | None = None,
 ) -> Image.Image:
     """A texture of `size` (W, H) px with the style of `styles` and no content (content weight 0, noise init).
     With `config.tileable` the sides are rounded to multiples of 16 px and the texture tiles without seams."""
@@ -151,7 +163,7 @@ def synthesize(
                                          init="noise" if config.init == "content" else config.init)
     init = None if texture_config.init in INITS else to_tensor(texture_config.init, "init image")
     out = transfer(None, style_ts, texture_config, callback, init_image=init, checkpoint=checkpoint, shape=(h, w),
-                   on_tile=on_tile)
+                   on_tile=on_tile, tile_runner=tile_runner)
     return tensor_to_pil(out)
 
 
@@ -197,6 +209,7 @@ def transfer(
     shape: tuple[int, int] | None = None,
     style_cache: StyleCache | None = None,
     on_tile: TileCallback | None = None,
+    tile_runner: TileRunner | None = None,
 ) -> Tensor:
     """Tensor-level core of `stylize` (and of `synthesize`, with content None and an output `shape` (H, W)):
     colour handling, then each scale of the schedule: resize, targets, optimise. Output (1, 3, H, W) on the CPU."""
@@ -212,6 +225,8 @@ def transfer(
     device = pick_device(config.device)
     model = build_model(config.weights, config.pooling, device, "circular" if config.tileable else "zeros")
     model.low_memory = config.low_memory
+    if tile_runner is None:
+        tile_runner = LocalTiles(model, functools.partial(conv_precision, config, device))
     losses = build_style_losses(config)
     check_masks_supported(losses, regions)
     plan = config.schedule()
@@ -246,7 +261,7 @@ def transfer(
             opt_state = _carry_state(config, opt_state, hw)
             x = begin = resize(x, hw).clamp(0, 1)
         if config.tile and max(hw) > config.tile:
-            targets = compute_tiled_targets(model, c_k, s_k, config, losses, reference, config.tile, style_cache,
+            targets = compute_tiled_targets(tile_runner, c_k, s_k, config, losses, reference, config.tile, style_cache,
                                             ticks=None if on_tile is None else _tile_ticks(on_tile, k, "targets"),
                                             defer=starts_at_reference)
             targets.ticks = None if on_tile is None else _tile_ticks(on_tile, k, "step")
@@ -445,23 +460,23 @@ def check_masks_supported(losses: StyleLosses, regions: Sequence[LoadedRegion]) 
 
 
 @torch.no_grad()
-def compute_tiled_targets(model: VGG19, content: Tensor | None, styles: Sequence[Tensor], config: Config,
+def compute_tiled_targets(model: VGG19 | TileRunner, content: Tensor | None, styles: Sequence[Tensor], config: Config,
                           losses: StyleLosses, reference: Tensor, tile: int, style_cache: StyleCache | None = None,
                           ticks: Callable[[int, int, int, int], None] | None = None, defer: bool = False) -> Targets:
     """compute_targets for a scale computed in tiles of `tile` px: the content targets put together from tiles,
     the style statistics and normalisers from moments summed over tiles (stylelab.engine.tiles)."""
-    precision = functools.partial(conv_precision, config, reference.device)
+    runner = runner_of(model, functools.partial(conv_precision, config, reference.device))
     key = None if style_cache is None else _style_key(styles, config, reference.device)
     cached = None if key is None or style_cache is None else style_cache.get(key)
-    style = tiled_style(model, reference, styles, config.blend_weights(len(styles)), config, losses, tile,
-                        precision, stats=cached, ticks=ticks, defer=defer)
+    style = tiled_style(runner, reference, styles, config.blend_weights(len(styles)), config, losses, tile,
+                        stats=cached, ticks=ticks, defer=defer)
     if key is not None and cached is None and style_cache is not None:
         style_cache[key] = style.stats
     content_layers = config.content_layers if content is not None else ()
     targets = Targets(tuple(content_layers), {}, {}, [], content_kind=config.content_loss, seed=config.seed,
-                      tiled=style, tile=tile)
+                      tiled=style, tile=tile, runner=runner)
     if content is not None:
-        set_content(targets, tiled_activations(model, content, content_layers, tile, precision))
+        set_content(targets, tiled_activations(runner, content, content_layers, tile))
     return targets
 
 
@@ -612,8 +627,9 @@ def objective(
     if targets.tiled is not None and targets.tile is not None:
         if extra_loss is not None:
             raise ConfigError("an extra loss (video's temporal loss) cannot run in tiles; leave out --tile")
-        return tiled_objective(model, x, targets.tile, targets.content, targets.content_power, targets.tiled, config,
-                               losses, functools.partial(conv_precision, config, x.device), targets.ticks)
+        return tiled_objective(targets.runner or model, x, targets.tile, targets.content, targets.content_power,
+                               targets.tiled, config, losses, functools.partial(conv_precision, config, x.device),
+                               targets.ticks)
     content_layers = targets.content_layers
     with conv_precision(config, x.device):
         feats = model(x, {*content_layers, *config.style_layers})

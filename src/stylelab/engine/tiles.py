@@ -34,7 +34,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -47,7 +47,8 @@ from ..losses.content import tv_loss
 from ..losses.spec import STYLE_SAMPLE
 from .features import VGG19
 
-__all__ = ["Tile", "TiledStyle", "plan", "tiled_activations", "tiled_objective", "tiled_style", "tilings_of"]
+__all__ = ["LocalTiles", "Tile", "TileRunner", "TiledStyle", "plan", "run_window", "runner_of", "tiled_activations",
+           "tiled_objective", "tiled_style", "tilings_of"]
 
 Precision = Callable[[], contextlib.AbstractContextManager]  # the context the network runs in (conv_precision)
 # After each tile of a sweep: (sweep, sweeps, tiles done in this sweep, tiles per sweep), 1-based sweeps
@@ -84,6 +85,12 @@ class Tile:
         s = 2 ** pools_before(layer)
         return self.core[0] // s, self.core[2] // s
 
+    def span(self, layer: str) -> Box:
+        """The core's rows and columns in the whole image's feature map at `layer` (those core_of gives)."""
+        s = 2 ** pools_before(layer)
+        (cy0, cy1, cx0, cx1), (h, w) = self.core, self.shape
+        return cy0 // s, (h if cy1 == h else cy1) // s, cx0 // s, (w if cx1 == w else cx1) // s
+
 
 def plan(shape: tuple[int, int], tile: int, margin: int) -> list[Tile]:
     """Cores of `tile` px (the last ones in each row and column smaller) and their windows, row by row."""
@@ -96,13 +103,53 @@ def plan(shape: tuple[int, int], tile: int, margin: int) -> list[Tile]:
             for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
 
 
-def _cores(model: VGG19, image: Tensor, tiles: Sequence[Tile], layers: Sequence[str], precision: Precision,
-           tick: Callable[[int], None] | None = None) -> Iterator[tuple[Tile, dict[str, Tensor]]]:
-    """Each tile and its core's activations at `layers`; tick(tiles done) after each."""
-    for k, t in enumerate(tiles):
-        with precision():
-            acts = model(t.pixels(image), set(layers))
-        yield t, {layer: t.core_of(acts[layer], layer) for layer in layers}
+Net = Callable[[Tensor, set[str]], dict[str, Tensor]]  # VGG19 on a window, in the run's precision: its activations
+# A tile's part of a sweep: (net, the window's pixels, the tile, its share of image-sized inputs) -> a small result
+Work = Callable[[Net, Tensor, Tile, Any], Any]
+
+
+class TileRunner(Protocol):
+    """Runs one sweep: `work` on each tile's window, with `extra(tile)` (the tile's share of the image-sized inputs,
+    such as the content targets under its core), and gives the results back in the tiles' order. The driver adds
+    them up in that order, so where the work runs (here, or on Ray actors: stylelab.engine.ray_tiles) changes no
+    sum: the same thread count gives the same pixels."""
+
+    def map(self, work: Work, image: Tensor, tiles: Sequence[Tile],
+            extra: Callable[[Tile], Any] | None = None) -> Iterator[Any]: ...
+
+
+def run_window(model: VGG19, window: Tensor, layers: set[str], precision: Precision) -> dict[str, Tensor]:
+    """The network on a window, zero-padded (the margins are wide enough for zeros, and only for zeros)."""
+    with model.zero_padding(), precision():
+        return model(window, layers)
+
+
+class LocalTiles:
+    """The tiles one after another, in this process."""
+
+    def __init__(self, model: VGG19, precision: Precision = contextlib.nullcontext) -> None:
+        self.model, self.precision = model, precision
+
+    def net(self, window: Tensor, layers: set[str]) -> dict[str, Tensor]:
+        return run_window(self.model, window, layers, self.precision)
+
+    def map(self, work: Work, image: Tensor, tiles: Sequence[Tile],
+            extra: Callable[[Tile], Any] | None = None) -> Iterator[Any]:
+        for t in tiles:
+            yield work(self.net, t.pixels(image), t, None if extra is None else extra(t))
+
+
+def runner_of(model: VGG19 | TileRunner, precision: Precision = contextlib.nullcontext) -> TileRunner:
+    """A runner as given, or the local one on `model`."""
+    return LocalTiles(model, precision) if isinstance(model, VGG19) else model
+
+
+def _run(runner: TileRunner, work: Work, image: Tensor, tiles: Sequence[Tile],
+         extra: Callable[[Tile], Any] | None = None,
+         tick: Callable[[int], None] | None = None) -> Iterator[tuple[Tile, Any]]:
+    """Each tile and its result, in order; tick(tiles done) after each has been used."""
+    for k, (t, result) in enumerate(zip(tiles, runner.map(work, image, tiles, extra), strict=True)):
+        yield t, result
         if tick is not None:
             tick(k + 1)
 
@@ -111,19 +158,31 @@ def _tiles(image: Tensor, tile: int, layers: Sequence[str]) -> list[Tile]:
     return plan((int(image.shape[-2]), int(image.shape[-1])), tile, tile_margin(tuple(layers)))
 
 
+def _under(t: Tile, whole: Tensor, layer: str) -> Tensor:
+    """The part of an image-sized feature map at `layer` (the content targets, say) under the tile's core."""
+    y0, y1, x0, x1 = t.span(layer)
+    return whole[..., y0:y1, x0:x1]
+
+
 @torch.no_grad()
-def tiled_activations(model: VGG19, image: Tensor, layers: Sequence[str], tile: int,
+def _core_work(layers: tuple[str, ...], net: Net, window: Tensor, t: Tile, extra: None) -> dict[str, Tensor]:
+    """Tile work: the core's activations at `layers`."""
+    acts = net(window, set(layers))
+    return {layer: at_least_float32(t.core_of(acts[layer], layer)) for layer in layers}
+
+
+@torch.no_grad()
+def tiled_activations(model: VGG19 | TileRunner, image: Tensor, layers: Sequence[str], tile: int,
                       precision: Precision = contextlib.nullcontext) -> dict[str, Tensor]:
     """The whole image's activations at `layers`, computed in tiles and put together (float32)."""
     out: dict[str, Tensor] = {}
-    for t, cores in _cores(model, image, _tiles(image, tile, layers), layers, precision):
+    work = functools.partial(_core_work, tuple(layers))
+    for t, cores in _run(runner_of(model, precision), work, image, _tiles(image, tile, layers)):
         for layer, a in cores.items():
-            a = at_least_float32(a)
-            if layer not in out:  # the first tile is the top-left one: its offset is (0, 0)
-                h, w = _feature_hw(image, layer)
-                out[layer] = a.new_zeros(1, a.shape[1], h, w)
-            y, x = t.offset(layer)
-            out[layer][..., y:y + a.shape[-2], x:x + a.shape[-1]] = a
+            if layer not in out:
+                out[layer] = a.new_zeros(1, a.shape[1], *_feature_hw(image, layer))
+            y0, y1, x0, x1 = t.span(layer)
+            out[layer][..., y0:y1, x0:x1] = a
     return out
 
 
@@ -134,9 +193,10 @@ def _feature_hw(image: Tensor, layer: str) -> tuple[int, int]:
     return h, w
 
 
-Moments = dict[str, dict[str, tuple[Tensor, ...]]]  # loss label -> layer -> the whole image's moments (float64)
+Moments = dict[str, dict[str, tuple[Tensor, ...]]]  # loss label -> layer -> moments (float64)
 AnyTiling = Tiling | RankTiling
 Losses = Mapping[str, tuple[StyleLoss, float]]
+Directions = dict[str, dict[str, Tensor | None]]  # transport loss label -> layer -> its directions (None: channels)
 
 
 def tilings_of(losses: Losses) -> dict[str, AnyTiling]:
@@ -159,8 +219,8 @@ class TiledStyle:
 
 
 @torch.no_grad()
-def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend: Sequence[float], config: Config,
-                losses: Losses, tile: int, precision: Precision,
+def tiled_style(model: VGG19 | TileRunner, reference: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
+                config: Config, losses: Losses, tile: int, precision: Precision = contextlib.nullcontext,
                 stats: dict[str, dict[str, Any]] | None = None, ticks: Ticks | None = None,
                 defer: bool = False) -> TiledStyle:
     """The blended style statistics (computed in tiles unless given: a style cache) and each loss's value at the
@@ -168,6 +228,7 @@ def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend
     each tile, the sweeps counted over the style images and the reference. `defer`: the normalisers are left to
     the first objective (TiledStyle.pending), as the untiled engine does when a run starts at the reference: a loss
     that draws its directions per evaluation then draws them as often as in one piece."""
+    runner = runner_of(model, precision)
     tilings = tilings_of(losses)
     layers = config.style_layers
     tick = ticks or _silent
@@ -175,15 +236,14 @@ def tiled_style(model: VGG19, reference: Tensor, styles: Sequence[Tensor], blend
     ref_sweeps = 0 if defer else _sweep_count(tilings, gradient=False)
     sweeps = own + ref_sweeps
     if stats is None:
-        with model.zero_padding():  # a style image is not a torus (the engine's rule, kept here)
-            per_style = [_style_stats(model, s, layers, losses, tilings, tile, config.seed, precision,
-                                      functools.partial(_style_tick, tick, k + 1, sweeps))
-                         for k, s in enumerate(styles)]
+        per_style = [_style_stats(runner, s, layers, losses, tilings, tile, config.seed,
+                                  functools.partial(_style_tick, tick, k + 1, sweeps))
+                     for k, s in enumerate(styles)]
         stats = {label: {layer: losses[label][0].blend([p[label][layer] for p in per_style], blend)
                          for layer in layers} for label in tilings}
     if defer:
         return TiledStyle(stats, {}, pending=reference)
-    raw, _, _ = _sweeps(model, reference, tile, config, losses, stats, precision,
+    raw, _, _ = _sweeps(runner, reference, tile, config, losses, stats,
                         ticks=lambda sweep, _, done, n: tick(own + sweep, sweeps, done, n))
     return TiledStyle(stats, _normalisers(raw))
 
@@ -203,24 +263,25 @@ def _style_tick(ticks: Ticks, sweep: int, sweeps: int, done: int, tiles: int) ->
     ticks(sweep, sweeps, done, tiles)
 
 
-def _style_stats(model: VGG19, image: Tensor, layers: Sequence[str], losses: Losses,
-                 tilings: Mapping[str, AnyTiling], tile: int, seed: int, precision: Precision,
+def _style_stats(runner: TileRunner, image: Tensor, layers: Sequence[str], losses: Losses,
+                 tilings: Mapping[str, AnyTiling], tile: int, seed: int,
                  tick: Callable[[int, int], None] | None = None) -> dict[str, dict[str, Any]]:
     """One style image's statistics per loss and layer: from its moments (Tiling), or (RankTiling) the loss's
     statistics of its features at up to STYLE_SAMPLE seeded positions, in the order of the whole image's."""
     tiles = _tiles(image, tile, layers)
     moment_tilings = {label: tl for label, tl in tilings.items() if isinstance(tl, Tiling)}
+    ranked = len(moment_tilings) < len(tilings)
+    wanted = {layer: _sample_positions(image, layer, seed) for layer in layers} if ranked else None
+    widths = {layer: _feature_hw(image, layer)[1] for layer in layers}
+    work = functools.partial(_style_work, tuple(layers), moment_tilings, wanted, widths)
     total: Moments = {}
     counts: dict[str, int] = {}
-    wanted = {layer: _sample_positions(image, layer, seed) for layer in layers}
     kept: dict[str, list[tuple[Tensor, Tensor]]] = {layer: [] for layer in layers}
-    ranked = len(moment_tilings) < len(tilings)
-    for t, cores in _cores(model, image, tiles, layers, precision,
-                           None if tick is None else lambda done: tick(done, len(tiles))):
-        _accumulate(total, counts, moment_tilings, cores)
-        if ranked:
-            for layer, a in cores.items():
-                kept[layer].append(_sampled(t, a, layer, wanted[layer], _feature_hw(image, layer)[1]))
+    for _, (parts, n, sampled) in _run(runner, work, image, tiles,
+                                       tick=None if tick is None else lambda done: tick(done, len(tiles))):
+        _add_moments(total, counts, parts, n)
+        for layer, part in (sampled or {}).items():
+            kept[layer].append(part)
     moments = _averaged(total, counts)
     out: dict[str, dict[str, Any]] = {}
     for label, tiling in tilings.items():
@@ -229,6 +290,20 @@ def _style_stats(model: VGG19, image: Tensor, layers: Sequence[str], losses: Los
         else:
             out[label] = {layer: losses[label][0].stats(_in_order(kept[layer])) for layer in layers}
     return out
+
+
+@torch.no_grad()
+def _style_work(layers: tuple[str, ...], tilings: Mapping[str, Tiling], wanted: Mapping[str, Tensor | None] | None,
+                widths: Mapping[str, int], net: Net, window: Tensor, t: Tile,
+                extra: None) -> tuple[Moments, dict[str, int], dict[str, tuple[Tensor, Tensor]] | None]:
+    """Tile work for a style image: the core's moments (times its positions) and, for the transport losses, its
+    features at the kept positions."""
+    acts = net(window, set(layers))
+    cores = {layer: t.core_of(acts[layer], layer) for layer in layers}
+    parts, n = _moments_of(tilings, cores)
+    sampled = None if wanted is None else {layer: _sampled(t, a, layer, wanted[layer], widths[layer])
+                                           for layer, a in cores.items()}
+    return parts, n, sampled
 
 
 def _sample_positions(image: Tensor, layer: str, seed: int) -> Tensor | None:
@@ -260,19 +335,28 @@ def _in_order(parts: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
     return features[:, index.argsort().to(features.device)]
 
 
-def _accumulate(total: Moments, counts: dict[str, int], tilings: Mapping[str, Tiling],
-                cores: Mapping[str, Tensor]) -> None:
-    """Add one tile's moments, weighted by its position count, into `total` (float64)."""
+def _moments_of(tilings: Mapping[str, Tiling], cores: Mapping[str, Tensor]) -> tuple[Moments, dict[str, int]]:
+    """A core's moments per loss and layer times its number of positions there (float64), and those numbers."""
+    parts: Moments = {}
+    n: dict[str, int] = {}
     for layer, a in cores.items():
         x = flatten(a)
-        n = x.shape[1]
-        counts[layer] = counts.get(layer, 0) + n
-        if n == 0:  # a core at the image's edge that the pools' rounding leaves without a position at this layer
+        n[layer] = x.shape[1]
+        if n[layer] == 0:  # a core at the image's edge that the pools' rounding leaves without a position here
             continue
         for label, tiling in tilings.items():
-            parts = tuple(m.double() * n for m in tiling.moments(x))
+            parts.setdefault(label, {})[layer] = tuple(m.double() * n[layer] for m in tiling.moments(x))
+    return parts, n
+
+
+def _add_moments(total: Moments, counts: dict[str, int], parts: Moments, n: Mapping[str, int]) -> None:
+    """Add one tile's moments (times its positions) and position counts into `total` and `counts`."""
+    for layer, k in n.items():
+        counts[layer] = counts.get(layer, 0) + k
+    for label, per in parts.items():
+        for layer, ms in per.items():
             old = total.setdefault(label, {}).get(layer)
-            total[label][layer] = parts if old is None else tuple(o + p for o, p in zip(old, parts))
+            total[label][layer] = ms if old is None else tuple(o + p for o, p in zip(old, ms))
 
 
 def _averaged(total: Moments, counts: Mapping[str, int]) -> Moments:
@@ -280,12 +364,110 @@ def _averaged(total: Moments, counts: Mapping[str, int]) -> Moments:
             for label, per in total.items()}
 
 
+def _rows(directions: Mapping[str, Tensor | None], cores: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
+    """(layer, rows) of a transport loss at each of its layers where the core has positions: the features
+    projected on the layer's directions, or the channels themselves."""
+    for layer, v in directions.items():
+        x = flatten(cores[layer])
+        if x.shape[1]:
+            yield layer, x if v is None else v.to(x.dtype) @ x
+
+
 Raw = dict[str, dict[str, Tensor]]  # loss label -> layer -> the loss's raw value (float64)
 Coefs = dict[str, dict[str, float]]  # loss label -> layer -> d objective / d raw value
+Ranges = dict[str, dict[str, tuple[Tensor, Tensor]]]  # transport loss label -> layer -> its rows' min and max
 
 
-def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Losses, stats: Mapping[str, Any],
-            precision: Precision, content: Mapping[str, Tensor] | None = None,
+@torch.no_grad()
+def _first_work(layers: tuple[str, ...], large: tuple[str, ...], small: tuple[str, ...],
+                tilings: Mapping[str, Tiling], directions: Directions, content_layers: tuple[str, ...],
+                net: Net, window: Tensor, t: Tile, targets: Mapping[str, Tensor] | None,
+                ) -> tuple[Moments, dict[str, int], dict[str, Tensor], Ranges, dict[str, Tensor]]:
+    """Tile work of the first sweep: the core's moments at the large layers (times its positions), its features at
+    the small ones, the transport losses' row ranges, and the content loss's sum of squares at each layer against
+    `targets`, the content targets under the core."""
+    acts = net(window, set(layers))
+    cores = {layer: t.core_of(acts[layer], layer) for layer in layers}
+    parts, n = _moments_of(tilings, {layer: cores[layer] for layer in large})
+    ranges = {label: {layer: PiecewiseTransport.extent(p) for layer, p in _rows(per, cores)}
+              for label, per in directions.items()}
+    squares = {layer: _squared_error(cores[layer], targets[layer]).double() for layer in content_layers
+               if targets is not None}
+    return parts, n, {layer: cores[layer] for layer in small}, ranges, squares
+
+
+@torch.no_grad()
+def _count_work(directions: Directions, splits: Mapping[str, Mapping[str, PiecewiseTransport]], net: Net,
+                window: Tensor, t: Tile, extra: None) -> dict[str, dict[str, Any]]:
+    """Tile work of the second sweep: each transport row's histogram over the core, on the grid of its range."""
+    layers = {layer for per in directions.values() for layer in per}
+    acts = net(window, layers)
+    cores = {layer: t.core_of(acts[layer], layer) for layer in layers}
+    return {label: {layer: splits[label][layer].counted(p) for layer, p in _rows(per, cores)}
+            for label, per in directions.items()}
+
+
+@dataclass(frozen=True)
+class _Last:
+    """Tile work of the last sweep: the gradient, with respect to the window's pixels, of the tile's surrogate
+    (`gradient`), and each transport loss's Σ (p − Q(c(p)))² over the core (`values`). What every tile needs is
+    here; each tile's own share (the small layers' gradients and the content targets under its core) comes as
+    `extra`."""
+
+    layers: tuple[str, ...]  # the layers the network runs to
+    style_layers: tuple[str, ...]
+    small: frozenset[str]
+    counts: Mapping[str, int]  # the whole image's positions per layer
+    tilings: Mapping[str, Tiling]  # the moment losses
+    slopes: Mapping[str, Mapping[str, tuple[Tensor, ...]]]  # ∂ objective / ∂ moments (with `gradient`)
+    directions: Directions  # the transport losses' rows
+    splits: Mapping[str, Mapping[str, PiecewiseTransport]]  # closed: each row's match
+    rank_scale: Mapping[str, Mapping[str, float]]  # ∂ objective / ∂ Σ difference · p (with `gradient`)
+    content_scale: Mapping[str, float]  # ∂ objective / ∂ the content's sum of squares per layer
+    gradient: bool
+    values: bool
+
+    def __call__(self, net: Net, window: Tensor, t: Tile,
+                 extra: tuple[dict[str, Tensor], dict[str, Tensor]] | None,
+                 ) -> tuple[Tensor | None, dict[str, dict[str, Tensor]]]:
+        small_grads, targets = extra if extra is not None else ({}, {})
+        window = window.detach().requires_grad_(self.gradient)
+        sums: dict[str, dict[str, Tensor]] = {}
+        with torch.set_grad_enabled(self.gradient):
+            acts = net(window, set(self.layers))
+            surrogate = window.new_zeros(())
+            for layer in self.style_layers:
+                core = t.core_of(acts[layer], layer)
+                if layer in self.small:
+                    if self.gradient:
+                        surrogate = surrogate + (small_grads[layer].to(core.dtype) * core).sum()
+                    continue
+                xc = flatten(core)
+                if xc.shape[1] == 0:
+                    continue
+                share = xc.shape[1] / self.counts[layer]
+                for label, slope in self.slopes.items():
+                    for g, m in zip(slope[layer], self.tilings[label].moments(xc)):
+                        surrogate = surrogate + share * (g.to(m.dtype) * m).sum()
+                for label, rows in self.directions.items():
+                    v = rows[layer]
+                    p = xc if v is None else v.to(xc.dtype) @ xc
+                    diff = self.splits[label][layer].difference(p.detach())
+                    if self.values:
+                        sums.setdefault(label, {})[layer] = (diff.double() ** 2).sum()
+                    if self.gradient:
+                        surrogate = surrogate + self.rank_scale[label][layer] * (diff * p).sum()
+            for layer, target in targets.items():
+                surrogate = surrogate + self.content_scale[layer] * _squared_error(t.core_of(acts[layer], layer),
+                                                                                   target)
+        if not (self.gradient and surrogate.requires_grad):
+            return None, sums
+        (g_window,) = torch.autograd.grad(surrogate, window)
+        return g_window, sums
+
+
+def _sweeps(runner: TileRunner, image: Tensor, tile: int, config: Config, losses: Losses, stats: Mapping[str, Any],
+            content: Mapping[str, Tensor] | None = None,
             coefs: Callable[[Raw], Coefs] | None = None, content_scale: Mapping[str, float] | None = None,
             settle: bool = False, ticks: Ticks = _silent) -> tuple[Raw, dict[str, Tensor], Tensor | None]:
     """Each style loss's raw value at each style layer of `image`, computed in tiles, the content loss's sums of
@@ -300,11 +482,12 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
     Sweeps: 1. the moments, the transport losses' ranges, the content sums, and the whole features of the small
     layers (fewer than EXACT_BELOW positions: there the untiled transport losses sort, so each loss's own function
     runs on them, exactly as in one piece); 2. the transport losses' histograms (when there are any); 3. the
-    gradient and the transport losses' values (when either is needed)."""
+    gradient and the transport losses' values (when either is needed). The tiles' work runs on `runner`; their
+    results are added up here, in the tiles' order."""
     tilings = tilings_of(losses)
     style_layers = config.style_layers
     layers_c = [] if content is None else list(content)
-    layers = [*style_layers, *(layer for layer in layers_c if layer not in style_layers)]
+    layers = (*style_layers, *(layer for layer in layers_c if layer not in style_layers))
     tiles = _tiles(image, tile, layers)
     image = image.detach()
     small = {layer for layer in style_layers if math.prod(_feature_hw(image, layer)) < EXACT_BELOW}
@@ -314,45 +497,41 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
     # Each transport loss's rows and target at the large layers, asked for once per evaluation in the untiled order
     rows = {label: {layer: rt.rows(channels(layer), stats[label][layer], image) for layer in large}
             for label, rt in rank_t.items()}
+    directions: Directions = {label: {layer: r[0] for layer, r in per.items()} for label, per in rows.items()}
     splits = {label: {layer: PiecewiseTransport(rt.bins, rt.ties) for layer in large} for label, rt in rank_t.items()}
     ranked = bool(rank_t) and bool(large)
+    sweeps = 1 + ranked + (ranked or coefs is not None) + (settle and ranked)
 
-    def projected(label: str, layer: str, x: Tensor) -> Tensor:
-        v = rows[label][layer][0]
-        return x if v is None else v.to(x.dtype) @ x
+    def tick(sweep: int) -> Callable[[int], None]:
+        return lambda done: ticks(sweep, sweeps, done, len(tiles))
 
-    def each_row(cores: Mapping[str, Tensor]) -> Iterator[tuple[str, str, Tensor]]:
-        """(label, layer, rows) of each transport loss at each large layer of a tile's core (none where the core
-        has no position there)."""
-        for label in rank_t:
-            for layer in large:
-                x = flatten(cores[layer])
-                if x.shape[1]:
-                    yield label, layer, projected(label, layer, x)
+    def content_under(t: Tile) -> dict[str, Tensor]:
+        assert content is not None
+        return {layer: _under(t, content[layer], layer) for layer in layers_c}
 
     total: Moments = {}
     counts: dict[str, int] = {}
     whole = {layer: image.new_zeros(1, channels(layer), *_feature_hw(image, layer)) for layer in small}
     squares = {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in layers_c}
-    sweeps = 1 + ranked + (ranked or coefs is not None) + (settle and ranked)
+    first = functools.partial(_first_work, layers, tuple(large), tuple(small), moment_t, directions, tuple(layers_c))
     with torch.no_grad():
-        for t, cores in _cores(model, image, tiles, layers, precision,
-                               lambda done: ticks(1, sweeps, done, len(tiles))):
-            _accumulate(total, counts, moment_t, {layer: cores[layer] for layer in large})
-            for layer in small:
-                oy, ox = t.offset(layer)
-                a = cores[layer]
-                whole[layer][..., oy:oy + a.shape[-2], ox:ox + a.shape[-1]] = a
-            for label, layer, p in each_row(cores):
-                splits[label][layer].observe(p)
-            for layer in layers_c:
-                assert content is not None
-                squares[layer] += _squared_error(t, cores[layer], content[layer], layer).double()
+        for t, (parts, n, smalls, ranges, sq) in _run(runner, first, image, tiles,
+                                                       content_under if layers_c else None, tick(1)):
+            _add_moments(total, counts, parts, n)
+            for layer, a in smalls.items():
+                y0, y1, x0, x1 = t.span(layer)
+                whole[layer][..., y0:y1, x0:x1] = a
+            for label, per in ranges.items():
+                for layer, (low, high) in per.items():
+                    splits[label][layer].widen(low, high)
+            for layer, v in sq.items():
+                squares[layer] += v
         if ranked:
-            for _, cores in _cores(model, image, tiles, large, precision,
-                                   lambda done: ticks(2, sweeps, done, len(tiles))):
-                for label, layer, p in each_row(cores):
-                    splits[label][layer].count(p)
+            count = functools.partial(_count_work, directions, splits)
+            for _, counted in _run(runner, count, image, tiles, tick=tick(2)):
+                for label, per in counted.items():
+                    for layer, c in per.items():
+                        splits[label][layer].merge(c)
             for label in rank_t:
                 for layer in large:
                     splits[label][layer].close(rows[label][layer][1])
@@ -383,20 +562,29 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
     sums = {label: {layer: torch.zeros((), dtype=torch.float64, device=image.device) for layer in large}
             for label in rank_t}
 
+    def last(gradient: bool, values: bool, slopes: Mapping[str, Mapping[str, tuple[Tensor, ...]]],
+             rank_scale: Mapping[str, Mapping[str, float]]) -> _Last:
+        return _Last(layers if gradient else tuple(large), tuple(style_layers) if gradient else tuple(large),
+                     frozenset(small), counts, moment_t, slopes, directions, splits, rank_scale,
+                     content_scale or {}, gradient, values)
+
+    def add_sums(per_tile: Mapping[str, Mapping[str, Tensor]]) -> None:
+        for label, per in per_tile.items():
+            for layer, v in per.items():
+                sums[label][layer] += v
+
     def rank_values() -> None:
         for label in rank_t:
             for layer in large:
                 split = splits[label][layer]
-                v = rows[label][layer][0]
+                v = directions[label][layer]
                 k = channels(layer) if v is None else int(v.shape[0])
                 raw[label][layer] = (sums[label][layer] + split.tie_total.double()) / (k * split.m)
 
     if settle and ranked:  # the transport losses' values first: the coefficients depend on them
         with torch.no_grad():
-            for _, cores in _cores(model, image, tiles, large, precision,
-                                   lambda done: ticks(3, sweeps, done, len(tiles))):
-                for label, layer, p in each_row(cores):
-                    sums[label][layer] += (splits[label][layer].difference(p).double() ** 2).sum()
+            for _, (_, per_tile) in _run(runner, last(False, True, {}, {}), image, tiles, tick=tick(3)):
+                add_sums(per_tile)
         rank_values()
     if coefs is None and not ranked:
         return raw, squares, None
@@ -404,7 +592,7 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
     grad = None
     slopes: dict[str, dict[str, tuple[Tensor, ...]]] = {}
     small_grads: dict[str, Tensor] = {}
-    c: Coefs = {}
+    rank_scale: dict[str, dict[str, float]] = {}
     if coefs is not None:
         c = coefs(raw)
         grad = torch.zeros_like(image)
@@ -418,50 +606,30 @@ def _sweeps(model: VGG19, image: Tensor, tile: int, config: Config, losses: Loss
         for layer in small:
             parts = [c[label][layer] * small_slope[label][layer] for label in losses]
             small_grads[layer] = sum(parts[1:], start=parts[0]).reshape(whole[layer].shape)
+        rank_scale = {label: {layer: c[label][layer] * 2 / (_row_count(directions[label][layer], layer)
+                                                            * splits[label][layer].m) for layer in large}
+                      for label in rank_t}
     values_now = ranked and not settle
-    for k, t in enumerate(tiles):
-        window = t.pixels(image).detach().requires_grad_(grad is not None)
-        with torch.set_grad_enabled(grad is not None):
-            with precision():
-                acts = model(window, set(layers))
-            surrogate = window.new_zeros(())
-            for layer in style_layers:
-                core = t.core_of(acts[layer], layer)
-                if layer in small:
-                    if grad is not None:
-                        oy, ox = t.offset(layer)
-                        part = small_grads[layer][..., oy:oy + core.shape[-2], ox:ox + core.shape[-1]]
-                        surrogate = surrogate + (part.to(core.dtype) * core).sum()
-                    continue
-                xc = flatten(core)
-                if xc.shape[1] == 0:
-                    continue
-                share = xc.shape[1] / counts[layer]
-                for label, ms in slopes.items():
-                    for g, m in zip(ms[layer], moment_t[label].moments(xc)):
-                        surrogate = surrogate + share * (g.to(m.dtype) * m).sum()
-                for label in rank_t:
-                    p = projected(label, layer, xc)
-                    split = splits[label][layer]
-                    diff = split.difference(p.detach())
-                    if values_now:
-                        sums[label][layer] += (diff.double() ** 2).sum()
-                    if grad is not None:
-                        scale = c[label][layer] * 2 / (p.shape[0] * split.m)
-                        surrogate = surrogate + scale * (diff * p).sum()
-            if grad is not None:
-                assert content_scale is not None and content is not None
-                for layer in layers_c:
-                    surrogate = surrogate + content_scale[layer] * _squared_error(
-                        t, t.core_of(acts[layer], layer), content[layer], layer)
-        if grad is not None and surrogate.requires_grad:
-            (g_window,) = torch.autograd.grad(surrogate, window)
+
+    def shares(t: Tile) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        return ({layer: _under(t, g, layer) for layer, g in small_grads.items()},
+                content_under(t) if grad is not None and layers_c else {})
+
+    work = last(grad is not None, values_now, slopes, rank_scale)
+    for t, (g_window, per_tile) in _run(runner, work, image, tiles, shares, tick(sweeps)):
+        if g_window is not None:
+            assert grad is not None
             y0, y1, x0, x1 = t.window
             grad[..., y0:y1, x0:x1] += g_window
-        ticks(sweeps, sweeps, k + 1, len(tiles))
+        if values_now:
+            add_sums(per_tile)
     if values_now:
         rank_values()
     return raw, squares, grad
+
+
+def _row_count(directions: Tensor | None, layer: str) -> int:
+    return channels(layer) if directions is None else int(directions.shape[0])
 
 
 class _Tiled(torch.autograd.Function):
@@ -478,7 +646,7 @@ class _Tiled(torch.autograd.Function):
         return grad * grad_outputs[0], None, None
 
 
-def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Tensor],
+def tiled_objective(model: VGG19 | TileRunner, x: Tensor, tile: int, content: Mapping[str, Tensor],
                     content_power: Mapping[str, Tensor], style: TiledStyle, config: Config, losses: Losses,
                     precision: Precision = contextlib.nullcontext,
                     ticks: Ticks | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -487,6 +655,7 @@ def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Te
     normalisers; `ticks` after each tile of each sweep. Deferred normalisers (TiledStyle.pending) are computed
     here: from this very evaluation when `x` is the reference, else from the reference first."""
     ticks = ticks or _silent
+    runner = runner_of(model, precision)
     content_w = {layer: w for layer, w in config.content_layer_weight_map().items() if layer in content}
     style_w = config.style_layer_weight_map()
     mix = {label: pi for label, (_, pi) in losses.items()}
@@ -497,7 +666,7 @@ def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Te
         if torch.equal(x.detach(), reference):
             settle = True
         else:
-            raw_ref, _, _ = _sweeps(model, reference, tile, config, losses, style.stats, precision, ticks=ticks)
+            raw_ref, _, _ = _sweeps(runner, reference, tile, config, losses, style.stats, ticks=ticks)
             style.ref = _normalisers(raw_ref)
 
     def coefs(raw: Raw) -> Coefs:
@@ -510,12 +679,12 @@ def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Te
     content_scale = {layer: config.content_weight * w / (content[layer].numel() * float(content_power[layer]))
                      for layer, w in content_w.items()}
     if settle and not want_grad:  # the normalisers need the values: take them as coefficients' side effect
-        raw, squares, _ = _sweeps(model, x, tile, config, losses, style.stats, precision,
+        raw, squares, _ = _sweeps(runner, x, tile, config, losses, style.stats,
                                   content={k: content[k] for k in content_w}, ticks=ticks)
         coefs(raw)
     else:
         raw, squares, grad = _sweeps(
-            model, x, tile, config, losses, style.stats, precision, content={k: content[k] for k in content_w},
+            runner, x, tile, config, losses, style.stats, content={k: content[k] for k in content_w},
             coefs=coefs if want_grad else None, content_scale=content_scale if want_grad else None,
             settle=settle and want_grad, ticks=ticks)
     if not want_grad:
@@ -540,11 +709,9 @@ def tiled_objective(model: VGG19, x: Tensor, tile: int, content: Mapping[str, Te
     return _Tiled.apply(x, value, grad) + config.tv_weight * tv, terms
 
 
-def _squared_error(t: Tile, core: Tensor, target: Tensor, layer: str) -> Tensor:
-    """Σ (F − F_c)² over the core's positions at `layer`, F_c the whole image's content target there."""
-    y, x = t.offset(layer)
-    part = target[..., y:y + core.shape[-2], x:x + core.shape[-1]]
-    return ((at_least_float32(core) - part) ** 2).sum()
+def _squared_error(core: Tensor, target: Tensor) -> Tensor:
+    """Σ (F − F_c)² over a core's positions, F_c the whole image's content target under the core."""
+    return ((at_least_float32(core) - target) ** 2).sum()
 
 
 def _zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:

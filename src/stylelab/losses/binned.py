@@ -176,10 +176,14 @@ class PiecewiseTransport:
     """transport()'s value and gradient for rows that arrive in pieces: the tiles of an image
     (stylelab.engine.tiles), K rows (projections, or channels with `ties`) of M values in all, equally weighted.
 
-        observe(piece) for every piece   the rows' min and max, which fix the grid
-        count(piece) for every piece     the histogram of all rows on that grid
-        close(Q)                         the levels and the match against the target quantile functions Q
-        difference(piece)                p − Q(c(p)) for each value of a piece (no gradient)
+        widen(*extent(piece)) for every piece    the rows' min and max, which fix the grid
+        merge(counted(piece)) for every piece    the histogram of all rows on that grid
+        close(Q)                                 the levels and the match against the target quantile functions Q
+        difference(piece)                        p − Q(c(p)) for each value of a piece (no gradient)
+
+    `extent` and `counted` only read this object (after the widening, for `counted`), so a piece can be measured
+    and counted where it was computed, another process, and the small results merged here in any order: the
+    minima, maxima and counts (whole numbers) come out the same.
 
     The value is Σ over pieces of Σ difference² / (K M), plus the ties' share (tie_total); its gradient with respect
     to a piece's values is 2 difference / (K M). With the same values in one piece this is transport() exactly."""
@@ -191,19 +195,39 @@ class PiecewiseTransport:
         self.grid: _Grid | None = None
         self.match: _Match | None = None
 
-    def observe(self, piece: Tensor) -> None:
-        low, high = piece.amin(dim=1, keepdim=True), piece.amax(dim=1, keepdim=True)
+    @staticmethod
+    def extent(piece: Tensor) -> tuple[Tensor, Tensor]:
+        """Each row's min and max in a piece (K, n)."""
+        return piece.amin(dim=1, keepdim=True), piece.amax(dim=1, keepdim=True)
+
+    def widen(self, low: Tensor, high: Tensor) -> None:
         self.low = low if self.low is None else torch.minimum(self.low, low)
         self.high = high if self.high is None else torch.maximum(self.high, high)
 
-    def count(self, piece: Tensor) -> None:
+    def _empty(self) -> _Grid:
+        if self.low is None or self.high is None:
+            raise RuntimeError("widen by every piece before counting")
+        grid = _Grid.__new__(_Grid)
+        grid.span(self.low, self.high, self.bins, self.ties)
+        return grid
+
+    def counted(self, piece: Tensor) -> tuple[Tensor, Tensor, int] | None:
+        """A piece's histogram on the grid: (counts (K, B + 1), values at the minimum (K, 1), values per row);
+        None when the range is not finite (a NaN or infinite value somewhere: difference() is then NaN)."""
+        grid = self._empty()
+        if not grid.finite:
+            return None
+        grid.add(piece)
+        return grid.counts, grid.tied, grid.m
+
+    def merge(self, counted: tuple[Tensor, Tensor, int] | None) -> None:
         if self.grid is None:
-            if self.low is None or self.high is None:
-                raise RuntimeError("observe every piece before counting")
-            self.grid = _Grid.__new__(_Grid)
-            self.grid.span(self.low, self.high, self.bins, self.ties)
-        if self.grid.finite:
-            self.grid.add(piece)
+            self.grid = self._empty()
+        if counted is not None and self.grid.finite:
+            counts, tied, m = counted
+            self.grid.counts += counts
+            self.grid.tied += tied
+            self.grid.m += m
 
     def close(self, target: QuantileFn) -> None:
         if self.grid is None:
