@@ -17,7 +17,8 @@ from PIL import Image
 import stylelab
 from stylelab import Config, JobSpec
 from stylelab.cli import main
-from stylelab.engine.events import Step
+from stylelab.engine.events import Step, TileProgress
+from stylelab.jobs.executors import LocalProcesses
 from stylelab.jobs.spec import StyleCache, read_inputs, run_job
 from stylelab.jobs.store import STORE_NAME, Store, file_sha256
 
@@ -62,6 +63,29 @@ def test_rerun_skips_done_jobs_and_redoes_changed_or_missing_outputs(images: Pat
     assert sorted(report.done) == ["c1_style.png", "c2_style.png"] and report.skipped == ["c0_style.png"]
     assert third.n == 2 * CONFIG.steps
     assert file_sha256(out / "c1_style.png") == Store(out).row("c1_style.png").sha256
+
+
+@pytest.mark.parametrize("where", ["in-process", "a worker process"])
+def test_a_job_in_tiles_reports_its_tiles(images: Path, tmp_path: Path, where: str) -> None:
+    """Inside a scale computed in tiles the batch hears each tile of each sweep (from another process too), as
+    `stylelab run` shows them: a print-size job's steps take minutes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    config = Config(size=96, steps=1, optimizer="adam", multiscale=False, tile=64, device="cpu")
+    executor = None if where == "in-process" else LocalProcesses(1, threads=1)
+    events: list[stylelab.BatchEvent] = []
+    try:
+        report = stylelab.batch(specs(images, 1, config), out, executor=executor, callback=events.append)
+    finally:
+        if executor is not None:
+            executor.close()
+    assert report.ok
+    tiles = [e for e in events if e.kind == "tile"]
+    assert tiles and all(e.key == "c0_style.png" and isinstance(e.tile, TileProgress) for e in tiles)
+    # 96 x 72 px: 2 x 2 cores of 64 px; the step sweeps four times (its normalisers too), its final report three
+    ends = [(e.tile.sweep, e.tile.sweeps) for e in tiles if e.tile.phase == "step" and e.tile.tile == 4]
+    assert ends == [(1, 4), (2, 4), (3, 4), (4, 4), (1, 3), (2, 3), (3, 3)]
+    assert any(e.tile.phase == "targets" for e in tiles)
 
 
 def test_changed_settings_make_a_new_job(images: Path, tmp_path: Path) -> None:

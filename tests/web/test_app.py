@@ -75,6 +75,25 @@ def events(c: TestClient, job: int) -> list[dict]:
     return out
 
 
+def test_a_job_in_tiles_reports_its_sweeps_and_tiles(client: TestClient) -> None:
+    """A step computed in tiles takes minutes at print size: the page hears which sweep and tile it is at (at most
+    twice a second, and at the end of every sweep), with the time left in the step."""
+    c = upload(client, png(samples.landscape(160, 120)), "c.png")
+    s = upload(client, png(samples.swirls(64, 64, seed=1)), "s.png")
+    job = submit(client, c, [s], size=160, steps=2, optimizer="adam", no_multiscale=True, tile=64)
+    got = events(client, job)
+    assert got[-1] == {"type": "end", "state": "done", "error": None}
+    tiles = [e for e in got if e["type"] == "tile"]
+    # 160 x 120 px: 3 x 2 cores of 64 px; the first step sweeps four times (its normalisers), the second three,
+    # and the scale's final report (its values) three
+    ends = [(e["step"], e["sweep"], e["sweeps"]) for e in tiles if e["phase"] == "step" and e["tile"] == e["tiles"]]
+    assert ends == [(0, 1, 4), (0, 2, 4), (0, 3, 4), (0, 4, 4), (1, 1, 3), (1, 2, 3), (1, 3, 3),
+                    (2, 1, 3), (2, 2, 3), (2, 3, 3)]
+    assert all(e["tiles"] == 6 and e["total"] == 2 for e in tiles if e["phase"] == "step")
+    assert tiles[-1]["eta"] == 0 and all(e["eta"] is None or e["eta"] >= 0 for e in tiles)
+    assert client.get(f"/api/jobs/{job}/provenance").json()["config"]["tile"] == 64
+
+
 def test_schema_is_the_run_parser_and_a_refused_setting_names_its_field(client: TestClient) -> None:
     fields = {f["name"]: f for f in client.get("/api/schema").json()["fields"]}
     run = cli.build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]

@@ -409,6 +409,8 @@ class _Progress:
                 self.current = event.key
                 self.steps.restart(step.n, event.key)
             self.steps.show(step)
+        elif event.kind == "tile" and self.steps is not None and event.key == self.current:
+            self.steps.show_tiles(event.tile)
         elif event.kind in ("done", "failed") and self.jobs is not None:
             self.jobs.update(1)
             self.jobs.set_postfix_str(f"{event.failed} failed" if event.failed else "", refresh=True)

@@ -272,7 +272,14 @@ def transfer(
                                       start=begin if k > 0 else None)
         stop = StopRule(_scale_deadline(deadline, plan[k:], full_shape), config.tol)
         save = None if checkpoint is None else _saver(checkpoint, fp, k, steps, begin)
-        x, opt_state = optimize(model, x, targets, config, losses, steps, callback, scale=k,
+        # The images this scale's targets summarise are not needed again, and at print size each is hundreds of MB
+        # (a 4096 px style: 200 MB): none is kept while the optimiser works. The image the scale starts from goes
+        # to the optimiser alone (it works on its own copy), unless a checkpoint keeps it.
+        del c_k, reference, begin
+        s_k.clear()
+        start_image = [x]
+        del x
+        x, opt_state = optimize(model, start_image.pop(), targets, config, losses, steps, callback, scale=k,
                                 start=start, state=opt_state, stop=stop, save=save)
     if x is None:
         raise ValueError("the schedule has no scale")

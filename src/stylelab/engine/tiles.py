@@ -21,6 +21,10 @@ match 1-D projections by rank (RankTiling). A step is up to three sweeps over th
    window's pixels. The chain rule says its gradient is the tile's part of the whole gradient; the windows
    overlap, and their pixel gradients add up into one image.
 
+Each sweep is one small function of a tile (its window's pixels and its share of the image-sized inputs) whose
+results the driver adds up in the tiles' order: a TileRunner runs it, here (LocalTiles) or on Ray actors
+(stylelab.engine.ray_tiles), with the same sums either way.
+
 A window costs two forward passes and one backward pass (three forward passes with a transport loss), against one
 of each for a step in one piece, plus the margins; a step holds one window's activations at a time, the image-
 sized vectors of the optimiser and the content targets at their layer. The optimiser sees one differentiable

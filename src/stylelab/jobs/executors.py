@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
-from ..engine.events import Report, ScaleEnd, Step
+from ..engine.events import Report, ScaleEnd, Step, TileProgress
 from ..errors import StylelabError
 from ..files import WriteError, remove_partial_writes, write_atomic
 from ..image import check_output_path
@@ -34,11 +34,12 @@ from .store import Store, exclusive
 __all__ = ["BatchEvent", "BatchReport", "InProcess", "LocalProcesses", "Progress", "RayActors", "StepFields",
     "StepSink", "batch", "worker_name"]
 
-StepSink = Callable[[str, str, Report], None]  # (job key, worker name, step or end of a scale)
+# (job key, worker name, a step, the end of a scale, or a tile done inside a scale computed in tiles)
+StepSink = Callable[[str, str, "Report | TileProgress"], None]
 # A Report without its image, as it crosses a process boundary: (scale, i, n, loss, terms, seconds, stopped), with
 # stopped None for a Step and a str for a ScaleEnd
 StepFields = tuple[int, int, int, float, dict[str, float], float, str | None]
-Progress = tuple[str, str, StepFields]  # (job key, worker name, step fields)
+Progress = tuple[str, str, "StepFields | TileProgress"]  # (job key, worker name, step fields or a tile: plain data)
 
 
 def worker_name() -> str:
@@ -51,7 +52,9 @@ def _step_fields(step: Report) -> StepFields:
     return (step.scale, step.i, step.n, step.loss, step.terms, step.seconds, stopped)
 
 
-def _step_from(fields: StepFields) -> Report:
+def _step_from(fields: StepFields | TileProgress) -> Report | TileProgress:
+    if isinstance(fields, TileProgress):
+        return fields
     scale, i, n, loss, terms, seconds, stopped = fields
     # image None: the pixels stay with the worker.
     if stopped is None:
@@ -77,7 +80,10 @@ class InProcess:
 
     def wait(self) -> JobResult:
         spec, inputs = self.pending.popleft()
-        return self.worker.run(spec, inputs, lambda step: self.on_step(spec.key, self.worker.name, step))
+        def report(event: Report | TileProgress) -> None:
+            self.on_step(spec.key, self.worker.name, event)
+
+        return self.worker.run(spec, inputs, report, on_tile=report)
 
     def close(self) -> None:
         self.pending.clear()
@@ -104,7 +110,10 @@ def _run_in_process(spec: JobSpec, inputs: JobInputs) -> JobResult:
     def report(step: Report) -> None:
         progress.put((spec.key, worker.name, _step_fields(step)))
 
-    return worker.run(spec, inputs, report)
+    def tile(event: TileProgress) -> None:
+        progress.put((spec.key, worker.name, event))
+
+    return worker.run(spec, inputs, report, on_tile=tile)
 
 
 class LocalProcesses:
@@ -278,7 +287,11 @@ class _Actor:
     def run(self, spec: JobSpec, inputs: JobInputs) -> JobResult:
         def report(step: Report) -> None:
             self.sink.put.remote((spec.key, self.worker.name, _step_fields(step)))
-        return self.worker.run(spec, inputs, report)
+
+        def tile(event: TileProgress) -> None:
+            self.sink.put.remote((spec.key, self.worker.name, event))
+
+        return self.worker.run(spec, inputs, report, on_tile=tile)
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -288,7 +301,8 @@ class _Actor:
 class BatchEvent:
     """What `batch` reports to its callback, synchronously, in the calling thread (as `stylize` reports Steps).
     kind: 'plan' (before any job: total, skipped), 'start', 'step' (`step`: the Step; its image is None when the
-    job runs in another process), 'retry' (a failed attempt that will run again), 'done', 'failed'."""
+    job runs in another process), 'tile' (`tile`: a TileProgress inside a scale computed in tiles), 'retry' (a
+    failed attempt that will run again), 'done', 'failed'."""
 
     kind: str
     key: str | None
@@ -297,6 +311,7 @@ class BatchEvent:
     failed: int
     skipped: int
     step: Report | None = None
+    tile: TileProgress | None = None
     result: JobResult | None = None
     worker: str = ""
 
@@ -352,7 +367,13 @@ def batch(jobs: Iterable[JobSpec], output_dir: str | os.PathLike, *, executor=No
         def event(kind: str, key: str | None = None, **kw) -> None:
             emit(BatchEvent(kind, key, total, len(report.done), len(report.failed), len(report.skipped), **kw))
 
-        executor.on_step = lambda key, worker, step: event("step", key, step=step, worker=worker)
+        def on_step(key: str, worker: str, step: Report | TileProgress) -> None:
+            if isinstance(step, TileProgress):
+                event("tile", key, tile=step, worker=worker)
+            else:
+                event("step", key, step=step, worker=worker)
+
+        executor.on_step = on_step
         event("plan")
         pending = deque(to_run)
         tries = dict.fromkeys(to_run, 0)

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..config import Config, config_to_dict
-from ..engine.events import Callback, Report, Step
+from ..engine.events import Callback, Report, Step, TileCallback
 from ..engine.optimize import OptimizationError, stylize, weights_checksum
 from ..engine.provenance import record
 from ..errors import StylelabError
@@ -161,15 +161,16 @@ class Worker:
         """Load the VGG19 weights now (they stay cached for the process) rather than in the first job."""
         weights_checksum(config.weights)
 
-    def run(self, spec: JobSpec, inputs: JobInputs | None = None, callback: Callback | None = None) -> JobResult:
-        return run_job(spec, inputs, callback=callback, cache=self.cache, worker=self.name)
+    def run(self, spec: JobSpec, inputs: JobInputs | None = None, callback: Callback | None = None,
+            on_tile: TileCallback | None = None) -> JobResult:
+        return run_job(spec, inputs, callback=callback, cache=self.cache, worker=self.name, on_tile=on_tile)
 
 
 def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback | None = None,
-            cache: StyleCache | None = None, worker: str = "") -> JobResult:
+            cache: StyleCache | None = None, worker: str = "", on_tile: TileCallback | None = None) -> JobResult:
     """Run one job. Never raises for a failed job (except KeyboardInterrupt): the result carries the one-line
-    error. `inputs` default: the spec's files read now. `callback` gets each `Step` and `ScaleEnd`, as from
-    `stylize`."""
+    error. `inputs` default: the spec's files read now. `callback` gets each `Step` and `ScaleEnd`, and `on_tile`
+    each `TileProgress` of a scale computed in tiles, as from `stylize`."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     taken, step_seconds = 0, 0.0  # steps taken, seconds in steps and final reports
@@ -195,7 +196,7 @@ def run_job(spec: JobSpec, inputs: JobInputs | None = None, callback: Callback |
         alpha = load_alpha(content)
         seconds["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        image = stylize(content, styles, spec.config, on_step, style_cache=cache)
+        image = stylize(content, styles, spec.config, on_step, style_cache=cache, on_tile=on_tile)
         run_s = time.perf_counter() - t0
         seconds["steps"] = step_seconds
         seconds["targets"] = max(0.0, run_s - step_seconds)

@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..config import INITS, Config
 from ..engine import fast, provenance
-from ..engine.events import Report, ScaleEnd, Step
+from ..engine.events import Report, ScaleEnd, Step, TileProgress
 from ..engine.optimize import load_inputs, stylize, synthesize
 from ..files import write_atomic
 from ..image import load_alpha, open_image, save_image, tensor_to_pil, to_tensor
@@ -40,6 +40,7 @@ __all__ = ["PREVIEW_QUALITY", "PREVIEW_SHARE", "Cancelled", "Live", "Progress", 
 
 PREVIEW_SHARE = 0.05  # JPEG previews may cost at most this fraction of the optimisation's time
 PREVIEW_QUALITY = 85
+TILE_EVENT_S = 0.5  # inside a step in tiles: at most one tile event per this many seconds (and one per sweep)
 
 
 class Cancelled(Exception):
@@ -83,12 +84,13 @@ class Worker:
             on_step = Progress(self, job_id, live, sum(steps for _, steps in config.schedule()), done)
             record, content, alpha = self._inputs(row, config)
             if content is None:
-                image = synthesize(record["styles"], (config.size, config.size), config, on_step)
+                image = synthesize(record["styles"], (config.size, config.size), config, on_step,
+                                   on_tile=on_step.tile)
             else:  # the inputs read once, for the quick preview and the run
                 content_t, styles = to_tensor(content, "content image"), load_inputs(None, record["styles"])[1]
                 if config.init in INITS:  # not when it goes on from an image: that image is already on show
                     on_step.fast_preview(content_t, styles, config)
-                image = stylize(content_t, styles, config, on_step, style_cache=runner.cache)
+                image = stylize(content_t, styles, config, on_step, style_cache=runner.cache, on_tile=on_step.tile)
             self._save(job_id, image, row, config, record, alpha)
             result = f"{job_id}.png"
         except Cancelled:
@@ -146,6 +148,7 @@ class Progress:
         self.step_s: list[float] = []
         self.encode_s: list[float] = []
         self.every = worker.preview_every or 1
+        self.tile_t = 0.0  # when the last tile event went out
 
     def __call__(self, step: Report) -> None:
         if self.live.cancel.is_set():
@@ -157,6 +160,21 @@ class Progress:
         self.runner.event(self.job_id, self._step_event(step))
         if isinstance(step, ScaleEnd) or self.done[0] % self.every == 0 or self.done[0] == 1:
             self._preview(step)
+
+    def tile(self, event: TileProgress) -> None:
+        """Inside a step computed in tiles (--tile), after each tile: the Cancel check (a print-size step takes
+        minutes), and a tile event at most every TILE_EVENT_S seconds and at the end of each sweep."""
+        if self.live.cancel.is_set():
+            raise Cancelled
+        now = time.perf_counter()
+        if event.tile < event.tiles and now - self.tile_t < TILE_EVENT_S:
+            return
+        self.tile_t = now
+        eta = event.eta()
+        self.runner.event(self.job_id, {
+            "type": "tile", "step": self.done[0], "total": self.total, "scale": event.scale, "phase": event.phase,
+            "sweep": event.sweep, "sweeps": event.sweeps, "tile": event.tile, "tiles": event.tiles,
+            "eta": None if math.isnan(eta) else eta, "elapsed": now - self.t0})
 
     def _step_event(self, step: Report) -> dict:
         median = statistics.median(self.step_s) if self.step_s else step.seconds

@@ -385,6 +385,12 @@ function follow(jobId) {
       }
       drawPlot();
     }
+    if (e.type === "tile" && state.stopping !== jobId) {  // inside a step computed in tiles (print sizes)
+      const what = e.phase === "targets" ? "targets" : `step ${e.step + 1}/${e.total}`;
+      $("stats").textContent = `job ${jobId} · ${what} in tiles: sweep ${e.sweep}/${e.sweeps}, tile ` +
+        `${e.tile}/${e.tiles} · ${e.eta === null ? "?" : fmtSeconds(e.eta)} left in this ` +
+        `${e.phase === "targets" ? "phase" : "step"} · ${fmtSeconds(e.elapsed)} elapsed`;
+    }
     if (e.type === "preview") {
       const img = $("preview");
       img.src = url(`/api/jobs/${jobId}/preview?n=${e.n}`);
