@@ -287,7 +287,7 @@ import sys
 from stylelab.jobs import spec as jobs
 from stylelab.cli import main
 
-def hang(self, spec, inputs=None, callback=None):
+def hang(self, spec, inputs=None, callback=None, on_tile=None):
     print(spec.key, flush=True)  # the job is running now
     sys.stdin.read()  # until killed
 

@@ -275,8 +275,7 @@ def transfer(
         # The images this scale's targets summarise are not needed again, and at print size each is hundreds of MB
         # (a 4096 px style: 200 MB): none is kept while the optimiser works. The image the scale starts from goes
         # to the optimiser alone (it works on its own copy), unless a checkpoint keeps it.
-        del c_k, reference, begin
-        s_k.clear()
+        del c_k, s_k, reference, begin
         start_image = [x]
         del x
         x, opt_state = optimize(model, start_image.pop(), targets, config, losses, steps, callback, scale=k,
