@@ -20,6 +20,7 @@ import time
 import numpy as np
 import ray
 import torch
+from tiles import bare_pass  # bench/tiles.py: one bare VGG19 pass at 512x384
 
 import stylelab
 from stylelab import Config, samples
@@ -27,18 +28,6 @@ from stylelab.engine.optimize import build_model, build_style_losses, compute_ti
 from stylelab.engine.ray_tiles import RayTiles
 from stylelab.engine.tiles import LocalTiles, TileRunner
 from stylelab.image import to_tensor
-
-
-def bare_pass(model, reps: int = 3) -> float:
-    x = torch.rand(1, 3, 384, 512)
-    times = []
-    for _ in range(reps + 1):
-        leaf = x.clone().requires_grad_(True)
-        t0 = time.perf_counter()
-        f = model(leaf, {"relu5_1"})["relu5_1"]
-        torch.autograd.grad(f.sum(), leaf)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
 
 
 def step(model, runner: TileRunner, content, style, config: Config, reps: int) -> tuple[float, torch.Tensor]:
@@ -70,7 +59,7 @@ def main() -> None:
     content, style = to_tensor(content_img), to_tensor(style_img)
     config = Config(size=args.size, optimizer="adam", multiscale=False, tile=args.tile)
     model = build_model(None, "max", torch.device("cpu"))
-    bare = bare_pass(model)
+    bare = bare_pass(model, reps=3)
     print(f"# {w}x{h} px in tiles of {args.tile} px, default mix; bare pass (1 thread) {bare:.2f} s; "
           f"torch {torch.__version__}")
     print("| where | step (s) | bare passes | speed-up | gradient as local |")

@@ -181,13 +181,13 @@ def execute(job: dict, config: Config, args: argparse.Namespace) -> int:
 
 def check_ray_flags(args: argparse.Namespace) -> None:
     """--ray's flags, before any work: numbers that make sense, and the extra installed."""
-    from ..engine.ray_tiles import _ray
+    from ..engine.ray_tiles import ray_module
 
     if args.ray_actors is not None and args.ray_actors < 1:
         raise ConfigError(f"--ray-actors must be >= 1, got {args.ray_actors}")
     if args.ray_threads < 1:
         raise ConfigError(f"--ray-threads must be >= 1, got {args.ray_threads}")
-    _ray()
+    ray_module()
 
 
 @contextlib.contextmanager

@@ -25,16 +25,30 @@ from ..config import Config, ConfigError
 from ..errors import StylelabError
 from .tiles import Tile, Work, run_window
 
-__all__ = ["RayTiles"]
+__all__ = ["RayTiles", "joined_ray", "ray_module"]
 
 IN_FLIGHT = 2  # tiles sent ahead per actor: one to work on, one waiting, so an actor never idles on a round trip
 
 
-def _ray() -> Any:
+def ray_module() -> Any:
+    """The `ray` module, or a ConfigError naming the extra that installs it."""
     try:
         import ray
     except ImportError:
         raise ConfigError("--ray needs the optional extra: pip install 'stylelab[ray]'") from None
+    return ray
+
+
+def joined_ray(address: str | None = None, init_kwargs: dict | None = None) -> Any:
+    """`ray`, started or joined: None starts a local Ray (or keeps the one this process already joined), 'auto'
+    joins RAY_ADDRESS or the cluster of `ray start`, else a cluster's address; a one-line StylelabError if not."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
+        except Exception as exc:
+            raise StylelabError(f"cannot start or join Ray at {address or 'a new local cluster'}: "
+                                + " ".join(str(exc).split())) from None
     return ray
 
 
@@ -85,13 +99,7 @@ class RayTiles:
             raise ConfigError(f"--ray-threads must be >= 1, got {threads}")
         if actors is not None and actors < 1:
             raise ConfigError(f"--ray-actors must be >= 1, got {actors}")
-        ray = self.ray = _ray()
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
-            except Exception as exc:
-                raise StylelabError(f"cannot start or join Ray at {address or 'a new local cluster'}: "
-                                    + " ".join(str(exc).split())) from None
+        ray = self.ray = joined_ray(address, init_kwargs)
         total = int(ray.cluster_resources().get("CPU", 1))
         count = actors or max(1, total // threads)
         actor = ray.remote(num_cpus=threads, max_restarts=0)(_TileActor)

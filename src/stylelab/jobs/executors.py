@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..engine.events import Report, ScaleEnd, Step, TileProgress
+from ..engine.ray_tiles import joined_ray, ray_module
 from ..errors import StylelabError
 from ..files import WriteError, remove_partial_writes, write_atomic
 from ..image import check_output_path
@@ -171,12 +172,7 @@ class LocalProcesses:
 # ------------------------------------------------------------------------------------------------------ Ray
 
 
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--ray needs the optional extra: pip install 'stylelab[ray]'") from None
-    return ray
+_ray = ray_module  # the module, or a ConfigError naming the extra (the commands check it before any work)
 
 
 class RayActors:
@@ -187,13 +183,7 @@ class RayActors:
 
     def __init__(self, address: str | None = None, actors: int | None = None, cpus: int = 1,
                  init_kwargs: dict | None = None, job_timeout: float | None = None) -> None:
-        ray = self.ray = _ray()
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
-            except Exception as exc:
-                raise StylelabError(f"cannot start or join Ray at {address or 'a new local cluster'}: "
-                                    + " ".join(str(exc).split())) from None
+        ray = self.ray = joined_ray(address, init_kwargs)
         self.cpus, self.job_timeout = cpus, job_timeout
         total = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = actors or max(1, total // cpus)
