@@ -11,6 +11,12 @@ its own size against the original files (bench/_evaluator.py): VGG19 content and
 max pooling (content image: content 0, style 1), and the style-vector distance (content image 1; lower = closer).
 Each run is `stylelab run` in a fresh process; its CPU time over the CPU time of a bare 512x384 pass timed here
 (median of 5, before and after) is its cost in bare passes (bench/passes.py).
+
+Colour profiles: stylelab converts an image that carries an ICC profile to sRGB, as a browser shows it; NNST and
+the evaluator read the numbers in the file as sRGB. NNST's style (The Starry Night, S4) is an Adobe RGB (1998) file,
+whose numbers read as sRGB are a duller painting than the file shows. So that every image is made from, and scored
+against, the same pixels, stylelab is given a copy of each input with its profile dropped (the pixels NNST saw);
+`--keep-profiles` gives it the files as they are.
 """
 
 from __future__ import annotations
@@ -51,6 +57,18 @@ def run(content: Path, style: Path, output: Path, flags: list[str]) -> tuple[flo
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
 
 
+def as_read(path: Path, out: Path) -> Path:
+    """`path`, or, when it carries an ICC profile, a PNG copy of its pixels without it (in `out`)."""
+    with Image.open(path) as im:
+        if not im.info.get("icc_profile"):
+            return path
+        copy = out / f"{path.stem}_as_read.png"
+        rgb = im.convert("RGB")
+        rgb.info.pop("icc_profile", None)  # else the PNG would carry it on
+        rgb.save(copy)
+    return copy
+
+
 def score(net: Net, vectors: StyleVector, content: Path, style: Path, image: Path) -> dict[str, float]:
     rgb = load_rgb(image)
     ref = Reference.build(net, content, style, (rgb.shape[2], rgb.shape[3]))
@@ -82,6 +100,8 @@ def main() -> None:
     p.add_argument("--recipe", default="--preset nnst", help="stylelab run flags of the recipe")
     p.add_argument("--out", default="/tmp/frontier")
     p.add_argument("--strips", default=None, help="also write each pair's strip (JPEG) into this folder")
+    p.add_argument("--keep-profiles", action="store_true",
+                   help="give stylelab the input files as they are (their ICC profiles honoured)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +117,8 @@ def main() -> None:
         shown: list[tuple[str, Path]] = [("content", content)]
         for name, flags in runs.items():
             output = out / f"{pair}_{name}.png"
-            cpu, _ = run(content, style, output, ["--size", str(args.size), *flags])
+            given = (content, style) if args.keep_profiles else (as_read(content, out), as_read(style, out))
+            cpu, _ = run(*given, output, ["--size", str(args.size), *flags])
             s = score(net, vectors, content, style, output)
             label = "stylelab default" if name == "default" else f"stylelab {args.recipe}"
             print(f"| {pair} | {label} | {s['content']:.3f} | {s['gram']:.3f} | {s['sw2']:.3f} "

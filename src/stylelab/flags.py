@@ -154,12 +154,15 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
     preset = getattr(args, "preset", None)
     if preset:
         values = apply_preset(preset, {k: v for k, v in values.items() if k in _explicit(args, values)})
+        if texture_size:
+            values["color"] = "none"  # a texture has no content whose colours a preset's colour step would keep
     return Config(**values)
 
 
 def _explicit(args: argparse.Namespace, values: dict[str, Any]) -> set[str]:
     """The Config fields set explicitly: those whose flags were given on the command line (noted by the parser);
-    for a Namespace built elsewhere (a web form, a batch row), those that differ from stylelab's defaults."""
+    the web form notes what differs from the form it showed; for a Namespace built elsewhere without notes, those
+    that differ from stylelab's defaults."""
     given = getattr(args, EXPLICIT, None)
     if given is None:
         defaults = {f.name: f.default for f in fields(Config)}

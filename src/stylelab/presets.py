@@ -5,9 +5,9 @@
     preset_config("nnst", size=768)                             # the same from Python
 
 On the command line every flag given overrides the preset, even one set to stylelab's default (`--style-weight 10`);
-where settings arrive as a whole form (the web app), a setting counts as given when it differs from stylelab's
-default. A preset's schedule follows the output size: `scales` is derived from
-`size` unless given. Plain data: no torch here.
+the web form shows a chosen preset's values in its fields, and a field counts as given when it differs from what
+the form showed (the preset's value, else stylelab's default). A preset's schedule follows the output size:
+`scales` is derived from `size` unless given. Plain data: no torch here.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def preset_schedule(size: int, smallest: int, steps: tuple[int, ...]) -> tuple[t
 # name -> (settings, what derives the schedule from the size), and a line for the help text
 PRESETS: dict[str, tuple[dict[str, Any], Callable[[int], tuple[tuple[int, int], ...]] | None, str]] = {
     "nnst": (
-        {"style_loss": "nn", "style_weight": 30.0},
+        {"style_loss": "nn", "style_weight": 30.0, "color": "recolor"},
         lambda size: preset_schedule(size, 64, (30, 80, 100)),
-        "neural neighbours (NNST): the style's own features, strokes that follow the content's shapes; "
-        "64 px up to --size",
+        "neural neighbours (NNST): the style's own features, strokes that follow the content's shapes, the "
+        "content's colours on the style's palette (--color recolor); 64 px up to --size",
     ),
 }
 

@@ -134,6 +134,8 @@ BAD_SETTINGS = {
     "poly-degree-huge": (["--style-loss", "mmd-poly(degree=50)"], "degree must be in [1, 10]"),
     "gaussian-scales-two": (["--style-loss", "gram:1,mmd-gaussian(scales=2)"], "scales must be 1 or 3"),
     "nn-mix-out-of-range": (["--style-loss", "nn(mix=2)"], "mix must be in [0, 1]"),
+    "nn-reuse-negative": (["--style-loss", "nn(reuse=-1)"], "reuse must be in [0, 1000]"),
+    "loss-run-context-param": (["--style-loss", "sliced-wasserstein(resample=1)"], "has no parameter 'resample'"),
     "remd-moments-negative": (["--style-loss", "remd(moments=-1)"], "moments must be in [0, 1000]"),
     "param-unknown": (["--param", "wavelets"], "invalid choice: 'wavelets'"),
     "content-loss-unknown": (["--content-loss", "gram"], "invalid choice: 'gram'"),

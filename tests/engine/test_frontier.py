@@ -106,10 +106,10 @@ def test_recolor_keeps_the_outputs_lightness_in_the_styles_range(content_image, 
 
 def test_the_nnst_preset_and_explicit_settings():
     config = preset_config("nnst")
-    assert (config.style_loss, config.style_weight, config.color) == ("nn", 30.0, "none")
+    assert (config.style_loss, config.style_weight, config.color) == ("nn", 30.0, "recolor")
     assert config.scales == ((64, 100), (128, 100), (256, 80), (512, 30)) and config.size == 512
     assert preset_config("nnst", size=256).scales == ((64, 100), (128, 80), (256, 30))
-    assert preset_config("nnst", color="recolor").color == "recolor"
+    assert preset_config("nnst", color="none").color == "none"
     assert preset_schedule(48, 64, (30, 80)) == ((48, 30),)
     with pytest.raises(stylelab.ConfigError, match="unknown preset 'nope'; choose one of: nnst"):
         preset_config("nope")
@@ -123,6 +123,7 @@ def test_on_the_command_line_a_flag_given_overrides_the_preset_even_at_stylelabs
         return config_from_args(run_parser().parse_args(["c.png", "s.png", "-o", "o.png", *argv]))
 
     assert parsed("--preset", "nnst").style_weight == 30.0
+    assert parsed("--preset", "nnst", "--color", "none").color == "none"  # the default value, but given
     assert parsed("--preset", "nnst", "--style-weight", "10").style_weight == 10.0  # the default value, but given
     assert parsed("--preset", "nnst", "--size", "256").scales == ((64, 100), (128, 80), (256, 30))
     assert parsed("--preset", "nnst", "--scales", "128:5,256:3").scales == ((128, 5), (256, 3))

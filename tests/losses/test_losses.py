@@ -559,6 +559,8 @@ def test_weighted_quantiles_closed_form():
     ("mmd-poly(degree=11)", "degree must be in [1, 10]"),
     ("mmd-poly(c=1e6)", "c must be in [0, 1000]"),
     ("nn(mix=1.5)", "mix must be in [0, 1]"),
+    ("nn(reuse=-1)", "reuse must be in [0, 1000]"),
+    ("nn(seed=3)", "has no parameter 'seed'"),
     ("nn(samples=1)", "samples must be in [2, 8192]"),
     ("remd(moments=-1)", "moments must be in [0, 1000]"),
     ("remd(style_samples=1e5)", "style_samples must be in [2, 8192]"),

@@ -77,6 +77,71 @@ def test_mix_matches_the_content_blended_with_the_start_image():
     torch.testing.assert_close(only_start["relu4_1"], expected["relu4_1"])
 
 
+def _matching(n: int, m: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit columns: n queries crowded around one direction (all nearest to the same few keys), m keys spread out."""
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randn(d, m, generator=g)
+    query = keys[:, :1] + 0.3 * torch.randn(d, n, generator=g)
+    return query / query.norm(dim=0), keys / keys.norm(dim=0)
+
+
+@pytest.mark.parametrize("n, m, reuse, candidates", [(60, 40, 1.0, 64), (60, 40, 1.0, 3), (50, 50, 1.0, 2),
+                                                     (90, 20, 2.5, 4), (30, 80, 1.0, 64)])
+def test_balanced_matching_keeps_to_the_cap_and_is_stable(n, m, reuse, candidates, monkeypatch):
+    """No key is taken more than ceil(max(reuse, 1) n / m) times, every query gets a key, and the matching is stable:
+    no query prefers a key that has room or holds a query it likes less (checked against every pair). A few
+    candidates per round make queries run out of them and start again among the keys with room."""
+    from stylelab.losses import neighbours
+
+    monkeypatch.setattr(neighbours, "CANDIDATES", candidates)
+    query, keys = _matching(n, m, 8, seed=n + m)
+    cap = -(-int(reuse * n) // m) if reuse * n / m >= n / m else -(-n // m)
+    taken = neighbours._balanced(query, keys, reuse)
+    used = torch.bincount(taken, minlength=m)
+    assert taken.shape == (n,) and int(used.max()) <= cap
+    sim = query.T @ keys
+    mine = sim[torch.arange(n), taken]
+    for q in range(n):
+        for k in (sim[q] > mine[q]).nonzero().flatten().tolist():  # keys q likes better than its own
+            held = (taken == k).nonzero().flatten()
+            assert len(held) == cap, (q, k)  # full ...
+            assert bool((sim[held, k] >= sim[q, k]).all()), (q, k)  # ... with queries it likes at least as much
+    plain = neighbours._nearest(query, keys)
+    assert int(torch.bincount(plain, minlength=m).max()) > cap  # without the cap, the crowd shares a few keys
+    torch.testing.assert_close(neighbours._balanced(query, keys, 0.0), plain, rtol=0, atol=0)  # reuse 0: no cap
+
+
+@pytest.mark.parametrize("rounds", [64, 3])
+def test_many_equal_queries_are_spread_within_the_cap(rounds, monkeypatch):
+    """Queries that all want the same keys (a flat region): the proposals would take n / cap rounds; after
+    MAX_ROUNDS the waiting ones are placed one by one, still within the cap, every key used."""
+    from stylelab.losses import neighbours
+
+    monkeypatch.setattr(neighbours, "MAX_ROUNDS", rounds)
+    query, keys = _matching(1, 300, 8, seed=5)
+    taken = neighbours._balanced(query.expand(8, 600).contiguous(), keys, 1.0)
+    used = torch.bincount(taken, minlength=300)
+    assert int(used.max()) == 2 and int(used.min()) == 2  # 600 queries, 300 keys, cap 2: every key twice
+    nearest_first = torch.argsort(query[:, 0] @ keys, descending=True)
+    assert set(taken[:2 * rounds].tolist()) <= set(nearest_first[:rounds].tolist())  # in order of preference
+
+
+def test_reuse_spreads_the_targets_over_the_style():
+    """A content of two flat halves (each one style vector, a little noise) takes a handful of style cells for all
+    its cells with reuse 0, and every style cell once with reuse 1 (as many grid cells as the style has)."""
+    style = acts(32, 32, 11)
+    g = torch.Generator().manual_seed(12)
+    two = {}
+    for name, a in style.items():
+        halves = torch.cat([a[..., :1, :1].expand(-1, -1, a.shape[2], a.shape[3] // 2),
+                            a[..., -1:, -1:].expand(-1, -1, a.shape[2], a.shape[3] - a.shape[3] // 2)], dim=3)
+        two[name] = halves + 1e-3 * torch.rand(a.shape, generator=g)
+    plain = assign_neighbours(guide_input(two, [style]), reuse=0.0)["relu3_1"]
+    even = assign_neighbours(guide_input(two, [style]), reuse=1.0)["relu3_1"]
+    distinct = lambda t: len(torch.unique(t, dim=1).T)  # noqa: E731
+    assert distinct(plain) <= 4 and distinct(even) == 64  # 8 x 8 grid cells, 8 x 8 style cells: one each
+
+
 def test_nn_loss_is_zero_at_its_targets_and_one_minus_cosine_elsewhere():
     loss = style_loss("nn")
     x = torch.rand(5, 30, dtype=torch.float64) + 0.1

@@ -721,3 +721,12 @@ def test_the_form_offers_presets_and_its_explicit_fields_override_them():
     config, _ = settings_to_config({"preset": "nnst", "style_weight": "5", "size": "256"})
     assert config.style_weight == 5.0 and config.scales == ((64, 100), (128, 80), (256, 30))
     assert settings_to_config({"preset": ""})[0].style_loss == "gram:0.5,sliced-wasserstein:0.5"
+    # the form shows the preset's values: one set back to stylelab's default is the user's (no colour step) ...
+    assert field["presets"]["nnst"] == {"style_loss": "nn", "style_weight": 30.0, "color": "recolor"}
+    assert settings_to_config({"preset": "nnst"})[0].color == "recolor"
+    assert settings_to_config({"preset": "nnst", "color": "none"})[0].color == "none"
+    assert settings_to_config({"preset": "nnst", "style_weight": "10"})[0].style_weight == 10.0
+    # ... and a job's stored values (the form as it was) give the same settings again
+    config, values = settings_to_config({"preset": "nnst", "size": "256"})
+    assert values["color"] == "recolor" and settings_to_config(values)[0] == config
+    assert settings_to_config({"preset": "nnst"}, texture_size=64)[0].color == "none"  # a texture: no colour step

@@ -320,6 +320,28 @@ def test_the_form_is_kept_a_refused_setting_is_marked_and_the_plot_has_round_tic
 
 
 @pytest.mark.slow
+def test_a_preset_shows_its_values_and_what_the_user_changes_is_sent(server: Server) -> None:
+    with sync_api.sync_playwright() as p:
+        browser, page, errors = open_page(p, server)
+        page.click("#form details summary")
+        page.fill("#f-steps", "7")
+        page.select_option("#f-preset", "nnst")  # its values show in the fields; the user's own value stays
+        assert [page.input_value(f"#f-{n}") for n in ("style_loss", "style_weight", "color", "steps")] == \
+            ["nn", "30", "recolor", "7"]
+        assert page.evaluate("readSettings()") == {"preset": "nnst", "steps": "7"}
+        page.select_option("#f-color", "none")  # stylelab's default, but not the preset's: sent
+        assert page.evaluate("readSettings()") == {"preset": "nnst", "steps": "7", "color": "none"}
+        page.select_option("#f-preset", "")  # the preset's values go, the user's stay
+        assert [page.input_value(f"#f-{n}") for n in ("style_loss", "style_weight", "color", "steps")] == \
+            ["gram:0.5,sliced-wasserstein:0.5", "10", "none", "7"]
+        assert page.evaluate("readSettings()") == {"steps": "7"}
+        page.evaluate("applySettings({preset: 'nnst'})")  # a job's settings back in the form (run again)
+        assert page.input_value("#f-color") == "recolor" and page.evaluate("readSettings()") == {"preset": "nnst"}
+        assert not errors, errors
+        browser.close()
+
+
+@pytest.mark.slow
 def test_cancel_answers_at_once_the_preview_fills_the_stage_and_the_cancelled_job_keeps_its_image(
         server: Server, tmp_path: Path) -> None:
     content = write_png(tmp_path / "content.png", samples.landscape(64, 48))

@@ -10,7 +10,9 @@ direction (cosine distance), not by inner products:
 * `nn`: with a content image, each output position's target is one style vector, chosen once per scale by the
   engine through this loss's `guide` (docs/method.md §3.10): the style position whose *hypercolumn* (every style
   layer's features there, centred and unit-normalised per layer) is nearest by cosine to the hypercolumn of the
-  content (mixed with `mix` of the current output) at that position. The match is made on the grid of the relu3
+  content (mixed with `mix` of the current output) at that position, no style position being taken more than
+  about `reuse` even shares (a stable matching, so a large region of one tone spreads over the style's
+  next-nearest vectors instead of repeating one). The match is made on the grid of the relu3
   layers (1/4 of the image's resolution) and copied to every layer: a finer layer takes the matched style
   position's whole 2x2 or 4x4 block, so each output cell receives one coherent patch of the style. The loss is
   mean_i (1 − cos(x_i, t_i)). Without a content image (textures, the compare and explain tools) the loss is the
@@ -20,6 +22,7 @@ direction (cosine distance), not by inner products:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +50,9 @@ __all__ = [
 
 GRID_POOLS = 2  # the neighbours are matched on the grid of layers after 2 pools (relu3_x): 1/4 of the image
 MAX_QUERY_CHUNK = 4096  # query hypercolumns per matrix product when matching (memory: chunk x style positions)
+CANDIDATES = 64  # the nearest style cells a cell may propose to before it looks further (balanced matching)
+MOST_CANDIDATES = 256  # how far down a cell's preferences are ever known (memory: cells x this x 12 bytes)
+MAX_ROUNDS = 64  # rounds of proposals before the cells still waiting are placed one by one (_fill)
 
 # The pooled style sample, and (after the guide) the style vector each output position takes (C, M), or None
 NNTarget = tuple[Sample, Tensor | None]
@@ -110,13 +116,16 @@ def nn_distance(x: Tensor, target: NNTarget, weights: Tensor | None = None, draw
     return _mean(d.min(dim=1).values, xw)
 
 
-def nn_loss(samples: int = 1024, mix: float = 0.25, seed: int = 0,
+def nn_loss(samples: int = 1024, mix: float = 0.25, reuse: float = 1.0, seed: int = 0,
             resample: bool = False) -> StyleLoss[Sample, NNTarget]:
-    """Neural neighbours: each output position takes the style vector the content has nearest (see the module).
+    """Neural neighbours: each output position takes a style vector the content has near (see the module).
     `mix`: share of the current output in the image matched against the style at each scale after the first
-    (NNST: 0.25); `samples`: output positions for the one-sided distance used without a content image."""
+    (NNST: 0.25); `reuse`: how often one style vector may be taken, in even shares (`_balanced`; 0: no limit, the
+    plain nearest, as in NNST); `samples`: output positions for the one-sided distance used without a content
+    image."""
     check_param("nn", "samples", samples, 2, MAX_SAMPLES, "output positions, for the distance without content")
     check_param("nn", "mix", mix, 0, 1, "share of the current output in the matched image")
+    check_param("nn", "reuse", reuse, 0, 1000, "how often one style vector may be taken, in even shares; 0: no limit")
     draws = Draws(seed, resample)
 
     def blend(stats: Sequence[Sample], weights: Sequence[float]) -> NNTarget:
@@ -126,7 +135,7 @@ def nn_loss(samples: int = 1024, mix: float = 0.25, seed: int = 0,
         return nn_distance(x, target, weights, draws, samples)
 
     def guide(inputs: GuideInput) -> dict[str, Tensor]:
-        return assign_neighbours(inputs, mix)
+        return assign_neighbours(inputs, mix, reuse)
 
     return StyleLoss(stats=as_sample, loss=loss, blend=blend, weighted=True, guide=guide)
 
@@ -170,6 +179,97 @@ def _nearest(query: Tensor, keys: Tensor) -> Tensor:
     return torch.cat(out)
 
 
+def _preferences(query: Tensor, keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each column of `query`'s k largest inner products with the columns of `keys`, largest first: (values, key
+    indices), both (n, k)."""
+    values, indices = [], []
+    for start in range(0, query.shape[1], MAX_QUERY_CHUNK):
+        v, i = (query[:, start:start + MAX_QUERY_CHUNK].T @ keys).topk(k, dim=1)
+        values.append(v.cpu())
+        indices.append(i.cpu())
+    return torch.cat(values), torch.cat(indices)
+
+
+def _keep_best(key: Tensor, score: Tensor, who: Tensor, room: Tensor) -> Tensor:
+    """Of proposals (key, score, who), the mask of those each key keeps: its room[key] highest scores (ties: the
+    lower `who`)."""
+    order = torch.argsort(who, stable=True)
+    order = order[torch.argsort(-score[order], stable=True)]
+    order = order[torch.argsort(key[order], stable=True)]
+    sorted_keys = key[order]
+    rank = torch.arange(len(order)) - torch.searchsorted(sorted_keys, sorted_keys)  # place among the key's proposals
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    keep[order] = rank < room[sorted_keys]
+    return keep
+
+
+def _balanced(query: Tensor, keys: Tensor, reuse: float) -> Tensor:
+    """Like `_nearest`, but no column of `keys` is taken more than cap = ceil(max(reuse, 1) x n / m) times (reuse 0:
+    no limit, `_nearest`): the stable matching of Gale and Shapley. Each query proposes to the keys in its order of
+    preference, each key keeps the `cap` nearest queries that proposed to it so far and turns the others away, who
+    propose to their next; no query then prefers a key that has room or holds a query it likes less. A query's
+    preferences are its CANDIDATES nearest keys, twice as many (up to MOST_CANDIDATES) whenever it has been turned
+    away by all of them. Where many queries want the same few keys (a flat region of near-equal cells), the rounds
+    could run on for a long time: after MAX_ROUNDS, the queries still waiting take, best first, each its nearest key
+    that still has room (`_fill`)."""
+    n, m = query.shape[1], keys.shape[1]
+    cap = n if reuse == 0 else math.ceil(max(reuse, 1.0) * n / m)
+    if cap >= n:
+        return _nearest(query, keys).cpu()
+    deepest = min(m, MOST_CANDIDATES)
+    known = min(CANDIDATES, deepest)
+    values, choices = _preferences(query, keys, known)
+    depth = torch.full((n,), known, dtype=torch.long)  # how far down its preferences each query is known
+    turn = torch.zeros(n, dtype=torch.long)  # each query's next choice
+    room = torch.full((m,), cap, dtype=torch.long)
+    held = torch.zeros(0, dtype=torch.long)
+    proposing = torch.arange(n)
+    for _ in range(MAX_ROUNDS):
+        out = proposing[turn[proposing] >= depth[proposing]]  # turned away by every key it knows of
+        grow = out[depth[out] < deepest]
+        if len(grow) > 0:  # its next-nearest keys
+            more = min(2 * int(depth[grow].max()), deepest)
+            if more > values.shape[1]:
+                pad = more - values.shape[1]
+                values = torch.cat([values, values.new_full((n, pad), float("-inf"))], dim=1)
+                choices = torch.cat([choices, choices.new_zeros((n, pad))], dim=1)
+            v, c = _preferences(query[:, grow.to(query.device)], keys, more)
+            values[grow, :more], choices[grow, :more] = v, c
+            depth[grow] = more
+        proposing = proposing[turn[proposing] < depth[proposing]]
+        if len(proposing) == 0:
+            break
+        who = torch.cat([held, proposing])
+        keep = _keep_best(choices[who, turn[who]], values[who, turn[who]], who, room)
+        held, away = who[keep], who[~keep]
+        turn[away] += 1
+        proposing = away
+    taken = torch.full((n,), -1, dtype=torch.long)
+    taken[held] = choices[held, turn[held]]
+    waiting = (taken < 0).nonzero().squeeze(1)
+    if len(waiting) > 0:
+        room = cap - torch.bincount(taken[taken >= 0], minlength=m)
+        taken[waiting] = _fill(query[:, waiting.to(query.device)], keys, room)
+    return taken
+
+
+def _fill(query: Tensor, keys: Tensor, room: Tensor) -> Tensor:
+    """Each column of `query` in turn, the one nearest its nearest key first, takes its nearest key that still has
+    room (room: (m,), what each key may still take; sum(room) >= n) -> key indices (n,)."""
+    room = room.clone()
+    out = torch.empty(query.shape[1], dtype=torch.long)
+    for start in range(0, query.shape[1], MAX_QUERY_CHUNK):
+        sims = (query[:, start:start + MAX_QUERY_CHUNK].T @ keys).cpu()
+        sims[:, room <= 0] = float("-inf")
+        for i in torch.argsort(sims.max(dim=1).values, descending=True, stable=True).tolist():
+            k = int(sims[i].argmax())
+            out[start + i] = k
+            room[k] -= 1
+            if room[k] == 0:
+                sims[:, k] = float("-inf")
+    return out
+
+
 def _candidates(inputs: GuideInput) -> list[tuple[int, Tensor]]:
     """Per style image: (its index, the grid positions (flat indices) it offers), a share of all offered positions
     that follows the blend weights (the pooled distribution of `pool_samples`), within its mask."""
@@ -202,7 +302,7 @@ def _cells(grid_hw: tuple[int, int], layer_hw: tuple[int, int]) -> tuple[Tensor,
 
 
 @torch.no_grad()
-def assign_neighbours(inputs: GuideInput, mix: float = 0.25) -> dict[str, Tensor]:
+def assign_neighbours(inputs: GuideInput, mix: float = 0.25, reuse: float = 1.0) -> dict[str, Tensor]:
     """Layer -> the style vector each output position takes (C, M), for every style layer (see the module)."""
     layers = inputs.layer_weights
     device = next(iter(inputs.content.values())).device
@@ -221,7 +321,7 @@ def assign_neighbours(inputs: GuideInput, mix: float = 0.25) -> dict[str, Tensor
     grid = _grid_shape(query_acts)
     # centred cosine: each side by its own mean (NNST), so a tone is matched relative to its image's average tone
     own = {layer: query_acts[layer].float().mean(dim=(0, 2, 3)) for layer in layers}
-    best = _nearest(_hypercolumns(query_acts, grid, own, layers), torch.cat(keys, dim=1)).cpu()
+    best = _balanced(_hypercolumns(query_acts, grid, own, layers), torch.cat(keys, dim=1), reuse)
     which, where = torch.cat(owner)[best], torch.cat(position)[best]  # per grid cell: style image, its grid position
     targets = {}
     for layer in layers:

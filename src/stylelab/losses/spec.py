@@ -78,9 +78,7 @@ def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Param
     signature = inspect.signature(factory).parameters
     for key, value in params.items():
         if key not in signature or key in RUN_CONTEXT:
-            own = [k for k in signature if k not in RUN_CONTEXT]
-            raise ValueError(
-                f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
+            raise _no_parameter(name, key)
         default = signature[key].default  # its type is the parameter's type
         if not isinstance(default, (int, float)):
             continue
@@ -95,6 +93,11 @@ def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Param
             params[key] = int(value)
     context = {k: v for k, v in (("seed", seed), ("resample", resample)) if k in signature}
     return factory(**params, **context)
+
+
+def _no_parameter(name: str, key: str) -> ValueError:
+    own = [k for k in inspect.signature(loss_factory(name)).parameters if k not in RUN_CONTEXT]
+    return ValueError(f"style loss {name!r} has no parameter {key!r}; its parameters: {', '.join(own) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,11 @@ class LossTerm:
         return self.name in TILING_LOSSES and params.get("degree", 2) == 2 and params.get("bins", 1) != 0
 
     def build(self, seed: int = 0, resample: bool = False) -> AnyStyleLoss:
-        return style_loss(self.name, seed=seed, resample=resample, **dict(self.params))
+        params = dict(self.params)
+        for key in RUN_CONTEXT:  # a keyword style_loss takes itself: refused here, as any unknown parameter is
+            if key in params:
+                raise _no_parameter(self.name, key)
+        return style_loss(self.name, seed=seed, resample=resample, **params)
 
 
 _TERM = re.compile(r"^\s*([a-z0-9-]+)\s*(?:\(([^()]*)\))?\s*(?::\s*([^:,()]+))?\s*$")

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import flags
 from ..config import INITS, Config, ConfigError, Region
+from ..presets import PRESETS
 
 __all__ = ["LABELS", "NOT_IN_FORM", "FieldError", "form_schema", "label", "run_parser", "settings_to_config"]
 
@@ -67,7 +68,8 @@ def _kind(action: argparse.Action) -> str:
 
 
 def form_schema() -> list[dict[str, Any]]:
-    """One entry per form field, in the parser's order: name (the dest), label, flag, kind, default, choices, help."""
+    """One entry per form field, in the parser's order: name (the dest), label, flag, kind, default, choices, help;
+    the preset field also has `presets`, the form values each preset sets (preset_form_values)."""
     fields = []
     for dest, a in _actions().items():
         choices = list(a.choices) if a.choices is not None else None
@@ -75,7 +77,21 @@ def form_schema() -> list[dict[str, Any]]:
             choices = list(INITS)
         fields.append({"name": dest, "label": label(dest), "flag": max(a.option_strings, key=len), "kind": _kind(a),
                        "default": a.default, "choices": choices, "help": a.help or "", "metavar": a.metavar})
+        if dest == "preset":
+            fields[-1]["presets"] = {name: preset_form_values(name) for name in PRESETS}
     return fields
+
+
+def preset_form_values(name: str | None) -> dict[str, Any]:
+    """The form fields preset `name` sets, with its values ({} for none): the form shows them once the preset is
+    chosen, and a field counts as set by the user when its value differs from them (or, for a field the preset
+    leaves alone, from stylelab's default)."""
+    if not name:
+        return {}
+    if name not in PRESETS:
+        raise FieldError("preset", f"{label('preset')}: must be one of {', '.join(PRESETS)}, got {name!r}")
+    dest_of = {f.name: flags.dest(f) for f in flags.flag_fields()}
+    return {dest_of[key]: value for key, value in PRESETS[name][0].items()}
 
 
 def _convert(action: argparse.Action, value: Any) -> Any:
@@ -164,7 +180,10 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
     unknown = sorted(set(settings) - set(actions))
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; settings: {', '.join(actions)}")
-    values = {dest: a.default for dest, a in actions.items()}
+    preset = _convert(actions["preset"], settings["preset"]) if "preset" in settings else None
+    # the form as shown before the user changes anything: stylelab's defaults, and the preset's values
+    baseline = {**{dest: a.default for dest, a in actions.items()}, **preset_form_values(preset)}
+    values = dict(baseline)
     for dest, value in settings.items():
         values[dest] = _convert(actions[dest], value)
     if values["init"] not in INITS:
@@ -178,6 +197,8 @@ def settings_to_config(settings: dict[str, Any], texture_size: int | None = None
         if masks:
             raise ConfigError("masks need a content image; a texture has none")
         ns.color = "none"
+    # set by the user: what differs from the form as shown (the preset's values, else stylelab's defaults)
+    setattr(ns, flags.EXPLICIT, {dest for dest in values if getattr(ns, dest) != baseline[dest]})
     try:
         config = flags.config_from_args(ns, texture_size=tex)
     except ConfigError as exc:

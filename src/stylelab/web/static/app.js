@@ -134,6 +134,9 @@ function renderForm(fields) {
     flag.textContent = f.flag;
     label.appendChild(flag);
     const input = fieldInput(f);
+    if (f.name === "preset") {
+      input.addEventListener("change", () => { switchPreset(input.dataset.previous || "", input.value); notePreset(); });
+    }
     if (f.kind === "bool") { label.prepend(input); div.appendChild(label); } else { div.append(label, input); }
     if (f.name === "init") div.appendChild(initPicker());
     const help = document.createElement("div");
@@ -179,6 +182,13 @@ function restoreForm() {
       input.value = String(saved[f.name]);
     }
   }
+  notePreset();
+}
+
+// The preset the fields now show, so that choosing another one knows which values were its.
+function notePreset() {
+  const preset = $("f-preset");
+  if (preset) preset.dataset.previous = preset.value;
 }
 
 // --init PATH as an upload: "or an image…" next to the named choices; while one is set, it is the start.
@@ -209,14 +219,39 @@ function setInitImage(upload) {
   $("f-init").disabled = !!upload;
 }
 
+// The values a preset sets ({} for none), from the schema: the form shows them once the preset is chosen.
+function presetValues(name) {
+  const field = state.fields.find((f) => f.name === "preset");
+  return (name && field && field.presets && field.presets[name]) || {};
+}
+
+// A field's value in the form as shown before any change: the preset's, else stylelab's default.
+function baseline(f, preset) {
+  const p = presetValues(preset);
+  const v = f.name in p ? p[f.name] : f.default;
+  return f.kind === "bool" ? !!v : (v === null || v === undefined ? "" : String(v));
+}
+
+// Choosing another preset: each field still showing the old preset's value (or the default) shows the new one's.
+function switchPreset(from, to) {
+  for (const f of state.fields) {
+    const input = $("f-" + f.name);
+    if (!input || f.name === "preset" || HIDDEN_FIELDS.includes(f.name)) continue;
+    const value = f.kind === "bool" ? input.checked : input.value.trim();
+    if (value !== baseline(f, from)) continue; // the user's own value stays
+    if (f.kind === "bool") input.checked = baseline(f, to); else input.value = baseline(f, to);
+  }
+}
+
+// What the user set: the fields that differ from the form as shown (the preset's values, else the defaults).
 function readSettings() {
   const settings = {};
+  const preset = $("f-preset") ? $("f-preset").value : "";
   for (const f of state.fields) {
     if (HIDDEN_FIELDS.includes(f.name)) continue;
     const input = $("f-" + f.name);
     const value = f.kind === "bool" ? input.checked : input.value.trim();
-    const dflt = f.kind === "bool" ? !!f.default : (f.default === null ? "" : String(f.default));
-    if (value !== dflt) settings[f.name] = value === "" ? null : value;
+    if (value !== baseline(f, preset)) settings[f.name] = value === "" ? null : value;
   }
   const weights = state.styles.map((s) => s.weight);
   if (weights.length > 1 && weights.some((w) => w !== weights[0])) settings.style_blend = weights.join(",");
@@ -227,10 +262,12 @@ function applySettings(settings) {
   for (const f of state.fields) {
     if (HIDDEN_FIELDS.includes(f.name)) continue;
     const input = $("f-" + f.name);
-    const v = f.name in settings ? settings[f.name] : f.default;
+    const p = presetValues(settings.preset);
+    const v = f.name in settings ? settings[f.name] : (f.name in p ? p[f.name] : f.default);
     if (f.kind === "bool") input.checked = !!v;
     else input.value = v === null || v === undefined ? "" : String(v);
   }
+  notePreset();
   saveForm();
 }
 
