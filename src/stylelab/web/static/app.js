@@ -3,7 +3,7 @@
 
 const token = new URLSearchParams(location.search).get("token");
 const $ = (id) => document.getElementById(id);
-const MAIN_FIELDS = ["size", "steps", "style_weight", "content_weight", "style_loss", "init", "seed"];
+const MAIN_FIELDS = ["preset", "size", "steps", "style_weight", "content_weight", "style_loss", "init", "seed"];
 const HIDDEN_FIELDS = ["style_blend"]; // set from the weights next to each style image
 const FORM_KEY = "stylelab.form"; // localStorage: the form as last typed, restored on load
 const state = { fields: [], content: null, styles: [], following: null, source: null, points: [], runningJob: null,
