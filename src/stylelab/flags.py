@@ -156,6 +156,8 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
         values = apply_preset(preset, {k: v for k, v in values.items() if k in _explicit(args, values)})
         if texture_size:
             values["color"] = "none"  # a texture has no content whose colours a preset's colour step would keep
+            if values.get("init", Config.init) == "content":  # as for a texture without a preset (above)
+                values["init"] = "noise"
     return Config(**values)
 
 

@@ -561,6 +561,7 @@ def test_weighted_quantiles_closed_form():
     ("nn(mix=1.5)", "mix must be in [0, 1]"),
     ("nn(reuse=-1)", "reuse must be in [0, 1000]"),
     ("nn(seed=3)", "has no parameter 'seed'"),
+    ("gram(name=1)", "has no parameter 'name'"),
     ("nn(samples=1)", "samples must be in [2, 8192]"),
     ("remd(moments=-1)", "moments must be in [0, 1000]"),
     ("remd(style_samples=1e5)", "style_samples must be in [2, 8192]"),

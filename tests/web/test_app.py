@@ -559,6 +559,33 @@ def test_a_data_folder_from_before_versioning_is_migrated(tmp_path: Path, droppe
     db.close()
 
 
+def test_a_preset_job_stored_by_the_earlier_form_keeps_its_settings(tmp_path: Path) -> None:
+    """The form used to show stylelab's defaults under a preset and store them; it now shows the preset's values,
+    and a stored field that differs from them counts as the user's. Opening an earlier data folder rewrites such
+    jobs, so that Replay runs what they ran (nn at weight 30, not the defaults), colour step still off."""
+    import json
+    import sqlite3
+
+    from stylelab.web.db import DB_NAME, Database
+    from stylelab.web.schema import form_schema, settings_to_config
+
+    old_form = {**{f["name"]: f["default"] for f in form_schema()}, "preset": "nnst"}
+    path = tmp_path / DB_NAME
+    Database(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("INSERT INTO jobs (kind, styles, settings, state) VALUES ('run', '[]', ?, 'done')",
+               (json.dumps(old_form),))
+    db.execute("PRAGMA user_version = 3")
+    db.close()
+    Database(path)
+    db = sqlite3.connect(path)
+    stored = json.loads(db.execute("SELECT settings FROM jobs").fetchone()[0])
+    db.close()
+    config = settings_to_config(stored)[0]
+    assert (config.style_loss, config.style_weight, config.color) == ("nn", 30.0, "none")
+    assert settings_to_config(old_form)[0].style_loss == "gram:0.5,sliced-wasserstein:0.5"  # what it would run
+
+
 def test_a_job_can_start_from_an_uploaded_image(client: TestClient) -> None:
     c, s = inputs(client)
     start = upload(client, png(samples.swirls(64, 48, seed=5)), "start.png")
@@ -729,4 +756,5 @@ def test_the_form_offers_presets_and_its_explicit_fields_override_them():
     # ... and a job's stored values (the form as it was) give the same settings again
     config, values = settings_to_config({"preset": "nnst", "size": "256"})
     assert values["color"] == "recolor" and settings_to_config(values)[0] == config
-    assert settings_to_config({"preset": "nnst"}, texture_size=64)[0].color == "none"  # a texture: no colour step
+    texture = settings_to_config({"preset": "nnst"}, texture_size=64)[0]
+    assert (texture.color, texture.init) == ("none", "noise")  # a texture: no colour step, starts from noise

@@ -72,7 +72,7 @@ def loss_factory(name: str) -> Callable[..., AnyStyleLoss]:
     return entry
 
 
-def style_loss(name: str, seed: int = 0, resample: bool = False, **params: Param) -> AnyStyleLoss:
+def style_loss(name: str, /, seed: int = 0, resample: bool = False, **params: Param) -> AnyStyleLoss:
     """Build the registry entry `name` with `params` bound; `seed`/`resample` go to losses that sample."""
     factory = loss_factory(name)
     signature = inspect.signature(factory).parameters

@@ -44,6 +44,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE jobs ADD COLUMN masks TEXT",),
     # 3: 1 when `init` is the image of the job it continues (edit and continue), not a chosen start image
     ("ALTER TABLE jobs ADD COLUMN continued INTEGER NOT NULL DEFAULT 0",),
+    # 4: the form now shows a preset's values, and a field counts as the user's when it differs from them; before, it
+    # showed stylelab's defaults, so a stored job with the nnst preset holds those where the preset's applied
+    ("UPDATE jobs SET settings = json_set(settings, '$.style_loss', 'nn') WHERE json_extract(settings, '$.preset') = "
+     "'nnst' AND json_extract(settings, '$.style_loss') = 'gram:0.5,sliced-wasserstein:0.5'",
+     "UPDATE jobs SET settings = json_set(settings, '$.style_weight', 30.0) WHERE json_extract(settings, '$.preset') "
+     "= 'nnst' AND json_extract(settings, '$.style_weight') = 10.0"),
 )
 _V1_JOBS = {"id", "kind", "content", "styles", "settings", "init", "parent", "priority", "state", "error", "steps",
             "losses", "result", "created", "started", "finished"}
