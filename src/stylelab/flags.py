@@ -145,19 +145,19 @@ def config_from_args(args: argparse.Namespace, texture_size: tuple[int, int] | N
             values[f.name] = raw if raw in INITS else source(raw)
         else:
             values[f.name] = raw
+    pinned: set[str] = set()  # what a texture fixes, which no preset changes
     if texture_size:
         values["size"] = max(texture_size)
+        values["color"] = "none"  # `texture` has no --color: there is no content whose colours a step would keep
         if values["init"] == "content":
             values["init"] = "noise"
+        pinned = {"size", "color", "init"}
     if values["scales"]:
         values["size"] = values["scales"][-1][0]
     preset = getattr(args, "preset", None)
     if preset:
-        values = apply_preset(preset, {k: v for k, v in values.items() if k in _explicit(args, values)})
-        if texture_size:
-            values["color"] = "none"  # a texture has no content whose colours a preset's colour step would keep
-            if values.get("init", Config.init) == "content":  # as for a texture without a preset (above)
-                values["init"] = "noise"
+        kept = _explicit(args, values) | pinned
+        values = apply_preset(preset, {k: v for k, v in values.items() if k in kept})
     return Config(**values)
 
 

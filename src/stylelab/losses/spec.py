@@ -77,7 +77,7 @@ def style_loss(name: str, /, seed: int = 0, resample: bool = False, **params: Pa
     factory = loss_factory(name)
     signature = inspect.signature(factory).parameters
     for key, value in params.items():
-        if key not in signature or key in RUN_CONTEXT:
+        if key not in signature:
             raise _no_parameter(name, key)
         default = signature[key].default  # its type is the parameter's type
         if not isinstance(default, (int, float)):

@@ -262,8 +262,7 @@ function applySettings(settings) {
   for (const f of state.fields) {
     if (HIDDEN_FIELDS.includes(f.name)) continue;
     const input = $("f-" + f.name);
-    const p = presetValues(settings.preset);
-    const v = f.name in settings ? settings[f.name] : (f.name in p ? p[f.name] : f.default);
+    const v = f.name in settings ? settings[f.name] : baseline(f, settings.preset);
     if (f.kind === "bool") input.checked = !!v;
     else input.value = v === null || v === undefined ? "" : String(v);
   }
